@@ -1,0 +1,23 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Errors Baton reports. Each message says what was being done and why it failed.
+public enum BatonError: Error, CustomStringConvertible, Equatable {
+    case invalidAddress(String, String)
+    case system(String, Int32)
+    case invalidEnvironment(String)
+    case spawnFailed(String, Int32)
+
+    public var description: String {
+        switch self {
+        case .invalidAddress(let text, let why): return "invalid listen address '\(text)': \(why)"
+        case .system(let what, let code): return "\(what): \(String(cString: strerror(code))) (errno \(code))"
+        case .invalidEnvironment(let why): return "invalid socket-activation environment: \(why)"
+        case .spawnFailed(let path, let code): return "cannot start \(path): \(String(cString: strerror(code)))"
+        }
+    }
+
+    /// The `errno` of the last failed call, wrapped with what was being done.
+    static func errno(_ what: String) -> BatonError { .system(what, Glibc.errno) }
+}

@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+import UnixSignals
+
+/// The master process: owns the listeners, starts each generation of workers on them, and keeps
+/// one pid for its whole life.
+///
+/// Run it as a `Service` in a `ServiceGroup` (SIGTERM/SIGINT as graceful-shutdown signals): it
+/// binds (or adopts from systemd) its listeners, starts generation 1, upgrades on SIGHUP or
+/// ``requestUpgrade(reason:)``, restarts a worker that dies by itself, and on graceful shutdown
+/// drains every generation and returns.
+public final class BatonMaster: Service, Sendable {
+    /// Something that happened, for the master's single event loop.
+    enum Event: Sendable {
+        case upgrade(reason: String, reply: (@Sendable (UpgradeOutcome) -> Void)?)
+        case notified(pid_t, NotifyMessage)
+        case exited(pid_t, ExitStatus)
+        case readyTimeout(generation: Int)
+        case drainTimeout(generation: Int)
+        case restart
+        case shutdown
+        indirect case timer(id: Int, Event)
+    }
+
+    let configuration: MasterConfiguration
+    let logger: Logger
+    private let events: AsyncStream<Event>
+    private let continuation: AsyncStream<Event>.Continuation
+    private let snapshot = NIOLockedValueBox<[Generation]>([])
+    private let boundListeners = NIOLockedValueBox<[Listener]>([])
+
+    public init(configuration: MasterConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        (self.events, self.continuation) = AsyncStream.makeStream(of: Event.self)
+    }
+
+    /// The generations alive now, oldest first.
+    public var generations: [Generation] { snapshot.withLockedValue { $0 } }
+
+    /// The listeners, once ``run()`` has bound them.
+    public var listeners: [Listener] { boundListeners.withLockedValue { $0 } }
+
+    /// Asks for an upgrade and waits for its outcome. Requests made while an upgrade runs are
+    /// coalesced into one follow-up upgrade, whose outcome they all receive.
+    public func requestUpgrade(reason: String) async -> UpgradeOutcome {
+        await withCheckedContinuation { (reply: CheckedContinuation<UpgradeOutcome, Never>) in
+            let result = continuation.yield(.upgrade(reason: reason, reply: { reply.resume(returning: $0) }))
+            if case .terminated = result { reply.resume(returning: .failed(reason: "the master is not running")) }
+        }
+    }
+
+    public func run() async throws {
+        let listeners = try openListeners()
+        boundListeners.withLockedValue { $0 = listeners }
+        let continuation = self.continuation
+        let notify = try NotifySocket { pid, message in continuation.yield(.notified(pid, message)) }
+        let spawner = Spawner()
+        let loop = MasterLoop(master: self, listeners: listeners, notifySocket: notify.path, spawner: spawner)
+        defer {
+            notify.close()
+            for listener in listeners { listener.close() }
+            boundListeners.withLockedValue { $0 = [] }
+        }
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                        continuation.yield(.upgrade(reason: "SIGHUP", reply: nil))
+                    }
+                }
+                defer { group.cancelAll() }
+                try await loop.run(events: events)
+            }
+        } onGracefulShutdown: {
+            continuation.yield(.shutdown)
+        }
+        await spawner.shutdown()
+    }
+
+    private func openListeners() throws -> [Listener] {
+        if let inherited = try SocketActivation.adoptListeners() {
+            logger.info("adopted \(inherited.count) listener(s) from socket activation: \(inherited.map(\.name).joined(separator: ", "))")
+            return inherited
+        }
+        var bound: [Listener] = []
+        do {
+            for address in configuration.listen {
+                let listener = try Listener.bind(address, backlog: configuration.backlog)
+                bound.append(listener)
+                let shown = (try? listener.localAddress()).map { "\($0)" } ?? address.description
+                logger.info("listening on \(address) (\(shown), fd \(listener.fd), backlog \(configuration.backlog))")
+            }
+        } catch {
+            for listener in bound { listener.close() }
+            throw error
+        }
+        return bound
+    }
+
+    func post(_ event: Event) { continuation.yield(event) }
+    func publish(_ generations: [Generation]) { snapshot.withLockedValue { $0 = generations } }
+}

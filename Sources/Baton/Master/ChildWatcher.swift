@@ -1,0 +1,46 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CBaton
+@preconcurrency import Dispatch
+
+/// How a child process ended.
+public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32)
+
+    /// Decodes a `waitpid` status (the W* macros are not importable into Swift).
+    init(waitStatus status: Int32) {
+        if status & 0x7f == 0 { self = .exited((status >> 8) & 0xff) } else { self = .signaled(status & 0x7f) }
+    }
+
+    public var description: String {
+        switch self {
+        case .exited(let code): return "exit status \(code)"
+        case .signaled(let signal): return "signal \(signal) (\(String(cString: strsignal(signal))))"
+        }
+    }
+}
+
+/// Reaps the master's children, each through its own pidfd: only the processes Baton started
+/// are waited for, so an embedding app's other children are left alone, and there is no SIGCHLD
+/// handler to coordinate with anyone.
+final class ChildWatcher: Sendable {
+    private let queue = DispatchQueue(label: "baton.children")
+
+    /// Calls `onExit` once `pid` has exited and has been reaped.
+    func watch(_ pid: pid_t, onExit: @escaping @Sendable (pid_t, ExitStatus) -> Void) throws {
+        let pidfd = baton_pidfd_open(pid)
+        guard pidfd >= 0 else { throw BatonError.errno("pidfd_open(\(pid))") }
+        let source = DispatchSource.makeReadSource(fileDescriptor: pidfd, queue: queue)
+        source.setEventHandler { [source] in
+            var status: Int32 = 0
+            let reaped = waitpid(pid, &status, WNOHANG)
+            guard reaped == pid || (reaped < 0 && errno == ECHILD) else { return }
+            source.cancel()
+            onExit(pid, reaped == pid ? ExitStatus(waitStatus: status) : .exited(-1))
+        }
+        source.setCancelHandler { close(pidfd) }
+        source.resume()
+    }
+}

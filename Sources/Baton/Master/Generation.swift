@@ -1,0 +1,62 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One running instance of the app, started by the master on the shared listeners.
+public struct Generation: Sendable, Equatable {
+    /// Where a generation is in its life.
+    public enum State: String, Sendable {
+        /// Spawned, not yet `READY=1`.
+        case starting
+        /// Ready and receiving new connections.
+        case serving
+        /// Sent SIGTERM: finishing its requests, then exiting.
+        case draining
+        /// Gave up on (not ready in time): killed, waiting to be reaped.
+        case abandoned
+    }
+
+    public let number: Int
+    public let pid: pid_t
+    public let version: String
+    public internal(set) var state: State
+    public let startedAt: ContinuousClock.Instant
+    public internal(set) var readyAt: ContinuousClock.Instant?
+    public internal(set) var drainStartedAt: ContinuousClock.Instant?
+    /// The last `STATUS=` the worker reported.
+    public internal(set) var status: String?
+
+    var label: String { "generation \(number) (pid \(pid), version \(version.isEmpty ? "-" : version))" }
+}
+
+/// The result of one upgrade, as reported to whoever asked for it.
+public enum UpgradeOutcome: Sendable, Equatable, CustomStringConvertible {
+    /// The new generation is serving; the previous ones are draining.
+    case succeeded(generation: Int, pid: pid_t, version: String, readyAfter: Duration, draining: [Int])
+    /// Nothing changed: the reason says why.
+    case failed(reason: String)
+
+    public var description: String {
+        switch self {
+        case .succeeded(let generation, let pid, let version, let readyAfter, let draining):
+            let old = draining.isEmpty ? "" : ", generation \(draining.map(String.init).joined(separator: ", ")) draining"
+            return "generation \(generation) (pid \(pid), version \(version)) ready in \(readyAfter.milliseconds) ms\(old)"
+        case .failed(let reason):
+            return "upgrade failed: \(reason)"
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, for logs.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+
+    /// "250 ms" or "30 s", for logs.
+    var shortDescription: String {
+        let ms = milliseconds
+        return ms % 1000 == 0 && ms >= 1000 ? "\(ms / 1000) s" : "\(ms) ms"
+    }
+}

@@ -1,0 +1,279 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+
+/// The master's state machine. Every event (trigger, readiness message, child exit, timer) is
+/// handled here, one at a time, by the one task that owns this object: no locks, and the order
+/// of events is the order they are handled in.
+final class MasterLoop {
+    typealias Reply = @Sendable (UpgradeOutcome) -> Void
+
+    private let master: BatonMaster
+    private let listeners: [Listener]
+    private let notifySocket: String
+    private let spawner: Spawner
+    private let watcher = ChildWatcher()
+    private var configuration: MasterConfiguration { master.configuration }
+    private var logger: Logger { master.logger }
+
+    private var generations: [Generation] = [] { didSet { master.publish(generations) } }
+    private var nextNumber = 1
+    /// The generation an upgrade is waiting for, and who waits for its outcome.
+    private var upgrade: (generation: Int, replies: [Reply])?
+    /// Triggers that came during an upgrade: they become one follow-up upgrade.
+    private var followUp: (reasons: [String], replies: [Reply])?
+    private var consecutiveFailures = 0
+    private var restartPending = false
+    private var shuttingDown = false
+    private var everServed = false
+    private var timers: [Int: Task<Void, Never>] = [:]
+    private var nextTimer = 0
+
+    init(master: BatonMaster, listeners: [Listener], notifySocket: String, spawner: Spawner) {
+        self.master = master
+        self.listeners = listeners
+        self.notifySocket = notifySocket
+        self.spawner = spawner
+    }
+
+    /// Starts generation 1 and handles events until shutdown has drained every generation.
+    /// Throws when the first generation cannot start: there is nothing to keep serving.
+    func run(events: AsyncStream<BatonMaster.Event>) async throws {
+        defer { for timer in timers.values { timer.cancel() } }
+        await startGeneration(reason: "start", replies: [])
+        if generations.isEmpty { throw MasterError.firstGenerationFailed }
+        for await event in events {
+            await handle(event)
+            if shuttingDown && generations.isEmpty { break }
+            if !everServed && generations.isEmpty && !restartPending {
+                throw MasterError.firstGenerationFailed
+            }
+        }
+        logger.info("master stopped: every generation has exited")
+    }
+
+    private func handle(_ event: BatonMaster.Event) async {
+        switch event {
+        case .timer(let id, let event):
+            timers[id] = nil
+            await handle(event)
+        case .upgrade(let reason, let reply):
+            await requestUpgrade(reason: reason, reply: reply)
+        case .notified(let pid, let message):
+            notified(pid: pid, message)
+        case .exited(let pid, let status):
+            await exited(pid: pid, status: status)
+        case .readyTimeout(let number):
+            readyTimedOut(number)
+        case .drainTimeout(let number):
+            drainTimedOut(number)
+        case .restart:
+            restartPending = false
+            if !shuttingDown && !generations.contains(where: { $0.state == .serving || $0.state == .starting }) {
+                await startGeneration(reason: "restart", replies: [])
+            }
+        case .shutdown:
+            shutdown()
+        }
+    }
+
+    // MARK: Upgrades
+
+    private func requestUpgrade(reason: String, reply: Reply?) async {
+        if shuttingDown {
+            reply?(.failed(reason: "the master is shutting down"))
+            return
+        }
+        if upgrade != nil {
+            var next = followUp ?? ([], [])
+            next.reasons.append(reason)
+            if let reply { next.replies.append(reply) }
+            followUp = next
+            logger.info("upgrade requested (\(reason)) while one is running: it will follow")
+            return
+        }
+        await startGeneration(reason: reason, replies: reply.map { [$0] } ?? [])
+    }
+
+    private func startGeneration(reason: String, replies: [Reply]) async {
+        let plan: LaunchPlan
+        do {
+            plan = try configuration.launch()
+        } catch {
+            finishUpgrade(.failed(reason: "\(error)"), replies: replies)
+            return
+        }
+        let number = nextNumber
+        nextNumber += 1
+        let environment = WorkerEnvironment.make(
+            inherited: ProcessEnvironment.current(), plan: plan, listeners: listeners,
+            generation: number, notifySocketPath: notifySocket, masterPID: getpid())
+        let pid: pid_t
+        do {
+            pid = try await spawner.spawn(plan, environment: environment, listeners: listeners)
+            try watcher.watch(pid) { [master] pid, status in master.post(.exited(pid, status)) }
+        } catch {
+            finishUpgrade(.failed(reason: "generation \(number): \(error)"), replies: replies)
+            return
+        }
+        let generation = Generation(number: number, pid: pid, version: plan.version, state: .starting, startedAt: .now)
+        generations.append(generation)
+        upgrade = (number, replies)
+        logger.info("\(generation.label) starting (\(reason)): \(plan.executable)")
+        after(configuration.readyTimeout) { .readyTimeout(generation: number) }
+    }
+
+    /// Ends the running upgrade attempt (if any), tells whoever asked, and starts the follow-up.
+    private func finishUpgrade(_ outcome: UpgradeOutcome, replies: [Reply]) {
+        switch outcome {
+        case .succeeded: logger.info("\(outcome)")
+        case .failed: logger.error("\(outcome)\(servingSummary)")
+        }
+        for reply in replies { reply(outcome) }
+        upgrade = nil
+        if case .failed = outcome, !generations.contains(where: { $0.state == .serving }) {
+            scheduleRestart()
+        }
+        if let next = followUp, !shuttingDown {
+            followUp = nil
+            let reasons = next.reasons.joined(separator: ", ")
+            let replies = next.replies
+            var combined: Reply?
+            if !replies.isEmpty {
+                combined = { @Sendable (outcome: UpgradeOutcome) in
+                    for reply in replies { reply(outcome) }
+                }
+            }
+            master.post(.upgrade(reason: "follow-up of \(reasons)", reply: combined))
+        }
+    }
+
+    private var servingSummary: String {
+        let serving = generations.filter { $0.state == .serving }
+        return serving.isEmpty ? "; no generation is serving" : "; \(serving.map(\.label).joined(separator: ", ")) keeps serving"
+    }
+
+    // MARK: Readiness
+
+    private func notified(pid: pid_t, _ message: NotifyMessage) {
+        guard let index = generations.firstIndex(where: { $0.pid == pid }) else {
+            logger.debug("ignoring notify message from pid \(pid), not a worker: \(message.text)")
+            return
+        }
+        if let status = message.status {
+            generations[index].status = status
+            logger.debug("\(generations[index].label) status: \(status)")
+        }
+        guard message.isReady, generations[index].state == .starting else { return }
+        let now = ContinuousClock.Instant.now
+        generations[index].state = .serving
+        generations[index].readyAt = now
+        everServed = true
+        consecutiveFailures = 0
+        let ready = generations[index]
+        var draining: [Int] = []
+        for other in generations.indices where other != index && generations[other].state == .serving {
+            beginDrain(other)
+            draining.append(generations[other].number)
+        }
+        let replies = upgrade?.generation == ready.number ? upgrade!.replies : []
+        finishUpgrade(.succeeded(generation: ready.number, pid: ready.pid, version: ready.version,
+                                 readyAfter: ready.startedAt.duration(to: now), draining: draining), replies: replies)
+    }
+
+    private func readyTimedOut(_ number: Int) {
+        guard let index = generations.firstIndex(where: { $0.number == number && $0.state == .starting }) else { return }
+        let generation = generations[index]
+        kill(generation.pid, SIGKILL)
+        generations[index].state = .abandoned
+        finishUpgrade(.failed(reason: "\(generation.label) was not ready within \(configuration.readyTimeout.shortDescription); killed it"),
+                      replies: upgrade?.generation == number ? upgrade!.replies : [])
+    }
+
+    // MARK: Draining and exits
+
+    private func beginDrain(_ index: Int) {
+        generations[index].state = .draining
+        generations[index].drainStartedAt = .now
+        kill(generations[index].pid, SIGTERM)
+        let number = generations[index].number
+        logger.info("\(generations[index].label) draining (SIGTERM)")
+        after(configuration.drainTimeout) { .drainTimeout(generation: number) }
+    }
+
+    private func drainTimedOut(_ number: Int) {
+        guard let generation = generations.first(where: { $0.number == number && $0.state == .draining }) else { return }
+        logger.warning("\(generation.label) did not drain within \(configuration.drainTimeout.shortDescription); sending SIGKILL")
+        kill(generation.pid, SIGKILL)
+    }
+
+    private func exited(pid: pid_t, status: ExitStatus) async {
+        guard let index = generations.firstIndex(where: { $0.pid == pid }) else { return }
+        let generation = generations.remove(at: index)
+        switch generation.state {
+        case .starting:
+            finishUpgrade(.failed(reason: "\(generation.label) exited at start with \(status)"),
+                          replies: upgrade?.generation == generation.number ? upgrade!.replies : [])
+        case .abandoned:
+            logger.debug("\(generation.label) reaped after being killed (\(status))")
+        case .draining:
+            let took = generation.drainStartedAt.map { $0.duration(to: .now).shortDescription } ?? "?"
+            logger.info("\(generation.label) drained in \(took) (\(status))")
+        case .serving:
+            logger.error("\(generation.label) exited unexpectedly with \(status)")
+            if !generations.contains(where: { $0.state == .serving || $0.state == .starting }) {
+                scheduleRestart()
+            }
+        }
+    }
+
+    private func scheduleRestart() {
+        guard !shuttingDown, !restartPending, everServed else { return }
+        let backoff = configuration.restartBackoff
+        var delay = backoff.first
+        for _ in 0..<min(consecutiveFailures, 20) where delay < backoff.max { delay *= 2 }
+        delay = min(delay, backoff.max)
+        consecutiveFailures += 1
+        restartPending = true
+        logger.warning("no generation is serving: starting a new one in \(delay.shortDescription) (clients queue on the listener meanwhile)")
+        after(delay) { .restart }
+    }
+
+    // MARK: Shutdown
+
+    private func shutdown() {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        logger.info("shutting down: draining \(generations.count) generation(s)")
+        if let upgrade { for reply in upgrade.replies { reply(.failed(reason: "the master is shutting down")) } }
+        if let followUp { for reply in followUp.replies { reply(.failed(reason: "the master is shutting down")) } }
+        upgrade = nil
+        followUp = nil
+        for index in generations.indices where generations[index].state != .draining && generations[index].state != .abandoned {
+            beginDrain(index)
+        }
+    }
+
+    /// Posts `event` after `delay`, unless the loop has ended by then.
+    private func after(_ delay: Duration, _ event: @escaping @Sendable () -> BatonMaster.Event) {
+        let id = nextTimer
+        nextTimer += 1
+        let master = self.master
+        timers[id] = Task {
+            guard (try? await Task.sleep(for: delay)) != nil else { return }
+            master.post(.timer(id: id, event()))
+        }
+    }
+}
+
+/// Why a master stopped.
+public enum MasterError: Error, CustomStringConvertible {
+    case firstGenerationFailed
+
+    public var description: String {
+        switch self {
+        case .firstGenerationFailed: return "the first generation did not start; see the log above"
+        }
+    }
+}

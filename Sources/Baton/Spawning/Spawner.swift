@@ -1,0 +1,70 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CBaton
+import NIOPosix
+
+/// Starts worker processes with `posix_spawn` (no fork of the Swift runtime).
+///
+/// The child gets the listeners at fd 3, 4, …, no other descriptor, an empty signal mask and
+/// default signal dispositions. `LISTEN_PID` must equal the worker's own pid, which posix_spawn
+/// cannot know before exec, so the child is `/bin/sh`, which sets it from `$$` and execs the
+/// worker in the same process.
+///
+/// Every spawn runs on one dedicated thread that lives as long as the spawner: a worker's
+/// parent-death signal (`PR_SET_PDEATHSIG`) fires when the *thread* that spawned it exits, so
+/// spawning from a pooled thread that later retires would kill a healthy worker.
+final class Spawner: Sendable {
+    static let shell = "/bin/sh"
+    static let shim = "LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\""
+
+    private let thread: NIOThreadPool
+
+    init() {
+        self.thread = NIOThreadPool(numberOfThreads: 1)
+        self.thread.start()
+    }
+
+    func shutdown() async {
+        try? await thread.shutdownGracefully()
+    }
+
+    /// Checks that `path` is a regular, executable file, so a missing or non-executable binary is
+    /// reported as such instead of as an exit status of the shell.
+    static func checkExecutable(_ path: String) throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw BatonError.spawnFailed(path, errno) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw BatonError.spawnFailed(path, EISDIR) }
+        guard access(path, X_OK) == 0 else { throw BatonError.spawnFailed(path, errno) }
+    }
+
+    /// Spawns `plan.executable` with `environment` and `listeners`; returns the child's pid.
+    func spawn(_ plan: LaunchPlan, environment: [String: String], listeners: [Listener]) async throws -> pid_t {
+        try Self.checkExecutable(plan.executable)
+        let argv = [Self.shell, "-c", Self.shim, plan.executable] + plan.arguments
+        let envp = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let fds = listeners.map(\.fd)
+        return try await thread.runIfActive {
+            try Self.spawnNow(path: Self.shell, argv: argv, envp: envp, fds: fds)
+        }
+    }
+
+    /// The synchronous spawn; `path` is exec'd directly (no shim). Exposed for tests.
+    static func spawnNow(path: String, argv: [String], envp: [String], fds: [Int32]) throws -> pid_t {
+        var pid: pid_t = 0
+        let rc = withCStringArray(argv) { cArgv in
+            withCStringArray(envp) { cEnvp in
+                baton_spawn(path, cArgv, cEnvp, fds, Int32(fds.count), &pid)
+            }
+        }
+        guard rc == 0 else { throw BatonError.spawnFailed(path, rc) }
+        return pid
+    }
+}
+
+/// Calls `body` with a NULL-terminated `char *[]` holding copies of `strings`.
+func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    let pointers = strings.map { strdup($0) } + [nil]
+    defer { for pointer in pointers { free(pointer) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

@@ -1,0 +1,38 @@
+/// The environment variables of the master–worker protocol.
+public enum WorkerEnvironment {
+    public static let generation = "BATON_GENERATION"
+    public static let version = "BATON_VERSION"
+    public static let masterPID = "BATON_MASTER_PID"
+    public static let notifySocket = "NOTIFY_SOCKET"
+    public static let listenFDs = "LISTEN_FDS"
+    public static let listenFDNames = "LISTEN_FDNAMES"
+    public static let listenPID = "LISTEN_PID"
+
+    /// Variables never passed on from the master's own environment: they describe the master's
+    /// own activation (systemd's sockets, notify socket, watchdog) or an earlier Baton hand-over.
+    static func isInheritable(_ name: String) -> Bool {
+        !name.hasPrefix("BATON_") && !name.hasPrefix("LISTEN_")
+            && !["NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC"].contains(name)
+    }
+
+    /// The environment of a new worker: the master's inheritable variables, the protocol
+    /// variables (all but `LISTEN_PID`, which only the child can know), then `plan.environment`.
+    static func make(
+        inherited: [String: String],
+        plan: LaunchPlan,
+        listeners: [Listener],
+        generation: Int,
+        notifySocketPath: String,
+        masterPID: Int32
+    ) -> [String: String] {
+        var result = inherited.filter { isInheritable($0.key) }
+        result[listenFDs] = String(listeners.count)
+        result[listenFDNames] = listeners.map(\.name).joined(separator: ":")
+        result[notifySocket] = notifySocketPath
+        result[self.generation] = String(generation)
+        result[version] = plan.version
+        result[self.masterPID] = String(masterPID)
+        for (name, value) in plan.environment { result[name] = value }
+        return result
+    }
+}

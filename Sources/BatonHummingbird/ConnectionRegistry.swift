@@ -1,0 +1,70 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Every connection a worker accepted and has not closed yet, so a drain can reach each of them
+/// and know when the last one is gone.
+///
+/// A connection is counted the moment it is accepted, before its pipeline exists; the drain
+/// event is sent both to the connections known when draining starts and to any whose pipeline is
+/// set up afterwards, so none can slip through and keep a keep-alive connection open.
+final class ConnectionRegistry: Sendable {
+    private struct State {
+        var open: [ObjectIdentifier: any Channel] = [:]
+        var draining = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    var openCount: Int { state.withLockedValue { $0.open.count } }
+
+    /// Called by the ``AcceptGate`` for each accepted connection.
+    func accepted(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        state.withLockedValue { $0.open[id] = channel }
+        channel.closeFuture.whenComplete { _ in
+            let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+                state.open[id] = nil
+                guard state.open.isEmpty else { return [] }
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+    }
+
+    /// Called once a connection's pipeline is ready: late connections learn of a drain here.
+    func pipelineReady(_ channel: any Channel) {
+        if state.withLockedValue({ $0.draining }) { Self.sendDrain(to: channel) }
+    }
+
+    /// Starts draining every open connection.
+    func startDraining() {
+        let channels = state.withLockedValue { state -> [any Channel] in
+            state.draining = true
+            return Array(state.open.values)
+        }
+        for channel in channels { Self.sendDrain(to: channel) }
+    }
+
+    /// Returns once no connection is open.
+    func waitUntilAllClosed() async {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let done = state.withLockedValue { state -> Bool in
+                if state.open.isEmpty { return true }
+                state.waiters.append(waiter)
+                return false
+            }
+            if done { waiter.resume() }
+        }
+    }
+
+    /// Closes every connection still open (the drain deadline has passed).
+    func closeAll() {
+        for channel in state.withLockedValue({ Array($0.open.values) }) { channel.close(promise: nil) }
+    }
+
+    private static func sendDrain(to channel: any Channel) {
+        channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+    }
+}

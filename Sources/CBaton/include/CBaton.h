@@ -1,0 +1,37 @@
+// CBaton: the few libc calls Swift's Glibc module cannot reach (they need _GNU_SOURCE, are
+// variadic, or need the CMSG_* macros). Each function is small and documented at its definition.
+#ifndef CBATON_H
+#define CBATON_H
+
+#include <sys/types.h>
+#include <stddef.h>
+
+/// Spawns `path` with `argv`/`envp` via posix_spawn. The `nfds` descriptors in `fds` are placed
+/// at 3, 4, … (close-on-exec cleared); every other descriptor from 3 up is closed in the child;
+/// the signal mask is emptied and every signal's disposition reset to default.
+/// Returns 0 and stores the pid, or an errno value.
+int baton_spawn(const char *path, char *const argv[], char *const envp[],
+                const int *fds, int nfds, pid_t *pid);
+
+/// Opens a non-blocking, close-on-exec datagram socket bound to the unix address `path`
+/// ('@' prefix: abstract namespace), with SO_PASSCRED so that each datagram received carries
+/// its sender's credentials. Returns the fd or -1 with errno set.
+int baton_notify_socket_open(const char *path);
+
+/// Receives one datagram without blocking (MSG_DONTWAIT) into `buf` (at most `len` bytes) and
+/// stores the sender's pid from SCM_CREDENTIALS (0 when absent). Returns the byte count, or -1
+/// with errno set.
+ssize_t baton_recv_with_pid(int fd, char *buf, size_t len, pid_t *sender);
+
+/// Sends `msg` as one datagram to the unix socket named `path` ('@' prefix: abstract
+/// namespace), as sd_notify(3) does. Returns 0 or -1 with errno set.
+int baton_notify_send(const char *path, const char *msg, size_t len);
+
+/// prctl(PR_SET_PDEATHSIG, sig): this process gets `sig` when the thread that spawned it exits.
+int baton_set_parent_death_signal(int sig);
+
+/// pidfd_open(2): a descriptor (close-on-exec) that becomes readable when `pid` exits.
+/// Returns the fd or -1 with errno set.
+int baton_pidfd_open(pid_t pid);
+
+#endif

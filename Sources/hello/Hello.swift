@@ -1,0 +1,84 @@
+import ArgumentParser
+import Baton
+import BatonHummingbird
+import Foundation
+import Hummingbird
+import Logging
+
+/// The seed's demo server: `GET /hello` answers which version and which worker process served.
+/// Started by hand it is the Baton master and runs itself as the worker; SIGHUP upgrades it to
+/// the `hello` binary now on disk.
+@main
+struct Hello: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Baton's demo server: zero-downtime upgrades on SIGHUP.",
+        discussion: """
+            GET /hello answers {"message": …, "ver": …, "pid": …}. Send SIGHUP to the master to start \
+            the hello binary now on disk as a new generation; the old one drains and exits.
+            """)
+
+    @Option(help: "watch.conf to read HttpPort and Ver from (default: ./hello.watch.conf when present).")
+    var config: String?
+
+    @Option(help: "Port to listen on (overrides HttpPort; default 8080).")
+    var port: Int?
+
+    @Option(help: "Seconds a new generation may take to become ready.")
+    var readyTimeout: Double = 30
+
+    @Option(help: "Seconds an old generation may take to drain before SIGKILL.")
+    var drainTimeout: Double = 30
+
+    func run() async throws {
+        let role = ProcessInfo.processInfo.environment[WorkerEnvironment.generation] == nil ? "master" : "worker"
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+            return handler
+        }
+        var logger = Logger(label: "hello")
+        logger[metadataKey: "role"] = "\(role)"
+        logger[metadataKey: "pid"] = "\(getpid())"
+
+        try await Baton.run(logger: logger, master: makeMasterConfiguration) { worker in
+            try await serve(worker, logger: logger)
+        }
+    }
+
+    private var configPath: String? {
+        if let config { return config }
+        return FileManager.default.fileExists(atPath: "hello.watch.conf") ? "hello.watch.conf" : nil
+    }
+
+    private func makeMasterConfiguration() throws -> MasterConfiguration {
+        let watch = try configPath.map(WatchConfig.load(path:))
+        let listenPort = port ?? watch?.httpPort ?? 8080
+        let executable = try Baton.currentExecutablePath()
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let configPath = self.configPath
+        var configuration = MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: listenPort)]) {
+            // Ver is read again at each upgrade: bumping it in watch.conf is part of a deploy.
+            let version = try configPath.map { try WatchConfig.load(path: $0).version } ?? "1"
+            return LaunchPlan(executable: executable, arguments: arguments, version: version)
+        }
+        configuration.readyTimeout = .milliseconds(Int64(readyTimeout * 1000))
+        configuration.drainTimeout = .milliseconds(Int64(drainTimeout * 1000))
+        return configuration
+    }
+
+    private func serve(_ worker: BatonWorker, logger: Logger) async throws {
+        let router = Router()
+        router.get("hello") { _, _ in
+            HelloAnswer(message: "Hello from Baton", ver: worker.version, pid: Int(getpid()))
+        }
+        var server = BatonServerConfiguration()
+        server.drainDeadline = .milliseconds(Int64(max(drainTimeout - 1, drainTimeout * 0.9) * 1000))
+        try await BatonApplication(router: router, worker: worker, configuration: server, logger: logger).runService()
+    }
+}
+
+struct HelloAnswer: ResponseEncodable {
+    let message: String
+    let ver: String
+    let pid: Int
+}
