@@ -50,6 +50,14 @@ let package = Package(
             ]
         ),
         .testTarget(name: "BatonTests", dependencies: ["Baton", "CBaton"]),
+        .testTarget(
+            name: "BatonHummingbirdTests",
+            dependencies: [
+                "BatonHummingbird",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         // Process-level tests: they start the real `hello` binary, load it and upgrade it.
         .testTarget(name: "BatonIntegrationTests", dependencies: ["hello"]),
     ]
