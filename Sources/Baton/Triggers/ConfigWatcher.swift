@@ -1,0 +1,93 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+@preconcurrency import Dispatch
+import NIOConcurrencyHelpers
+
+/// Watches one file for every way a deploy changes it, with inotify on its *folder* (editors and
+/// uploaders replace files by rename, which a watch on the file itself would lose): an in-place
+/// write, a write to a temporary name renamed over it (vim, rsync, scp), delete and re-create,
+/// `touch`.
+///
+/// Bursts coalesce: each event restarts a quiet period, and `onChange` runs once the file has
+/// been left alone for that long — one edit, one call, however many events it made. Nothing
+/// polls: an idle watcher sleeps in the kernel.
+public final class ConfigWatcher: Sendable {
+    /// The file watched.
+    public let path: String
+    private let fd: Int32
+    private let queue = DispatchQueue(label: "baton.config-watcher")
+    private let source: any DispatchSourceRead
+    private let state = NIOLockedValueBox<(generation: Int, quietPeriod: Duration)>((0, .zero))
+
+    /// Starts watching `path`. `quietPeriod` is read again at each event (watch.conf's
+    /// `DelaySecond` may change with the file); `onChange` runs on a private queue.
+    public init(path: String, quietPeriod: @escaping @Sendable () -> Duration, onChange: @escaping @Sendable () -> Void) throws {
+        self.path = path
+        let (folder, name) = Self.split(path)
+        let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        guard fd >= 0 else { throw BatonError.errno("inotify_init1") }
+        let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB)
+        guard inotify_add_watch(fd, folder, mask) >= 0 else {
+            let error = BatonError.errno("inotify_add_watch on \(folder)")
+            close(fd)
+            throw error
+        }
+        self.fd = fd
+        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        self.source = source
+        let state = self.state
+        let queue = self.queue
+        source.setEventHandler {
+            guard Self.readEvents(fd).contains(name) else { return }
+            let delay = quietPeriod()
+            let generation = state.withLockedValue { current -> Int in
+                current.generation += 1
+                return current.generation
+            }
+            queue.asyncAfter(deadline: .now() + .nanoseconds(Int(delay.nanoseconds))) {
+                // Only the last event of a burst fires.
+                if state.withLockedValue({ $0.generation }) == generation { onChange() }
+            }
+        }
+        source.setCancelHandler { _ = Glibc.close(fd) }
+        source.resume()
+    }
+
+    /// Stops watching.
+    public func stop() {
+        state.withLockedValue { $0.generation += 1 }
+        source.cancel()
+    }
+
+    static func split(_ path: String) -> (folder: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let folder = String(path[..<slash])
+        return (folder.isEmpty ? "/" : folder, String(path[path.index(after: slash)...]))
+    }
+
+    /// Reads every pending event; returns the names they concern.
+    private static func readEvents(_ fd: Int32) -> Set<String> {
+        var names: Set<String> = []
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard count > 0 else { return names }
+            var offset = 0
+            // struct inotify_event { int wd; uint32_t mask, cookie, len; char name[len]; }
+            while offset + 16 <= count {
+                let length = buffer.withUnsafeBytes { Int($0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self)) }
+                let nameBytes = buffer[(offset + 16)..<min(offset + 16 + length, count)].prefix { $0 != 0 }
+                if !nameBytes.isEmpty { names.insert(String(decoding: nameBytes, as: UTF8.self)) }
+                offset += 16 + length
+            }
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
