@@ -29,6 +29,12 @@ struct Hello: AsyncParsableCommand {
     @Option(help: "Seconds an old generation may take to drain before SIGKILL.")
     var drainTimeout: Double = 30
 
+    @Option(help: "Seconds after taking over within which a crash rolls back to the previous release.")
+    var probation: Double = 10
+
+    @Flag(help: "Accept a binary or watch.conf writable by group/others or owned by another user (not recommended).")
+    var allowInsecurePermissions = false
+
     func run() async throws {
         let role = ProcessInfo.processInfo.environment[WorkerEnvironment.generation] == nil ? "master" : "worker"
         LoggingSystem.bootstrap { label in
@@ -50,17 +56,22 @@ struct Hello: AsyncParsableCommand {
         return FileManager.default.fileExists(atPath: "hello.watch.conf") ? "hello.watch.conf" : nil
     }
 
+    /// With a watch.conf: the seed workflow (BinName staged and started, upgrades when the file
+    /// changes or on SIGHUP). Without: this executable, upgraded on SIGHUP from the same path.
     private func makeMasterConfiguration() throws -> MasterConfiguration {
-        let watch = try configPath.map(WatchConfig.load(path:))
-        let listenPort = port ?? watch?.httpPort ?? 8080
-        let executable = try Baton.currentExecutablePath()
         let arguments = Array(CommandLine.arguments.dropFirst())
-        let configPath = self.configPath
-        var configuration = MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: listenPort)]) {
-            // Ver is read again at each upgrade: bumping it in watch.conf is part of a deploy.
-            let version = try configPath.map { try WatchConfig.load(path: $0).version } ?? "1"
-            return LaunchPlan(executable: executable, arguments: arguments, version: version)
+        var configuration: MasterConfiguration
+        if let configPath {
+            configuration = try WatchConfigDeployment(
+                configPath: configPath, arguments: arguments, portOverride: port,
+                allowInsecurePermissions: allowInsecurePermissions).masterConfiguration()
+        } else {
+            let executable = try Baton.currentExecutablePath()
+            configuration = MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: port ?? 8080)]) {
+                LaunchPlan(executable: executable, arguments: arguments, version: "1")
+            }
         }
+        configuration.probation = .milliseconds(Int64(probation * 1000))
         configuration.readyTimeout = .milliseconds(Int64(readyTimeout * 1000))
         configuration.drainTimeout = .milliseconds(Int64(drainTimeout * 1000))
         return configuration

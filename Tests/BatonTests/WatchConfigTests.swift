@@ -42,6 +42,13 @@ final class WatchConfigTests: XCTestCase {
         assertError(#"{"HttpPort":"8080","Ver":"2","DelaySecond":99999,"BinName":"app"}"#, key: "DelaySecond", contains: "from 0 to 3600")
         assertError(#"{"HttpPort":"8080","Ver":"2","DelaySecond":"5","BinName":"app"}"#, key: "DelaySecond", contains: "number of seconds")
         assertError(#"{"HttpPort":"8080","Ver":"2","DelaySecond":5,"BinName":""}"#, key: "BinName", contains: "non-empty")
+        assertError(#"{"HttpPort":"8080","Ver":"2","DelaySecond":5,"BinName":"app","Sha256":"abc"}"#, key: "Sha256", contains: "64 hex digits")
+    }
+
+    func testOptionalSha256() throws {
+        let sha = String(repeating: "Ab", count: 32)
+        let config = try parse(#"{"HttpPort":"8080","Ver":"2","DelaySecond":5,"BinName":"app","Sha256":"\#(sha)"}"#)
+        XCTAssertEqual(config.sha256, sha.lowercased())
     }
 
     func testAMissingFileSaysSo() {

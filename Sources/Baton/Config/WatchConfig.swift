@@ -14,14 +14,18 @@ public struct WatchConfig: Sendable, Equatable {
     public var delaySeconds: Double
     /// The binary, relative to the config file's folder.
     public var binName: String
+    /// Optional `Sha256`: the binary's expected SHA-256 (hex); a mismatch refuses the upgrade.
+    public var sha256: String?
 
-    public static let knownKeys: Set<String> = ["HttpPort", "Ver", "DelaySecond", "BinName"]
+    public static let requiredKeys: Set<String> = ["HttpPort", "Ver", "DelaySecond", "BinName"]
+    public static let knownKeys: Set<String> = requiredKeys.union(["Sha256"])
 
-    public init(httpPort: Int, version: String, delaySeconds: Double, binName: String) {
+    public init(httpPort: Int, version: String, delaySeconds: Double, binName: String, sha256: String? = nil) {
         self.httpPort = httpPort
         self.version = version
         self.delaySeconds = delaySeconds
         self.binName = binName
+        self.sha256 = sha256
     }
 
     /// Reads and validates the file at `path`.
@@ -52,7 +56,7 @@ public struct WatchConfig: Sendable, Equatable {
         if let unknown = object.keys.filter({ !knownKeys.contains($0) }).sorted().first {
             throw fail(unknown, "is not a known key (expected one of \(knownKeys.sorted().joined(separator: ", ")))")
         }
-        for key in knownKeys.sorted() where object[key] == nil { throw fail(key, "is missing") }
+        for key in requiredKeys.sorted() where object[key] == nil { throw fail(key, "is missing") }
 
         let port: Int
         switch object["HttpPort"] {
@@ -73,7 +77,14 @@ public struct WatchConfig: Sendable, Equatable {
         guard let binName = object["BinName"] as? String, !binName.isEmpty else {
             throw fail("BinName", "must be a non-empty file name")
         }
-        return WatchConfig(httpPort: port, version: version, delaySeconds: delayNumber.doubleValue, binName: binName)
+        var sha256: String?
+        if let value = object["Sha256"] {
+            guard let text = value as? String, text.count == 64, text.allSatisfy(\.isHexDigit) else {
+                throw fail("Sha256", "must be the binary's SHA-256 as 64 hex digits (sha256sum prints it)")
+            }
+            sha256 = text.lowercased()
+        }
+        return WatchConfig(httpPort: port, version: version, delaySeconds: delayNumber.doubleValue, binName: binName, sha256: sha256)
     }
 
     private static func isBool(_ number: NSNumber) -> Bool {

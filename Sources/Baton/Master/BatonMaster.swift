@@ -56,14 +56,35 @@ public final class BatonMaster: Service, Sendable {
 
     public func run() async throws {
         let listeners = try openListeners()
-        boundListeners.withLockedValue { $0 = listeners }
+        boundListeners.withLockedValue { $0 = listeners.map(\.listener) }
         let continuation = self.continuation
-        let notify = try NotifySocket { pid, message in continuation.yield(.notified(pid, message)) }
-        let spawner = Spawner()
-        let loop = MasterLoop(master: self, listeners: listeners, notifySocket: notify.path, spawner: spawner)
-        defer {
+        let notify: NotifySocket
+        do {
+            notify = try NotifySocket { pid, message in continuation.yield(.notified(pid, message)) }
+        } catch {
+            for entry in listeners { entry.listener.close() }
+            throw error
+        }
+        let watcher: ConfigWatcher?
+        do {
+            watcher = try configuration.watchFile.map { path in
+                try ConfigWatcher(path: path, quietPeriod: configuration.watchQuietPeriod) {
+                    continuation.yield(.upgrade(reason: "\(path) changed", reply: nil))
+                }
+            }
+        } catch {
             notify.close()
-            for listener in listeners { listener.close() }
+            for entry in listeners { entry.listener.close() }
+            throw error
+        }
+        if let watcher { logger.info("watching \(watcher.path) for deploys") }
+        let spawner = Spawner()
+        // From here on the loop owns the listeners and closes them when it ends.
+        let loop = MasterLoop(master: self, listeners: ListenerSet(initial: listeners, backlog: configuration.backlog),
+                              notifySocket: notify.path, spawner: spawner)
+        defer {
+            watcher?.stop()
+            notify.close()
             boundListeners.withLockedValue { $0 = [] }
         }
         try await withGracefulShutdownHandler {
@@ -82,24 +103,29 @@ public final class BatonMaster: Service, Sendable {
         await spawner.shutdown()
     }
 
-    private func openListeners() throws -> [Listener] {
+    private func openListeners() throws -> [(address: ListenAddress?, listener: Listener)] {
         if let inherited = try SocketActivation.adoptListeners() {
             logger.info("adopted \(inherited.count) listener(s) from socket activation: \(inherited.map(\.name).joined(separator: ", "))")
-            return inherited
+            return inherited.map { (nil, $0) }
         }
-        var bound: [Listener] = []
+        var bound: [(address: ListenAddress?, listener: Listener)] = []
         do {
             for address in configuration.listen {
                 let listener = try Listener.bind(address, backlog: configuration.backlog)
-                bound.append(listener)
+                bound.append((address, listener))
                 let shown = (try? listener.localAddress()).map { "\($0)" } ?? address.description
                 logger.info("listening on \(address) (\(shown), fd \(listener.fd), backlog \(configuration.backlog))")
             }
         } catch {
-            for listener in bound { listener.close() }
+            for entry in bound { entry.listener.close() }
             throw error
         }
         return bound
+    }
+
+    /// Asks for an upgrade without waiting for it (as SIGHUP does).
+    public func triggerUpgrade(reason: String) {
+        continuation.yield(.upgrade(reason: reason, reply: nil))
     }
 
     func post(_ event: Event) { continuation.yield(event) }

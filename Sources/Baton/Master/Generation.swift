@@ -25,6 +25,10 @@ public struct Generation: Sendable, Equatable {
     public internal(set) var drainStartedAt: ContinuousClock.Instant?
     /// The last `STATUS=` the worker reported.
     public internal(set) var status: String?
+    /// What was started.
+    public let plan: LaunchPlan
+    /// The listeners it was given.
+    public let listeners: [Listener]
 
     var label: String { "generation \(number) (pid \(pid), version \(version.isEmpty ? "-" : version))" }
 }

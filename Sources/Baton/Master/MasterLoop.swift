@@ -9,8 +9,16 @@ import Logging
 final class MasterLoop {
     typealias Reply = @Sendable (UpgradeOutcome) -> Void
 
+    /// Why a generation is started: the plan comes from `launch()` only for upgrades; restarts
+    /// and rollbacks start a release that already ran.
+    private enum Start {
+        case upgrade(reason: String)
+        case restart(LaunchPlan)
+        case rollback(LaunchPlan)
+    }
+
     private let master: BatonMaster
-    private let listeners: [Listener]
+    private var listeners: ListenerSet
     private let notifySocket: String
     private let spawner: Spawner
     private let watcher = ChildWatcher()
@@ -23,14 +31,17 @@ final class MasterLoop {
     private var upgrade: (generation: Int, replies: [Reply])?
     /// Triggers that came during an upgrade: they become one follow-up upgrade.
     private var followUp: (reasons: [String], replies: [Reply])?
+    /// The release the serving generation replaced: what a rollback starts.
+    private var previousPlan: LaunchPlan?
+    /// The release of the generation serving now (or last).
+    private var currentPlan: LaunchPlan?
     private var consecutiveFailures = 0
     private var restartPending = false
     private var shuttingDown = false
-    private var everServed = false
     private var timers: [Int: Task<Void, Never>] = [:]
     private var nextTimer = 0
 
-    init(master: BatonMaster, listeners: [Listener], notifySocket: String, spawner: Spawner) {
+    init(master: BatonMaster, listeners: ListenerSet, notifySocket: String, spawner: Spawner) {
         self.master = master
         self.listeners = listeners
         self.notifySocket = notifySocket
@@ -40,16 +51,20 @@ final class MasterLoop {
     /// Starts generation 1 and handles events until shutdown has drained every generation.
     /// Throws when the first generation cannot start: there is nothing to keep serving.
     func run(events: AsyncStream<BatonMaster.Event>) async throws {
-        defer { for timer in timers.values { timer.cancel() } }
-        await startGeneration(reason: "start", replies: [])
-        if generations.isEmpty { throw MasterError.firstGenerationFailed }
-        for await event in events {
-            await handle(event)
-            if shuttingDown && generations.isEmpty { break }
-            if !everServed && generations.isEmpty && !restartPending {
-                throw MasterError.firstGenerationFailed
+        defer {
+            for timer in timers.values { timer.cancel() }
+            listeners.closeAll()
+        }
+        // Generation 1 never became ready and nothing is left: there is no release to fall back on.
+        var firstGenerationFailed: Bool { currentPlan == nil && generations.isEmpty }
+        await start(.upgrade(reason: "start"), replies: [])
+        if !firstGenerationFailed {
+            for await event in events {
+                await handle(event)
+                if (shuttingDown && generations.isEmpty) || firstGenerationFailed { break }
             }
         }
+        if firstGenerationFailed && !shuttingDown { throw MasterError.firstGenerationFailed }
         logger.info("master stopped: every generation has exited")
     }
 
@@ -70,15 +85,15 @@ final class MasterLoop {
             drainTimedOut(number)
         case .restart:
             restartPending = false
-            if !shuttingDown && !generations.contains(where: { $0.state == .serving || $0.state == .starting }) {
-                await startGeneration(reason: "restart", replies: [])
+            if !shuttingDown, upgrade == nil, !generations.contains(where: { $0.state == .serving }), let plan = currentPlan {
+                await start(.restart(plan), replies: [])
             }
         case .shutdown:
             shutdown()
         }
     }
 
-    // MARK: Upgrades
+    // MARK: Starting generations
 
     private func requestUpgrade(reason: String, reply: Reply?) async {
         if shuttingDown {
@@ -93,31 +108,45 @@ final class MasterLoop {
             logger.info("upgrade requested (\(reason)) while one is running: it will follow")
             return
         }
-        await startGeneration(reason: reason, replies: reply.map { [$0] } ?? [])
+        await start(.upgrade(reason: reason), replies: reply.map { [$0] } ?? [])
     }
 
-    private func startGeneration(reason: String, replies: [Reply]) async {
+    private func start(_ start: Start, replies: [Reply]) async {
         let plan: LaunchPlan
-        do {
-            plan = try configuration.launch()
-        } catch {
-            finishUpgrade(.failed(reason: "\(error)"), replies: replies)
-            return
+        let reason: String
+        switch start {
+        case .upgrade(let why):
+            reason = why
+            do {
+                plan = try configuration.launch()
+            } catch {
+                finishUpgrade(.failed(reason: "\(error)"), replies: replies)
+                return
+            }
+            if let current = currentPlan { logger.notice("upgrade (\(why)): \(Self.changes(from: current, to: plan))") }
+        case .restart(let previous):
+            (plan, reason) = (previous, "restart")
+        case .rollback(let previous):
+            (plan, reason) = (previous, "rollback")
         }
         let number = nextNumber
-        nextNumber += 1
-        let environment = WorkerEnvironment.make(
-            inherited: ProcessEnvironment.current(), plan: plan, listeners: listeners,
-            generation: number, notifySocketPath: notifySocket, masterPID: getpid())
         let pid: pid_t
+        let given: [Listener]
         do {
-            pid = try await spawner.spawn(plan, environment: environment, listeners: listeners)
+            given = try listeners.listeners(for: plan.listen)
+            let environment = WorkerEnvironment.make(
+                inherited: ProcessEnvironment.current(), plan: plan, listeners: given,
+                generation: number, notifySocketPath: notifySocket, masterPID: getpid())
+            pid = try await spawner.spawn(plan, environment: environment, listeners: given)
             try watcher.watch(pid) { [master] pid, status in master.post(.exited(pid, status)) }
         } catch {
-            finishUpgrade(.failed(reason: "generation \(number): \(error)"), replies: replies)
+            closeUnusedListeners()
+            finishUpgrade(.failed(reason: "generation \(number) (version \(plan.version)): \(error)"), replies: replies)
             return
         }
-        let generation = Generation(number: number, pid: pid, version: plan.version, state: .starting, startedAt: .now)
+        nextNumber += 1
+        let generation = Generation(number: number, pid: pid, version: plan.version, state: .starting, startedAt: .now,
+                                    plan: plan, listeners: given)
         generations.append(generation)
         upgrade = (number, replies)
         logger.info("\(generation.label) starting (\(reason)): \(plan.executable)")
@@ -132,6 +161,7 @@ final class MasterLoop {
         }
         for reply in replies { reply(outcome) }
         upgrade = nil
+        closeUnusedListeners()
         if case .failed = outcome, !generations.contains(where: { $0.state == .serving }) {
             scheduleRestart()
         }
@@ -147,6 +177,20 @@ final class MasterLoop {
             }
             master.post(.upgrade(reason: "follow-up of \(reasons)", reply: combined))
         }
+        reportReleasesInUse()
+    }
+
+    /// What differs between two plans, for the log.
+    static func changes(from old: LaunchPlan, to new: LaunchPlan) -> String {
+        var changes: [String] = []
+        if old.version != new.version { changes.append("version \(old.version) → \(new.version)") }
+        if old.executable != new.executable { changes.append("executable \(old.executable) → \(new.executable)") }
+        if let listen = new.listen, listen != old.listen {
+            changes.append("listen \((old.listen ?? []).map(\.description).joined(separator: ", ")) → \(listen.map(\.description).joined(separator: ", "))")
+        }
+        if old.arguments != new.arguments { changes.append("arguments changed") }
+        if old.environment != new.environment { changes.append("environment changed") }
+        return changes.isEmpty ? "same release and settings as the serving generation (restarting it)" : changes.joined(separator: "; ")
     }
 
     private var servingSummary: String {
@@ -169,7 +213,6 @@ final class MasterLoop {
         let now = ContinuousClock.Instant.now
         generations[index].state = .serving
         generations[index].readyAt = now
-        everServed = true
         consecutiveFailures = 0
         let ready = generations[index]
         var draining: [Int] = []
@@ -177,6 +220,11 @@ final class MasterLoop {
             beginDrain(other)
             draining.append(generations[other].number)
         }
+        if currentPlan != ready.plan {
+            previousPlan = currentPlan
+            currentPlan = ready.plan
+        }
+        if let change = listeners.makeCurrent(ready.listeners) { logger.notice("\(change)") }
         let replies = upgrade?.generation == ready.number ? upgrade!.replies : []
         finishUpgrade(.succeeded(generation: ready.number, pid: ready.pid, version: ready.version,
                                  readyAfter: ready.startedAt.duration(to: now), draining: draining), replies: replies)
@@ -211,6 +259,7 @@ final class MasterLoop {
     private func exited(pid: pid_t, status: ExitStatus) async {
         guard let index = generations.firstIndex(where: { $0.pid == pid }) else { return }
         let generation = generations.remove(at: index)
+        defer { closeUnusedListeners() }
         switch generation.state {
         case .starting:
             finishUpgrade(.failed(reason: "\(generation.label) exited at start with \(status)"),
@@ -221,23 +270,47 @@ final class MasterLoop {
             let took = generation.drainStartedAt.map { $0.duration(to: .now).shortDescription } ?? "?"
             logger.info("\(generation.label) drained in \(took) (\(status))")
         case .serving:
-            logger.error("\(generation.label) exited unexpectedly with \(status)")
-            if !generations.contains(where: { $0.state == .serving || $0.state == .starting }) {
-                scheduleRestart()
-            }
+            await servingGenerationDied(generation, status: status)
         }
     }
 
+    /// A generation that was serving died by itself: roll back if it had just taken over,
+    /// otherwise restart its release, unless another generation serves or is starting.
+    private func servingGenerationDied(_ generation: Generation, status: ExitStatus) async {
+        let alive = generations.contains { $0.state == .serving || $0.state == .starting }
+        let uptime = generation.readyAt.map { $0.duration(to: .now) } ?? .zero
+        if !shuttingDown, uptime < configuration.probation, let previous = previousPlan, previous != generation.plan,
+           generation.plan == currentPlan, upgrade == nil {
+            logger.critical("ROLLBACK: \(generation.label) died \(uptime.shortDescription) after taking over (\(status)), within the \(configuration.probation.shortDescription) probation; starting the previous release (version \(previous.version)) again")
+            previousPlan = nil
+            currentPlan = previous
+            await start(.rollback(previous), replies: [])
+            return
+        }
+        logger.error("\(generation.label) exited unexpectedly with \(status)")
+        if !alive { scheduleRestart() }
+    }
+
     private func scheduleRestart() {
-        guard !shuttingDown, !restartPending, everServed else { return }
+        guard !shuttingDown, !restartPending, currentPlan != nil else { return }
         let backoff = configuration.restartBackoff
         var delay = backoff.first
         for _ in 0..<min(consecutiveFailures, 20) where delay < backoff.max { delay *= 2 }
         delay = min(delay, backoff.max)
         consecutiveFailures += 1
         restartPending = true
-        logger.warning("no generation is serving: starting a new one in \(delay.shortDescription) (clients queue on the listener meanwhile)")
+        logger.warning("no generation is serving: starting one again in \(delay.shortDescription) (clients queue on the listener meanwhile)")
         after(delay) { .restart }
+    }
+
+    private func closeUnusedListeners() {
+        let closed = listeners.closeUnused(inUse: generations.flatMap(\.listeners))
+        if !closed.isEmpty { logger.notice("closed listener(s) no generation uses any more: \(closed.joined(separator: ", "))") }
+    }
+
+    private func reportReleasesInUse() {
+        guard let report = configuration.onReleasesInUse else { return }
+        report(Set((generations.map(\.plan) + [currentPlan, previousPlan].compactMap { $0 }).map(\.executable)))
     }
 
     // MARK: Shutdown

@@ -9,11 +9,17 @@ public struct LaunchPlan: Sendable, Equatable {
     public var version: String
     /// Extra environment variables for the worker.
     public var environment: [String: String]
+    /// Where this generation listens; nil keeps the master's current listeners. A new address is
+    /// bound before the generation starts; an address no generation uses any more is closed
+    /// once the generations that used it have drained.
+    public var listen: [ListenAddress]?
 
-    public init(executable: String, arguments: [String] = [], version: String = "", environment: [String: String] = [:]) {
+    public init(executable: String, arguments: [String] = [], version: String = "", environment: [String: String] = [:],
+                listen: [ListenAddress]? = nil) {
         self.executable = executable
         self.arguments = arguments
         self.version = version
         self.environment = environment
+        self.listen = listen
     }
 }
