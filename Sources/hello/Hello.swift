@@ -72,6 +72,7 @@ struct Hello: AsyncParsableCommand {
             }
         }
         configuration.probation = .milliseconds(Int64(probation * 1000))
+        configuration.controlSocket = ControlProtocol.socketPath(configPath: configPath)
         configuration.readyTimeout = .milliseconds(Int64(readyTimeout * 1000))
         configuration.drainTimeout = .milliseconds(Int64(drainTimeout * 1000))
         return configuration

@@ -31,6 +31,8 @@ public final class BatonMaster: Service, Sendable {
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
     private let snapshot = NIOLockedValueBox<[Generation]>([])
+    private let lastOutcome = NIOLockedValueBox<UpgradeOutcome?>(nil)
+    private let startedAt = ContinuousClock.now
     private let boundListeners = NIOLockedValueBox<[Listener]>([])
 
     public init(configuration: MasterConfiguration, logger: Logger) {
@@ -41,6 +43,9 @@ public final class BatonMaster: Service, Sendable {
 
     /// The generations alive now, oldest first.
     public var generations: [Generation] { snapshot.withLockedValue { $0 } }
+
+    /// The outcome of the last upgrade, restart or rollback.
+    public var lastUpgrade: UpgradeOutcome? { lastOutcome.withLockedValue { $0 } }
 
     /// The listeners, once ``run()`` has bound them.
     public var listeners: [Listener] { boundListeners.withLockedValue { $0 } }
@@ -55,6 +60,7 @@ public final class BatonMaster: Service, Sendable {
     }
 
     public func run() async throws {
+        let systemd = SystemdNotifier.fromEnvironment()
         let listeners = try openListeners()
         boundListeners.withLockedValue { $0 = listeners.map(\.listener) }
         let continuation = self.continuation
@@ -78,10 +84,20 @@ public final class BatonMaster: Service, Sendable {
             throw error
         }
         if let watcher { logger.info("watching \(watcher.path) for deploys") }
+        let control: ControlServer?
+        do {
+            control = try await configuration.controlSocket.asyncMap { try await ControlServer.bind(path: $0) }
+        } catch {
+            watcher?.stop()
+            notify.close()
+            for entry in listeners { entry.listener.close() }
+            throw error
+        }
+        if let control { logger.info("control socket \(control.path) (mode 0600)") }
         let spawner = Spawner()
         // From here on the loop owns the listeners and closes them when it ends.
         let loop = MasterLoop(master: self, listeners: ListenerSet(initial: listeners, backlog: configuration.backlog),
-                              notifySocket: notify.path, spawner: spawner)
+                              notifySocket: notify.path, spawner: spawner, systemd: systemd)
         defer {
             watcher?.stop()
             notify.close()
@@ -94,13 +110,48 @@ public final class BatonMaster: Service, Sendable {
                         continuation.yield(.upgrade(reason: "SIGHUP", reply: nil))
                     }
                 }
+                if let control {
+                    let logger = self.logger
+                    group.addTask { await control.serve(logger: logger) { await self.answer($0) } }
+                }
                 defer { group.cancelAll() }
                 try await loop.run(events: events)
             }
         } onGracefulShutdown: {
             continuation.yield(.shutdown)
         }
+        await control?.close()
         await spawner.shutdown()
+    }
+
+    /// Answers one control request.
+    func answer(_ request: ControlProtocol.Request) async -> ControlProtocol.Response {
+        switch request.command {
+        case "reload":
+            let outcome = await requestUpgrade(reason: "baton reload")
+            if case .succeeded = outcome { return .init(ok: true, message: outcome.description) }
+            return .init(ok: false, message: outcome.description)
+        case "status":
+            return .init(ok: true, message: "master pid \(getpid())", status: status())
+        case "stop":
+            continuation.yield(.shutdown)
+            return .init(ok: true, message: "master pid \(getpid()) is draining every generation and stopping", status: status())
+        default:
+            return .init(ok: false, message: "unknown command '\(request.command)' (expected reload, status or stop)")
+        }
+    }
+
+    /// A snapshot for `status`.
+    public func status() -> ControlProtocol.MasterStatus {
+        let now = ContinuousClock.now
+        func seconds(_ duration: Duration) -> Double { Double(duration.milliseconds) / 1000 }
+        return .init(
+            masterPID: getpid(), uptimeSeconds: seconds(startedAt.duration(to: now)),
+            generations: generations.map {
+                .init(generation: $0.number, pid: $0.pid, version: $0.version, state: $0.state.rawValue,
+                      ageSeconds: seconds($0.startedAt.duration(to: now)), status: $0.status)
+            },
+            lastUpgrade: lastUpgrade?.description)
     }
 
     private func openListeners() throws -> [(address: ListenAddress?, listener: Listener)] {
@@ -110,8 +161,10 @@ public final class BatonMaster: Service, Sendable {
         }
         var bound: [(address: ListenAddress?, listener: Listener)] = []
         do {
-            for address in configuration.listen {
-                let listener = try Listener.bind(address, backlog: configuration.backlog)
+            for (index, address) in configuration.listen.enumerated() {
+                let names = configuration.listenerNames
+                let name = names.count == 1 ? names[0] : index < names.count ? names[index] : nil
+                let listener = try Listener.bind(address, name: name, backlog: configuration.backlog)
                 bound.append((address, listener))
                 let shown = (try? listener.localAddress()).map { "\($0)" } ?? address.description
                 logger.info("listening on \(address) (\(shown), fd \(listener.fd), backlog \(configuration.backlog))")
@@ -130,4 +183,12 @@ public final class BatonMaster: Service, Sendable {
 
     func post(_ event: Event) { continuation.yield(event) }
     func publish(_ generations: [Generation]) { snapshot.withLockedValue { $0 = generations } }
+    func publish(_ outcome: UpgradeOutcome) { lastOutcome.withLockedValue { $0 = outcome } }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let value = self else { return nil }
+        return try await transform(value)
+    }
 }

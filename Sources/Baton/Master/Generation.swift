@@ -44,7 +44,7 @@ public enum UpgradeOutcome: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .succeeded(let generation, let pid, let version, let readyAfter, let draining):
             let old = draining.isEmpty ? "" : ", generation \(draining.map(String.init).joined(separator: ", ")) draining"
-            return "generation \(generation) (pid \(pid), version \(version)) ready in \(readyAfter.milliseconds) ms\(old)"
+            return "generation \(generation) (pid \(pid), version \(version.isEmpty ? "-" : version)) ready in \(readyAfter.milliseconds) ms\(old)"
         case .failed(let reason):
             return "upgrade failed: \(reason)"
         }

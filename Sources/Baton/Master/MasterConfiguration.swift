@@ -3,8 +3,22 @@ public struct MasterConfiguration: Sendable {
     /// Addresses to bind when the master starts. Ignored when the master itself was handed
     /// listeners by systemd socket activation.
     public var listen: [ListenAddress]
+    /// Names for the listeners in `LISTEN_FDNAMES`: one per `listen` address, or one for all
+    /// (default: the address).
+    public var listenerNames: [String] = []
     /// Listen backlog for the sockets the master binds.
     public var backlog: Int32 = Listener.defaultBacklog
+    /// How the master learns that a new generation is ready.
+    public enum Readiness: Sendable, Equatable {
+        /// The worker sends `READY=1` to `NOTIFY_SOCKET` (sd_notify).
+        case notify
+        /// The worker counts as ready once it has stayed up this long (for programs that do
+        /// not speak sd_notify).
+        case uptime(Duration)
+    }
+
+    /// How readiness is detected.
+    public var readiness: Readiness = .notify
     /// How long a new generation may take to send `READY=1` before it is killed and the upgrade
     /// counts as failed.
     public var readyTimeout: Duration = .seconds(30)
@@ -20,6 +34,8 @@ public struct MasterConfiguration: Sendable {
     public var watchFile: String?
     /// How long the watched file must stay unchanged before the upgrade (read at each change).
     public var watchQuietPeriod: @Sendable () -> Duration = { .seconds(5) }
+    /// Where to serve the control protocol (``ControlProtocol``); nil for no control socket.
+    public var controlSocket: String?
     /// First and longest delay before restarting a worker that died by itself; the delay
     /// doubles with each consecutive failure and resets when a generation becomes ready.
     public var restartBackoff: (first: Duration, max: Duration) = (.milliseconds(100), .seconds(10))

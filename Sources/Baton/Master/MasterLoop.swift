@@ -21,6 +21,7 @@ final class MasterLoop {
     private var listeners: ListenerSet
     private let notifySocket: String
     private let spawner: Spawner
+    private let systemd: SystemdNotifier
     private let watcher = ChildWatcher()
     private var configuration: MasterConfiguration { master.configuration }
     private var logger: Logger { master.logger }
@@ -41,8 +42,9 @@ final class MasterLoop {
     private var timers: [Int: Task<Void, Never>] = [:]
     private var nextTimer = 0
 
-    init(master: BatonMaster, listeners: ListenerSet, notifySocket: String, spawner: Spawner) {
+    init(master: BatonMaster, listeners: ListenerSet, notifySocket: String, spawner: Spawner, systemd: SystemdNotifier) {
         self.master = master
+        self.systemd = systemd
         self.listeners = listeners
         self.notifySocket = notifySocket
         self.spawner = spawner
@@ -117,6 +119,7 @@ final class MasterLoop {
         switch start {
         case .upgrade(let why):
             reason = why
+            if currentPlan != nil { systemd.reloading("upgrading (\(why))") }
             do {
                 plan = try configuration.launch()
             } catch {
@@ -151,6 +154,9 @@ final class MasterLoop {
         upgrade = (number, replies)
         logger.info("\(generation.label) starting (\(reason)): \(plan.executable)")
         after(configuration.readyTimeout) { .readyTimeout(generation: number) }
+        if case .uptime(let delay) = configuration.readiness {
+            after(delay) { .notified(pid, NotifyMessage([("READY", "1"), ("STATUS", "up for \(delay.shortDescription)")])) }
+        }
     }
 
     /// Ends the running upgrade attempt (if any), tells whoever asked, and starts the follow-up.
@@ -160,8 +166,10 @@ final class MasterLoop {
         case .failed: logger.error("\(outcome)\(servingSummary)")
         }
         for reply in replies { reply(outcome) }
+        master.publish(outcome)
         upgrade = nil
         closeUnusedListeners()
+        if !shuttingDown, currentPlan != nil { systemd.ready("\(outcome)") }
         if case .failed = outcome, !generations.contains(where: { $0.state == .serving }) {
             scheduleRestart()
         }
@@ -319,6 +327,7 @@ final class MasterLoop {
         guard !shuttingDown else { return }
         shuttingDown = true
         logger.info("shutting down: draining \(generations.count) generation(s)")
+        systemd.stopping("draining \(generations.count) generation(s)")
         if let upgrade { for reply in upgrade.replies { reply(.failed(reason: "the master is shutting down")) } }
         if let followUp { for reply in followUp.replies { reply(.failed(reason: "the master is shutting down")) } }
         upgrade = nil

@@ -37,27 +37,18 @@ public struct ReleaseStore: Sendable {
         public let sha256: String
     }
 
+    /// What ``inspect(binName:expectedSHA256:)`` found.
+    public struct Inspection: Sendable {
+        public let path: String
+        public let sha256: String
+        public let size: Int
+        let bytes: [UInt8]
+    }
+
     /// Checks `binName` (relative to the app folder) and copies it into the store.
     public func stage(binName: String, version: String, expectedSHA256: String? = nil) throws -> Release {
-        let source = try resolve(binName)
-        let fd = open(source, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw StagingError(path: source, problem: "cannot be opened: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else { throw StagingError(path: source, problem: "cannot be read") }
-        guard info.st_mode & S_IFMT == S_IFREG else { throw StagingError(path: source, problem: "is not a regular file") }
-        guard info.st_mode & 0o111 != 0 else {
-            throw StagingError(path: source, problem: "is not executable (mode \(String(info.st_mode & 0o7777, radix: 8))): run 'chmod 755 \(source)'")
-        }
-        if !allowInsecurePermissions { try FileSafety.check(info, path: source, what: "the binary") }
-
-        let bytes = try readAll(fd, path: source, size: Int(info.st_size))
-        if let problem = ExecutableCheck.problem(in: bytes) { throw StagingError(path: source, problem: problem) }
-        let sha = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-        if let expected = expectedSHA256?.lowercased(), expected != sha {
-            throw StagingError(path: source, problem: "SHA-256 is \(sha), watch.conf expects \(expected)")
-        }
-
+        let inspection = try inspect(binName: binName, expectedSHA256: expectedSHA256)
+        let (source, bytes, sha) = (inspection.path, inspection.bytes, inspection.sha256)
         let name = (source as NSString).lastPathComponent
         let folder = "\(root)/\(version)-\(sha.prefix(12))"
         let target = "\(folder)/\(name)"
@@ -77,6 +68,29 @@ public struct ReleaseStore: Sendable {
             throw error
         }
         return Release(path: target, sha256: sha)
+    }
+
+    /// Runs every check staging runs, without writing anything.
+    public func inspect(binName: String, expectedSHA256: String? = nil) throws -> Inspection {
+        let source = try resolve(binName)
+        let fd = open(source, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw StagingError(path: source, problem: "cannot be opened: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw StagingError(path: source, problem: "cannot be read") }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw StagingError(path: source, problem: "is not a regular file") }
+        guard info.st_mode & 0o111 != 0 else {
+            throw StagingError(path: source, problem: "is not executable (mode \(String(info.st_mode & 0o7777, radix: 8))): run 'chmod 755 \(source)'")
+        }
+        if !allowInsecurePermissions { try FileSafety.check(info, path: source, what: "the binary") }
+
+        let bytes = try readAll(fd, path: source, size: Int(info.st_size))
+        if let problem = ExecutableCheck.problem(in: bytes) { throw StagingError(path: source, problem: problem) }
+        let sha = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        if let expected = expectedSHA256?.lowercased(), expected != sha {
+            throw StagingError(path: source, problem: "SHA-256 is \(sha), watch.conf expects \(expected)")
+        }
+        return Inspection(path: source, sha256: sha, size: bytes.count, bytes: bytes)
     }
 
     /// Removes all but the newest ``keep`` releases, never one whose binary is in `inUse`.

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""A Baton worker in another language: an HTTP server on inherited sockets.
+
+It speaks the protocol any socket-activated server does (systemd's, which Baton uses):
+  - listening sockets arrive at fd 3, 4, ... (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID);
+  - READY=1 goes to NOTIFY_SOCKET once it accepts;
+  - SIGTERM means drain: finish what is in flight, answer each connection's next request with
+    `Connection: close`, close idle keep-alive connections after a short grace, then exit.
+
+Run it under a master:  baton run --listen :8080 -- python3 Examples/python-worker/app.py
+"""
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+VERSION = os.environ.get("BATON_VERSION") or "py"
+IDLE_GRACE = 0.25      # seconds an idle keep-alive connection may still send once draining
+DRAIN_DEADLINE = 25.0  # seconds before the last connections are cut
+
+draining = threading.Event()
+drain_started = [0.0]
+open_connections = [0]
+connections_lock = threading.Lock()
+
+
+def inherited_sockets():
+    """The listeners passed as systemd does (sd_listen_fds)."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        sys.exit("app.py: no sockets passed to this process (LISTEN_PID does not name it); run it under 'baton run'")
+    count = int(os.environ.get("LISTEN_FDS", "0"))
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return [socket.socket(fileno=3 + index) for index in range(count)]
+
+
+def notify(message):
+    """sd_notify(3): one datagram to NOTIFY_SOCKET ('@' = abstract namespace)."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    address = "\0" + path[1:] if path.startswith("@") else path
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), address)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path != "/hello":
+            return self.answer(404, {"error": "not found"})
+        self.answer(200, {"message": "Hello from Python", "ver": VERSION, "pid": os.getpid()})
+
+    def answer(self, status, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        # close_connection is already set for `Connection: close` and HTTP/1.0 without keep-alive.
+        if draining.is_set() or self.close_connection:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def setup(self):
+        with connections_lock:
+            open_connections[0] += 1
+        super().setup()
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            with connections_lock:
+                open_connections[0] -= 1
+
+    def handle(self):
+        """Keep-alive loop that notices a drain while waiting for the next request."""
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            while not select.select([self.connection], [], [], 0.05)[0]:
+                if draining.is_set() and time.monotonic() > drain_started[0] + IDLE_GRACE:
+                    return  # idle through the grace: close
+            self.handle_one_request()
+
+    def log_message(self, *args):
+        pass
+
+
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # the client went away: nothing to report
+        super().handle_error(request, client_address)
+
+
+def serve(sock):
+    server = Server(sock.getsockname()[:2] if sock.family != socket.AF_UNIX else ("", 0), Handler,
+                                 bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    return server
+
+
+def main():
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the master's upgrade signal, not ours
+    servers = [serve(sock) for sock in inherited_sockets()]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    notify(f"READY=1\nSTATUS=serving version {VERSION}")
+    stop.wait()
+
+    drain_started[0] = time.monotonic()
+    draining.set()
+    notify("STOPPING=1")
+    for server in servers:
+        server.shutdown()  # stop accepting; the kernel queue stays with the next generation
+    deadline = time.monotonic() + DRAIN_DEADLINE
+    while time.monotonic() < deadline:
+        with connections_lock:
+            if open_connections[0] == 0:
+                break
+        time.sleep(0.02)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+import ArgumentParser
+import Baton
+import Foundation
+
+extension BatonCommand {
+    struct Reload: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Upgrade the running master and wait for the outcome.",
+            discussion: "Exits 0 when the new generation serves; non-zero with the reason when it did not (and the old one still serves).")
+
+        @OptionGroup var options: ControlOptions
+
+        func run() async throws {
+            let response = try await ask("reload", options)
+            print(response.message)
+            if !response.ok { throw ExitCode(1) }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the master and its generations.")
+
+        @OptionGroup var options: ControlOptions
+
+        @Flag(help: "Print the status as JSON.")
+        var json = false
+
+        func run() async throws {
+            let response = try await ask("status", options)
+            guard let status = response.status else {
+                print(response.message)
+                throw ExitCode(1)
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(status), as: UTF8.self))
+                return
+            }
+            print("master pid \(status.masterPID), up \(Self.age(status.uptimeSeconds))")
+            print("GEN  PID      VERSION     STATE      AGE")
+            for generation in status.generations {
+                print([String(generation.generation).padding(4), String(generation.pid).padding(8),
+                       (generation.version.isEmpty ? "-" : generation.version).padding(11),
+                       generation.state.padding(10), Self.age(generation.ageSeconds)].joined(separator: " "))
+            }
+            print("last upgrade: \(status.lastUpgrade ?? "none yet")")
+        }
+
+        static func age(_ seconds: Double) -> String {
+            let whole = Int(seconds)
+            if whole < 60 { return String(format: "%.1fs", seconds) }
+            if whole < 3600 { return "\(whole / 60)m\(whole % 60)s" }
+            return "\(whole / 3600)h\(whole % 3600 / 60)m"
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the master gracefully and wait until it has exited.")
+
+        @OptionGroup var options: ControlOptions
+
+        func run() async throws {
+            let response = try await ask("stop", options)
+            print(response.message)
+            guard response.ok, let pid = response.status?.masterPID else { throw ExitCode(1) }
+            let deadline = ContinuousClock.now + .seconds(options.timeout)
+            while kill(pid, 0) == 0 {
+                guard ContinuousClock.now < deadline else {
+                    print("master pid \(pid) still running after \(Int(options.timeout)) s")
+                    throw ExitCode(1)
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            print("master pid \(pid) stopped")
+        }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a watch.conf and its binary without touching a running master.",
+            discussion: "Runs every check an upgrade runs (JSON, keys, permissions, complete executable, SHA-256) and writes nothing.")
+
+        @Option(help: "The watch.conf to check.")
+        var config: String = "watch.conf"
+
+        @Flag(help: "Accept files writable by group/others or owned by another user.")
+        var allowInsecurePermissions = false
+
+        func run() async throws {
+            do {
+                let deployment = try WatchConfigDeployment(configPath: config, allowInsecurePermissions: allowInsecurePermissions)
+                let watch = try deployment.load()
+                let binary = try deployment.store.inspect(binName: watch.binName, expectedSHA256: watch.sha256)
+                print("\(config): OK: HttpPort \(watch.httpPort), Ver \(watch.version), DelaySecond \(watch.delaySeconds), BinName \(watch.binName)")
+                print("\(binary.path): OK: \(binary.size) bytes, complete, sha256 \(binary.sha256)")
+            } catch {
+                print("\(error)")
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+/// Sends `command` to the master and returns its answer; a missing master is a clear error.
+func ask(_ command: String, _ options: ControlOptions) async throws -> ControlProtocol.Response {
+    do {
+        return try await ControlClient.send(.init(command: command), to: options.socketPath, timeout: .seconds(options.timeout))
+    } catch {
+        print("\(error)")
+        throw ExitCode(2)
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}

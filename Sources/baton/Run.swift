@@ -1,0 +1,110 @@
+import ArgumentParser
+import Baton
+import Foundation
+import Logging
+
+extension BatonCommand {
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a server under a Baton master (external mode).",
+            discussion: """
+                The server gets the listeners as systemd socket activation does (fds from 3, LISTEN_FDS, \
+                LISTEN_FDNAMES, LISTEN_PID) and should send READY=1 to NOTIFY_SOCKET once it accepts, then \
+                drain and exit on SIGTERM. With --config, watch.conf's BinName is the program (staged \
+                into .baton/releases first) and HttpPort its listener; arguments after -- are passed to it.
+
+                Examples:
+                  baton run --listen :8080 -- python3 Examples/python-worker/app.py
+                  baton run --config /srv/app/watch.conf
+                """)
+
+        @Option(help: "watch.conf in the seed format; its changes trigger upgrades.")
+        var config: String?
+
+        @Option(help: ArgumentHelp("Address to listen on: :8080, 127.0.0.1:8080, [::1]:8080 or unix:/path (repeatable).", valueName: "addr"))
+        var listen: [String] = []
+
+        @Option(help: "Name of the listeners in LISTEN_FDNAMES (one per --listen, or one for all).")
+        var name: [String] = []
+
+        @Option(help: "Readiness: 'notify' (wait for READY=1) or 'uptime:SECONDS' (ready once up that long).")
+        var ready: String = "notify"
+
+        @Option(help: "Seconds a new generation may take to become ready.")
+        var readyTimeout: Double = 30
+
+        @Option(help: "Seconds an old generation may take to drain before SIGKILL.")
+        var drainTimeout: Double = 30
+
+        @Option(help: "Seconds after taking over within which a crash rolls back to the previous release.")
+        var probation: Double = 10
+
+        @Option(help: "Control socket path (default: beside --config, under $RUNTIME_DIRECTORY, or ./.baton/control.sock).")
+        var control: String?
+
+        @Flag(help: "Accept a binary or watch.conf writable by group/others or owned by another user (not recommended).")
+        var allowInsecurePermissions = false
+
+        @Argument(parsing: .postTerminator, help: "The program and its arguments (after --).")
+        var command: [String] = []
+
+        func validate() throws {
+            if config == nil && command.isEmpty { throw ValidationError("give the program to run after --, or --config with a BinName") }
+            if config == nil && listen.isEmpty && ProcessInfo.processInfo.environment["LISTEN_FDS"] == nil {
+                throw ValidationError("give at least one --listen address (or run under systemd socket activation)")
+            }
+            if name.count > 1 && name.count != listen.count { throw ValidationError("give one --name per --listen, or a single --name") }
+            _ = try readiness()
+        }
+
+        func run() async throws {
+            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            var logger = Logger(label: "baton")
+            logger[metadataKey: "pid"] = "\(getpid())"
+            var configuration: MasterConfiguration
+            if let config {
+                configuration = try WatchConfigDeployment(configPath: config, arguments: command,
+                                                          allowInsecurePermissions: allowInsecurePermissions).masterConfiguration()
+                if !listen.isEmpty { configuration.listen = try addresses() }
+            } else {
+                let command = self.command
+                let listen = try addresses()
+                configuration = MasterConfiguration(listen: listen) {
+                    // Resolved at every upgrade: a binary replaced on disk is what starts next.
+                    LaunchPlan(executable: try Self.resolve(command[0]), arguments: Array(command.dropFirst()))
+                }
+            }
+            configuration.readiness = try readiness()
+            configuration.readyTimeout = .seconds(readyTimeout)
+            configuration.drainTimeout = .seconds(drainTimeout)
+            configuration.probation = .seconds(probation)
+            configuration.controlSocket = control ?? ControlProtocol.socketPath(configPath: config)
+            configuration.listenerNames = name
+            try await Baton.runMaster(configuration, logger: logger)
+        }
+
+        private func addresses() throws -> [ListenAddress] {
+            try listen.map { try ListenAddress(parsing: $0) }
+        }
+
+        private func readiness() throws -> MasterConfiguration.Readiness {
+            if ready == "notify" { return .notify }
+            if ready.hasPrefix("uptime:"), let seconds = Double(ready.dropFirst("uptime:".count)), seconds >= 0 {
+                return .uptime(.milliseconds(Int64(seconds * 1000)))
+            }
+            throw ValidationError("--ready must be 'notify' or 'uptime:SECONDS', not '\(ready)'")
+        }
+
+        /// `name` as an absolute path: itself when it contains a slash, else found in PATH.
+        static func resolve(_ name: String) throws -> String {
+            if name.contains("/") {
+                return name.hasPrefix("/") ? name : FileManager.default.currentDirectoryPath + "/" + name
+            }
+            let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+            for folder in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(folder)/\(name)") {
+                return "\(folder)/\(name)"
+            }
+            throw ValidationError("'\(name)' is not an executable found in PATH")
+        }
+    }
+}
