@@ -84,18 +84,18 @@ public final class BatonMaster: Service, Sendable {
             throw error
         }
         if let watcher { logger.info("watching \(watcher.path) for deploys") }
-        let control: ControlServer?
+        // Without a control socket the master still serves and upgrades on SIGHUP and watch.conf:
+        // a problem here is logged, not fatal.
+        var bound: ControlServer?
         do {
-            control = try await configuration.controlSocket.asyncMap { try await ControlServer.bind(path: $0) }
+            bound = try await configuration.controlSocket.asyncMap { try await ControlServer.bind(path: $0) }
+            if let bound { logger.info("control socket \(bound.path) (mode 0600)") }
         } catch {
-            watcher?.stop()
-            notify.close()
-            for entry in listeners { entry.listener.close() }
-            throw error
+            logger.error("no control socket: \(error); `baton reload|status|stop` cannot reach this master")
         }
-        if let control { logger.info("control socket \(control.path) (mode 0600)") }
         let spawner = Spawner()
         // From here on the loop owns the listeners and closes them when it ends.
+        let control = bound
         let loop = MasterLoop(master: self, listeners: ListenerSet(initial: listeners, backlog: configuration.backlog),
                               notifySocket: notify.path, spawner: spawner, systemd: systemd)
         defer {
