@@ -77,7 +77,7 @@ final class ControlServer: Sendable {
             if line.readableBytes > ControlProtocol.maxRequestBytes {
                 response = .init(ok: false, message: "request too long (at most \(ControlProtocol.maxRequestBytes) bytes)")
             } else if let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line.readableBytesView)) {
-                logger.info("control: \(request.command)")
+                if request.command == "status" { logger.debug("control: status") } else { logger.info("control: \(request.command)") }
                 response = await handle(request)
             } else {
                 response = .init(ok: false, message: #"malformed request: expected one JSON line like {"command":"status"}"#)
