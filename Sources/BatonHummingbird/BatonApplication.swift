@@ -14,15 +14,22 @@ import ServiceLifecycle
 /// ```
 public struct BatonApplication<Responder: HTTPResponder>: Service
 where Responder.Context: InitializableFromSource<ApplicationRequestContextSource> {
+    /// Answers requests (usually a built `Router`).
     public let responder: Responder
+    /// The hand-over from the master: listeners, generation, readiness.
     public let worker: BatonWorker
+    /// Drain settings.
     public var configuration: BatonServerConfiguration
+    /// Hummingbird's HTTP/1 settings.
     public var http1: HTTP1Channel.Configuration
+    /// Where the server logs.
     public var logger: Logger
+    /// NIO event loops for the server.
     public var eventLoopGroup: any EventLoopGroup
     /// Extra services run beside the server.
     public var services: [any Service]
 
+    /// Serves `responder` on `worker`'s listeners.
     public init(responder: Responder, worker: BatonWorker, configuration: BatonServerConfiguration = .init(),
                 http1: HTTP1Channel.Configuration = .init(), services: [any Service] = [],
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
@@ -35,6 +42,7 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
         self.logger = logger
     }
 
+    /// Serves `router` on `worker`'s listeners.
     public init<Builder: HTTPResponderBuilder>(router: Builder, worker: BatonWorker, configuration: BatonServerConfiguration = .init(),
                                                http1: HTTP1Channel.Configuration = .init(), services: [any Service] = [],
                                                eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger)

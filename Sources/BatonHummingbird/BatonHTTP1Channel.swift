@@ -10,18 +10,21 @@ import NIOHTTPTypesHTTP1
 public struct BatonHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     public typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
+    /// Answers each request.
     public let responder: HTTPChannelHandler.Responder
     /// Hummingbird's HTTP/1 settings (decoder limits, idle timeout, extra handlers).
     public let configuration: HTTP1Channel.Configuration
     /// How long an idle keep-alive connection stays open once draining starts.
     public let idleGrace: TimeAmount
 
+    /// A channel that answers with `responder`.
     public init(responder: @escaping HTTPChannelHandler.Responder, configuration: HTTP1Channel.Configuration = .init(), idleGrace: TimeAmount = .milliseconds(250)) {
         self.responder = responder
         self.configuration = configuration
         self.idleGrace = idleGrace
     }
 
+    /// Builds the pipeline: HTTP/1 codec, drain handler, HTTP types codec, Hummingbird's handlers.
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             var limits = NIOHTTPDecoderLimitConfiguration()
@@ -43,6 +46,7 @@ public struct BatonHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
+    /// Runs Hummingbird's request loop on the connection.
     public func handle(value: Value, logger: Logger) async {
         await handleHTTP(asyncChannel: value, logger: logger)
     }

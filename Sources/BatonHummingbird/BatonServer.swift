@@ -15,6 +15,7 @@ public struct BatonServerConfiguration: Sendable {
     /// How long an idle keep-alive connection may still send one request once draining starts.
     public var idleGrace: TimeAmount = .milliseconds(250)
 
+    /// The defaults.
     public init() {}
 }
 
@@ -31,6 +32,7 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
     let eventLoopGroup: any EventLoopGroup
     let logger: Logger
 
+    /// Serves `childChannel` on the listeners of `worker`.
     public init(childChannel: ChildChannel, worker: BatonWorker, configuration: BatonServerConfiguration = .init(),
                 eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
         self.childChannel = childChannel
@@ -40,6 +42,7 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
         self.logger = logger
     }
 
+    /// Binds the inherited listeners, reports `READY=1`, serves until graceful shutdown, drains.
     public func run() async throws {
         let registry = ConnectionRegistry()
         let (accepted, acceptor) = AsyncStream.makeStream(of: ChildChannel.Value.self)

@@ -5,7 +5,8 @@ import Foundation
 import Hummingbird
 import Logging
 
-/// The seed's demo server: `GET /hello` answers which version and which worker process served.
+/// The seed's demo server: `GET /hello` answers which version and which worker process served;
+/// `GET /sleep?ms=N` does the same after N milliseconds (at most 60 s).
 /// Started by hand it is the Baton master and runs itself as the worker; SIGHUP upgrades it to
 /// the `hello` binary now on disk.
 @main
@@ -82,6 +83,12 @@ struct Hello: AsyncParsableCommand {
         let router = Router()
         router.get("hello") { _, _ in
             HelloAnswer(message: "Hello from Baton", ver: worker.version, pid: Int(getpid()))
+        }
+        // A slow request, to watch one finish on the old generation during an upgrade.
+        router.get("sleep") { request, _ in
+            let milliseconds = min(max(request.uri.queryParameters.get("ms", as: Int.self) ?? 1000, 0), 60_000)
+            try await Task.sleep(for: .milliseconds(milliseconds))
+            return HelloAnswer(message: "slept \(milliseconds) ms", ver: worker.version, pid: Int(getpid()))
         }
         var server = BatonServerConfiguration()
         server.drainDeadline = .milliseconds(Int64(max(drainTimeout - 1, drainTimeout * 0.9) * 1000))

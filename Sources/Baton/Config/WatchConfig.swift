@@ -17,9 +17,12 @@ public struct WatchConfig: Sendable, Equatable {
     /// Optional `Sha256`: the binary's expected SHA-256 (hex); a mismatch refuses the upgrade.
     public var sha256: String?
 
+    /// The seed's four keys, all required.
     public static let requiredKeys: Set<String> = ["HttpPort", "Ver", "DelaySecond", "BinName"]
+    /// Every key accepted.
     public static let knownKeys: Set<String> = requiredKeys.union(["Sha256"])
 
+    /// A config with these values (no validation: see ``parse(_:path:)``).
     public init(httpPort: Int, version: String, delaySeconds: Double, binName: String, sha256: String? = nil) {
         self.httpPort = httpPort
         self.version = version

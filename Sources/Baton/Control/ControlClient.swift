@@ -5,6 +5,7 @@ import NIOPosix
 
 /// Sends one request to a master's control socket and returns its answer.
 public enum ControlClient {
+    /// Why no answer came.
     public enum Failure: Error, CustomStringConvertible {
         case noMaster(String, String)
         case noAnswer(String)
@@ -17,6 +18,7 @@ public enum ControlClient {
         }
     }
 
+    /// Sends `request` to the socket at `path` and waits at most `timeout` for the answer.
     public static func send(_ request: ControlProtocol.Request, to path: String, timeout: Duration) async throws -> ControlProtocol.Response {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {

@@ -8,11 +8,13 @@ import Foundation
 /// ```
 /// Commands: `reload` (upgrade and wait for the outcome), `status`, `stop` (graceful).
 public enum ControlProtocol {
+    /// `{"command": "reload" | "status" | "stop"}`.
     public struct Request: Codable, Sendable, Equatable {
         public var command: String
         public init(command: String) { self.command = command }
     }
 
+    /// `ok` tells whether the command did what was asked; `message` says what happened.
     public struct Response: Codable, Sendable, Equatable {
         public var ok: Bool
         public var message: String

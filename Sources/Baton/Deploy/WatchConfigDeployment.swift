@@ -13,6 +13,7 @@ public struct WatchConfigDeployment: Sendable {
     /// Where releases are staged.
     public var store: ReleaseStore
 
+    /// The deployment described by the watch.conf at `configPath`; releases go beside it.
     public init(configPath: String, arguments: [String] = [], portOverride: Int? = nil, allowInsecurePermissions: Bool = false) throws {
         self.configPath = configPath
         self.arguments = arguments

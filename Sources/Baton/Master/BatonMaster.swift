@@ -35,6 +35,7 @@ public final class BatonMaster: Service, Sendable {
     private let startedAt = ContinuousClock.now
     private let boundListeners = NIOLockedValueBox<[Listener]>([])
 
+    /// A master that does nothing until ``run()``.
     public init(configuration: MasterConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
@@ -59,6 +60,9 @@ public final class BatonMaster: Service, Sendable {
         }
     }
 
+    /// Binds the listeners, starts generation 1 and serves triggers until graceful shutdown has
+    /// drained every generation. Throws when the listeners cannot be bound or generation 1 never
+    /// becomes ready.
     public func run() async throws {
         let systemd = SystemdNotifier.fromEnvironment()
         let listeners = try openListeners()

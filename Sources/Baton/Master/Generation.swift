@@ -16,12 +16,19 @@ public struct Generation: Sendable, Equatable {
         case abandoned
     }
 
+    /// 1 for the first generation, then one more at each start.
     public let number: Int
+    /// The worker process.
     public let pid: pid_t
+    /// The version it was started as (`BATON_VERSION`).
     public let version: String
+    /// Where it is in its life.
     public internal(set) var state: State
+    /// When it was spawned.
     public let startedAt: ContinuousClock.Instant
+    /// When it sent `READY=1`.
     public internal(set) var readyAt: ContinuousClock.Instant?
+    /// When it was sent SIGTERM.
     public internal(set) var drainStartedAt: ContinuousClock.Instant?
     /// The last `STATUS=` the worker reported.
     public internal(set) var status: String?

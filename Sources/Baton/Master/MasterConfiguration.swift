@@ -44,6 +44,7 @@ public struct MasterConfiguration: Sendable {
     /// A thrown error fails that upgrade (with the error in the log) and changes nothing.
     public var launch: @Sendable () throws -> LaunchPlan
 
+    /// Listens on `listen`; `launch` says what to start at each upgrade.
     public init(listen: [ListenAddress], launch: @escaping @Sendable () throws -> LaunchPlan) {
         self.listen = listen
         self.launch = launch

@@ -14,6 +14,7 @@ public struct LaunchPlan: Sendable, Equatable {
     /// once the generations that used it have drained.
     public var listen: [ListenAddress]?
 
+    /// A plan to start `executable` with `arguments`.
     public init(executable: String, arguments: [String] = [], version: String = "", environment: [String: String] = [:],
                 listen: [ListenAddress]? = nil) {
         self.executable = executable

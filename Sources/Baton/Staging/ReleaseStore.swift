@@ -20,6 +20,7 @@ public struct ReleaseStore: Sendable {
     /// How many releases to keep (those in use are always kept).
     public var keep = 5
 
+    /// The store of the app in `appFolder`; the folder must exist.
     public init(appFolder: String) throws {
         guard let resolved = realpath(appFolder, nil) else {
             throw StagingError(path: appFolder, problem: "app folder cannot be resolved: \(String(cString: strerror(errno)))")

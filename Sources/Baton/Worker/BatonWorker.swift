@@ -17,6 +17,7 @@ public struct BatonWorker: Sendable {
     /// Where readiness goes (the master's notify socket).
     public let notifySocket: String?
 
+    /// A hand-over made by hand (tests, or a custom launcher); see ``fromEnvironment()``.
     public init(generation: Int, version: String, masterPID: pid_t, listeners: [Listener], notifySocket: String?) {
         self.generation = generation
         self.version = version
