@@ -7,8 +7,6 @@ import ServiceLifecycle
 
 /// Settings of a ``BatonServer``.
 public struct BatonServerConfiguration: Sendable {
-    /// Backlog re-applied to the inherited listeners (NIO would otherwise shrink it to 128).
-    public var backlog: Int32 = Listener.defaultBacklog
     /// Hard deadline of a drain: connections still open then are closed. Keep it below the
     /// master's drain timeout, so the worker ends on its own terms rather than by SIGKILL.
     public var drainDeadline: Duration = .seconds(25)
@@ -22,8 +20,9 @@ public struct BatonServerConfiguration: Sendable {
 /// Serves a Hummingbird child channel (HTTP/1.1 by default) on the listeners a Baton master
 /// passed to this worker, reports readiness, and drains on graceful shutdown (SIGTERM).
 ///
-/// The drain: stop accepting (new connections stay in the shared kernel queue for the next
-/// generation); send `STOPPING=1`; tell every connection to finish (see ``ConnectionDrainHandler``);
+/// Connections are accepted by an ``Acceptor`` per listener and served by NIO. The drain: stop
+/// accepting (new connections stay in the shared kernel queue for the next generation); send
+/// `STOPPING=1`; tell every connection to finish (see ``ConnectionDrainHandler``);
 /// wait until the last one has closed, or until ``BatonServerConfiguration/drainDeadline``.
 public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Sendable {
     let childChannel: ChildChannel
@@ -46,23 +45,24 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
     public func run() async throws {
         let registry = ConnectionRegistry()
         let (accepted, acceptor) = AsyncStream.makeStream(of: ChildChannel.Value.self)
-        var bound: [any Channel] = []
-        do {
-            for listener in worker.listeners { bound.append(try await bind(listener, registry: registry, acceptor: acceptor)) }
-        } catch {
-            for server in bound { try? await server.close() }
-            throw error
-        }
-        let servers = bound
+        let childChannel = self.childChannel
+        let logger = self.logger
+        let bootstrap = ClientBootstrap(group: eventLoopGroup)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                childChannel.setup(channel: channel, logger: logger).map { value in
+                    registry.pipelineReady(channel)
+                    acceptor.yield(value)
+                }
+            }
+        let acceptors = try worker.listeners.map { try Acceptor(listener: $0, bootstrap: bootstrap, registry: registry, logger: logger) }
         try worker.ready(status: "generation \(worker.generation) serving")
         logger.info("worker generation \(worker.generation) (version \(worker.version)) serving on \(worker.listeners.map(\.name).joined(separator: ", "))")
 
-        let logger = self.logger
-        let childChannel = self.childChannel
         await withDiscardingTaskGroup { group in
             group.addTask {
                 try? await gracefulShutdown()
-                await self.drain(servers: servers, registry: registry)
+                await self.drain(acceptors: acceptors, registry: registry)
                 acceptor.finish()
             }
             for await value in accepted {
@@ -71,38 +71,14 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
         }
     }
 
-    private func bind(_ listener: Listener, registry: ConnectionRegistry,
-                      acceptor: AsyncStream<ChildChannel.Value>.Continuation) async throws -> any Channel {
-        let childChannel = self.childChannel
-        let logger = self.logger
-        return try await ServerBootstrap(group: eventLoopGroup)
-            // NIO calls listen(2) again when it adopts a socket: keep the real backlog.
-            .serverChannelOption(ChannelOptions.backlog, value: configuration.backlog)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AcceptGate(registry: registry))
-                }
-            }
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                childChannel.setup(channel: channel, logger: logger).map { value in
-                    registry.pipelineReady(channel)
-                    acceptor.yield(value)
-                }
-            }
-            .withBoundSocket(listener.fd)
-            .get()
-    }
-
-    private func drain(servers: [any Channel], registry: ConnectionRegistry) async {
+    private func drain(acceptors: [Acceptor], registry: ConnectionRegistry) async {
         let started = ContinuousClock.now
-        for server in servers {
-            try? await server.triggerUserOutboundEvent(StopAcceptingEvent()).get()
-        }
+        for acceptor in acceptors { await acceptor.stop() }
         try? worker.stopping()
         logger.info("worker generation \(worker.generation) draining \(registry.openCount) connection(s)")
         registry.startDraining()
         let deadline = configuration.drainDeadline
+        let logger = self.logger
         await withTaskGroup(of: Bool.self) { group in
             group.addTask { await registry.waitUntilAllClosed(); return true }
             group.addTask { (try? await Task.sleep(for: deadline)) != nil }
@@ -114,8 +90,6 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
             }
             group.cancelAll()
         }
-        // Every accepted connection is closed, so none is in NIO's hand-over: closing is safe.
-        for server in servers { try? await server.close() }
         let took = ContinuousClock.now - started
         logger.info("worker generation \(worker.generation) drained in \(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000) ms")
     }

@@ -4,33 +4,55 @@ import NIOCore
 /// Every connection a worker accepted and has not closed yet, so a drain can reach each of them
 /// and know when the last one is gone.
 ///
-/// A connection is counted the moment it is accepted, before its pipeline exists; the drain
-/// event is sent both to the connections known when draining starts and to any whose pipeline is
-/// set up afterwards, so none can slip through and keep a keep-alive connection open.
+/// A connection is counted the moment it is accepted, before NIO has made a channel of it; the
+/// drain event is sent both to the connections known when draining starts and to any whose
+/// pipeline is set up afterwards, so none can slip through and keep a keep-alive connection open.
 final class ConnectionRegistry: Sendable {
     private struct State {
         var open: [ObjectIdentifier: any Channel] = [:]
+        /// Accepted, not yet a channel.
+        var settingUp = 0
         var draining = false
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = NIOLockedValueBox(State())
 
-    var openCount: Int { state.withLockedValue { $0.open.count } }
+    var openCount: Int { state.withLockedValue { $0.open.count + $0.settingUp } }
 
-    /// Called by the ``AcceptGate`` for each accepted connection.
+    /// Called by the ``Acceptor`` right after `accept(2)`.
+    func willAccept() {
+        state.withLockedValue { $0.settingUp += 1 }
+    }
+
+    /// Called once the accepted connection is a channel.
     func accepted(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
-        state.withLockedValue { $0.open[id] = channel }
-        channel.closeFuture.whenComplete { _ in
-            let waiters = self.state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
-                state.open[id] = nil
-                guard state.open.isEmpty else { return [] }
-                defer { state.waiters = [] }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
+        let draining = state.withLockedValue { state -> Bool in
+            state.settingUp -= 1
+            state.open[id] = channel
+            return state.draining
         }
+        // The drain may have started between its pipeline setup and now.
+        if draining { Self.sendDrain(to: channel) }
+        channel.closeFuture.whenComplete { _ in
+            self.update { $0.open[id] = nil }
+        }
+    }
+
+    /// Called when NIO could not make a channel of an accepted connection.
+    func acceptFailed() {
+        update { $0.settingUp -= 1 }
+    }
+
+    private func update(_ change: (inout State) -> Void) {
+        let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            change(&state)
+            guard state.open.isEmpty && state.settingUp == 0 else { return [] }
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Called once a connection's pipeline is ready: late connections learn of a drain here.
@@ -51,7 +73,7 @@ final class ConnectionRegistry: Sendable {
     func waitUntilAllClosed() async {
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
             let done = state.withLockedValue { state -> Bool in
-                if state.open.isEmpty { return true }
+                if state.open.isEmpty && state.settingUp == 0 { return true }
                 state.waiters.append(waiter)
                 return false
             }

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CBaton.h"
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -11,4 +12,8 @@ int baton_pidfd_open(pid_t pid) {
 
 int baton_set_parent_death_signal(int sig) {
     return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0);
+}
+
+int baton_accept(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBaton
 import NIOCore
 
 /// A listening socket owned by this process.
@@ -34,7 +35,9 @@ public struct Listener: Sendable, Hashable {
         case .v6: family = AF_INET6
         case .unixDomainSocket: family = AF_UNIX
         }
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        // Non-blocking: generations share the socket, so a worker woken for a connection may find
+        // that another took it; a blocking accept(2) would then hang.
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw BatonError.errno("socket() for \(address)") }
         do {
             if family != AF_UNIX {
@@ -67,6 +70,29 @@ public struct Listener: Sendable, Hashable {
 
     /// The local TCP port, or nil for a unix socket.
     public var port: Int? { (try? localAddress())?.port }
+
+    /// Sets O_NONBLOCK on the socket (shared by every process holding it), so that
+    /// ``acceptConnection()`` never blocks.
+    public func makeNonBlocking() throws {
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, flags & O_NONBLOCK != 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else {
+            throw BatonError.errno("fcntl(O_NONBLOCK) on \(name)")
+        }
+    }
+
+    /// Accepts one pending connection (non-blocking, close-on-exec). Returns nil when there is
+    /// none — normal on a shared socket, where another generation may take it first.
+    public func acceptConnection() throws -> Int32? {
+        while true {
+            let connection = baton_accept(fd)
+            if connection >= 0 { return connection }
+            switch errno {
+            case EAGAIN, EWOULDBLOCK: return nil
+            case EINTR, ECONNABORTED, EPROTO: continue
+            default: throw BatonError.errno("accept on \(name)")
+            }
+        }
+    }
 
     /// Closes this process's copy of the socket. Never `shutdown(2)`: other generations share it.
     public func close() {

@@ -34,4 +34,8 @@ int baton_set_parent_death_signal(int sig);
 /// Returns the fd or -1 with errno set.
 int baton_pidfd_open(pid_t pid);
 
+/// accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC). Returns the connection's fd, or -1
+/// with errno set (EAGAIN when another process took the connection first).
+int baton_accept(int fd);
+
 #endif

@@ -1,0 +1,64 @@
+import Baton
+@preconcurrency import Dispatch
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// Accepts connections on an inherited listener and hands each to NIO.
+///
+/// Accepting happens here rather than in a NIO server channel because the listening socket is
+/// shared with the other generation: both are woken for each new connection and one of them
+/// finds nothing to accept. NIO's server channel treats that wake-up as impossible (an assertion
+/// in debug builds); for this loop it is the normal case. Stopping is immediate: once ``stop()``
+/// returns nothing more is accepted, and what waits in the kernel's queue goes to the next
+/// generation.
+final class Acceptor: Sendable {
+    private let listener: Listener
+    private let source: any DispatchSourceRead
+    private let stopped = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
+
+    /// Starts accepting; each connection is set up with `bootstrap` and registered in `registry`.
+    init(listener: Listener, bootstrap: ClientBootstrap, registry: ConnectionRegistry, logger: Logger) throws {
+        try listener.makeNonBlocking()
+        self.listener = listener
+        let source = DispatchSource.makeReadSource(fileDescriptor: listener.fd, queue: DispatchQueue(label: "baton.accept.\(listener.name)"))
+        self.source = source
+        source.setEventHandler {
+            while true {
+                let connection: Int32?
+                do {
+                    connection = try listener.acceptConnection()
+                } catch {
+                    logger.warning("\(error)")  // e.g. EMFILE: try again at the next wake-up
+                    return
+                }
+                guard let connection else { return }
+                registry.willAccept()
+                bootstrap.withConnectedSocket(connection).whenComplete { result in
+                    switch result {
+                    case .success(let channel): registry.accepted(channel)
+                    case .failure(let error):
+                        logger.debug("connection setup failed: \(error)")
+                        registry.acceptFailed()
+                    }
+                }
+            }
+        }
+        let stopped = self.stopped
+        source.setCancelHandler {
+            stopped.withLockedValue { $0 }?.resume()
+        }
+        source.resume()
+    }
+
+    /// Stops accepting and returns once no accept can happen any more. Closes this process's copy
+    /// of the listener (never `shutdown(2)`: the socket lives on in the other generation).
+    func stop() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            stopped.withLockedValue { $0 = continuation }
+            source.cancel()
+        }
+        listener.close()
+    }
+}

@@ -1,0 +1,340 @@
+#if os(Linux)
+import Foundation
+import Glibc
+
+struct HelloError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+enum ExitStatus: Equatable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32)
+
+    init(waitStatus: Int32) {
+        // WIFEXITED / WEXITSTATUS / WTERMSIG are C macros Swift cannot import.
+        if waitStatus & 0x7f == 0 {
+            self = .exited((waitStatus >> 8) & 0xff)
+        } else {
+            self = .signaled(waitStatus & 0x7f)
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .exited(let code): return "exited with \(code)"
+        case .signaled(let sig): return "killed by signal \(sig)"
+        }
+    }
+}
+
+/// Where `swift build` / `swift test` put the `hello` executable.
+enum HelloBinary {
+    static func locate() throws -> URL {
+        let fm = FileManager.default
+        var candidates: [URL] = []
+        if let explicit = ProcessInfo.processInfo.environment["BATON_HELLO_BINARY"] {
+            candidates.append(URL(fileURLWithPath: explicit))
+        }
+        // On Linux the test bundle is an executable in the products directory.
+        if let exe = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            candidates.append(URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("hello"))
+        }
+        candidates.append(Bundle.main.bundleURL.appendingPathComponent("hello"))
+        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+            candidates.append(bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("hello"))
+        }
+        for candidate in candidates where fm.isExecutableFile(atPath: candidate.path) {
+            return candidate
+        }
+        throw HelloError("hello binary not found; looked at \(candidates.map(\.path)). Build it with `swift build --product hello` or set BATON_HELLO_BINARY.")
+    }
+}
+
+/// Reserves a free TCP port: bind 127.0.0.1:0, read the port, close.
+func freeTCPPort() throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw HelloError("socket: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = 0
+    addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+        }
+    }
+    guard ok else { throw HelloError("bind/getsockname: \(String(cString: strerror(errno)))") }
+    return UInt16(bigEndian: addr.sin_port)
+}
+
+/// One `hello` master started from a private copy of the binary in a fresh temp directory (so a
+/// test can replace the binary by rename), with stdout+stderr captured to `hello.log` there.
+final class HelloProcess {
+    let directory: URL
+    /// The copy the master runs (and re-runs on SIGHUP).
+    let executable: URL
+    let logURL: URL
+    let port: UInt16
+    let masterPid: pid_t
+    let arguments: [String]
+    private let sourceBinary: URL
+    private var masterStartTime: UInt64 = 0
+    private(set) var exitStatus: ExitStatus?
+    /// Every process of this test we have seen (pid → start time), killed in `cleanUp`.
+    private var seen: [pid_t: UInt64] = [:]
+    private var cleanedUp = false
+
+    /// Copies the binary, starts the master on a free port and waits (bounded) until `/hello`
+    /// answers 200.
+    init(extraArguments: [String] = [], readyTimeout: TimeInterval = 30) throws {
+        let fm = FileManager.default
+        sourceBinary = try HelloBinary.locate()
+        directory = fm.temporaryDirectory.appendingPathComponent("baton-it-\(UUID().uuidString.prefix(8))")
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        executable = directory.appendingPathComponent("hello")
+        logURL = directory.appendingPathComponent("hello.log")
+        try fm.copyItem(at: sourceBinary, to: executable)
+        chmod(executable.path, 0o755)
+        _ = fm.createFile(atPath: logURL.path, contents: nil)
+        port = try freeTCPPort()
+        arguments = ["--port", String(port)] + extraArguments
+        masterPid = try HelloProcess.spawn(executable: executable.path, arguments: arguments, log: logURL.path)
+        masterStartTime = Proc.stat(masterPid)?.startTime ?? 0
+        seen[masterPid] = masterStartTime
+        try waitUntilServing(timeout: readyTimeout)
+    }
+
+    deinit { cleanUp() }
+
+    private static func spawn(executable: String, arguments: [String], log: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // The test process ignores SIGPIPE and its threads may block signals: hand the master a
+        // clean signal state. Own process group, so nothing from a terminal reaches it.
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+
+        // The test's own environment minus anything that would make hello think it is a worker or
+        // talk to a service manager.
+        let dropped = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"]
+        let environment = ProcessInfo.processInfo.environment
+            .filter { !dropped.contains($0.key) && !$0.key.hasPrefix("BATON_") }
+            .map { "\($0.key)=\($0.value)" }
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard rc == 0 else { throw HelloError("posix_spawn \(executable): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    // MARK: Talking to it
+
+    /// One request on a fresh connection.
+    func get(_ path: String = "/hello", timeout: TimeInterval = 10) -> Result<HTTPResponse, HTTPFailure> {
+        httpGetOnce(port: port, path: path, timeout: timeout)
+    }
+
+    /// The pid in a fresh `/hello` answer, nil if the request failed.
+    func servingPid() -> pid_t? {
+        if case .success(let r) = get(), r.status == 200 { return r.pid }
+        return nil
+    }
+
+    func signal(_ sig: Int32) {
+        guard exitStatus == nil else { return }
+        kill(masterPid, sig)
+    }
+
+    private func waitUntilServing(timeout: TimeInterval) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = "no attempt"
+        while Date() < deadline {
+            if let status = reap() {
+                throw HelloError("hello master \(status) before serving\n--- hello log ---\n\(logExcerpt())")
+            }
+            switch get(timeout: 2) {
+            case .success(let response) where response.status == 200 && response.pid != nil:
+                track(response.pid!)
+                return
+            case .success(let response):
+                last = "status \(response.status) \(response.bodyText.prefix(200))"
+            case .failure(let error):
+                last = error.description
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw HelloError("hello did not answer 200 on /hello within \(timeout) s (last: \(last))\n--- hello log ---\n\(logExcerpt())")
+    }
+
+    // MARK: Processes
+
+    /// True while the master has not exited (and has not been reaped).
+    var isRunning: Bool { reap() == nil }
+
+    /// Non-blocking waitpid on the master; its status once it has exited.
+    @discardableResult
+    func reap() -> ExitStatus? {
+        if let exitStatus { return exitStatus }
+        var status: Int32 = 0
+        let rc = waitpid(masterPid, &status, WNOHANG)
+        if rc == masterPid {
+            exitStatus = ExitStatus(waitStatus: status)
+        } else if rc < 0 && errno == ECHILD {
+            exitStatus = .signaled(0)  // reaped elsewhere; should not happen
+        }
+        return exitStatus
+    }
+
+    /// Waits (bounded) for the master to exit and reaps it.
+    func waitForExit(timeout: TimeInterval) -> ExitStatus? {
+        poll(timeout: timeout, interval: 0.02) { reap() != nil }
+        return exitStatus
+    }
+
+    /// SIGTERM, wait up to `timeout`, then SIGKILL. Always reaps the master.
+    @discardableResult
+    func stop(timeout: TimeInterval = 30) -> ExitStatus? {
+        if let exitStatus { return exitStatus }
+        trackChildren()
+        kill(masterPid, SIGTERM)
+        if let status = waitForExit(timeout: timeout) { return status }
+        kill(masterPid, SIGKILL)
+        _ = waitForExit(timeout: 10)
+        return nil  // did not stop by itself
+    }
+
+    /// Live children of the master (its worker generations, or a successor being started).
+    func children() -> [pid_t] {
+        let kids = Proc.children(of: masterPid)
+        for kid in kids { seen[kid.pid] = kid.startTime }
+        return kids.map(\.pid).sorted()
+    }
+
+    /// Children including zombies the master has not reaped.
+    func childrenIncludingZombies() -> [pid_t] {
+        Proc.children(of: masterPid, includeZombies: true).map(\.pid).sorted()
+    }
+
+    private func trackChildren() {
+        for kid in Proc.descendants(of: masterPid) { seen[kid.pid] = kid.startTime }
+    }
+
+    /// Remembers pids (e.g. workers seen in answers) so that `cleanUp` kills them if they linger.
+    func track<S: Sequence>(_ pids: S) where S.Element == pid_t {
+        for pid in pids where seen[pid] == nil {
+            if let stat = Proc.stat(pid) { seen[pid] = stat.startTime }
+        }
+    }
+
+    func track(_ pid: pid_t) { track([pid]) }
+
+    /// Kills every process this test started and reaps the master; removes nothing on disk.
+    func killAll() {
+        // Candidates: the master's descendants, members of its process group started after it, and
+        // any pid seen before. A pid is only killed if its start time still matches (no reuse).
+        var targets: [pid_t: UInt64] = seen
+        if exitStatus == nil {
+            for kid in Proc.descendants(of: masterPid) { targets[kid.pid] = kid.startTime }
+        }
+        for process in Proc.all() where process.pgrp == masterPid && process.startTime >= masterStartTime {
+            targets[process.pid] = process.startTime
+        }
+        if exitStatus == nil {
+            kill(masterPid, SIGKILL)
+            _ = waitForExit(timeout: 10)
+        }
+        for (pid, start) in targets where pid != masterPid {
+            if let stat = Proc.stat(pid), stat.startTime == start, stat.state != "Z" {
+                kill(pid, SIGKILL)
+            }
+        }
+    }
+
+    /// Kills everything and deletes the temp directory; with `keepLog` only the binaries go and
+    /// the directory with `hello.log` stays for a post-mortem. Idempotent.
+    func cleanUp(keepLog: Bool = false) {
+        guard !cleanedUp else { return }
+        cleanedUp = true
+        killAll()
+        let fm = FileManager.default
+        if keepLog {
+            for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where name != "hello.log" {
+                try? fm.removeItem(at: directory.appendingPathComponent(name))
+            }
+        } else {
+            try? fm.removeItem(at: directory)
+        }
+    }
+
+    // MARK: Binary replacement
+
+    /// Replaces the binary the master will run next by rename, as a deploy does.
+    func replaceBinary(withScript script: String) throws {
+        let next = directory.appendingPathComponent("hello.next")
+        try Data(script.utf8).write(to: next)
+        try installByRename(next)
+    }
+
+    /// Puts the real hello binary back, by rename.
+    func restoreBinary() throws {
+        let next = directory.appendingPathComponent("hello.next")
+        try? FileManager.default.removeItem(at: next)
+        try FileManager.default.copyItem(at: sourceBinary, to: next)
+        try installByRename(next)
+    }
+
+    private func installByRename(_ next: URL) throws {
+        guard chmod(next.path, 0o755) == 0 else { throw HelloError("chmod: \(String(cString: strerror(errno)))") }
+        guard rename(next.path, executable.path) == 0 else {
+            throw HelloError("rename: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    // MARK: Log
+
+    var log: String {
+        (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
+    }
+
+    /// The log, or its first and last lines when it is long (crash backtraces can be thousands).
+    func logExcerpt(head: Int = 150, tail: Int = 250) -> String {
+        let all = log.split(separator: "\n", omittingEmptySubsequences: false)
+        guard all.count > head + tail else { return all.joined(separator: "\n") }
+        return (all.prefix(head) + ["[… \(all.count - head - tail) lines left out, see \(logURL.path) …]"] + all.suffix(tail))
+            .joined(separator: "\n")
+    }
+
+    func logCount(_ needle: String) -> Int {
+        log.components(separatedBy: needle).count - 1
+    }
+
+    /// Waits (bounded) until `needle` occurs more than `after` times in the log.
+    func waitForLog(_ needle: String, moreThan after: Int, timeout: TimeInterval) -> Bool {
+        poll(timeout: timeout, interval: 0.05) { logCount(needle) > after }
+    }
+}
+#endif

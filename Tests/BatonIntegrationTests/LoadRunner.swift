@@ -1,0 +1,198 @@
+#if os(Linux)
+import Foundation
+import Glibc
+
+/// What a load run saw: counts, the first failures, and which worker pids answered.
+struct LoadReport: Sendable, CustomStringConvertible {
+    var successes = 0
+    var failures = 0
+    /// The first few failures, with the client and the time since the start of the load.
+    var firstFailures: [String] = []
+    /// Answers per worker pid.
+    var answersByPid: [pid_t: Int] = [:]
+    /// Worker pids in the order they first answered.
+    var pidOrder: [pid_t] = []
+    /// Successful responses that carried `Connection: close` (keep-alive clients then reconnect).
+    var closingResponses = 0
+    /// Client threads that did not finish within the stop timeout (0 after a clean stop).
+    var stuckClients = 0
+
+    var pids: Set<pid_t> { Set(answersByPid.keys) }
+
+    var description: String {
+        var text = "\(successes) ok, \(failures) failed, \(closingResponses) with Connection: close, "
+        text += "pids (first-seen order, answers): "
+        text += pidOrder.map { "\($0):\(answersByPid[$0] ?? 0)" }.joined(separator: " ")
+        if stuckClients > 0 { text += ", \(stuckClients) clients stuck" }
+        if !firstFailures.isEmpty { text += "\nfirst failures:\n  " + firstFailures.joined(separator: "\n  ") }
+        return text
+    }
+}
+
+/// Shared counters of a load run (one lock; a request costs far more than taking it).
+final class LoadStats: @unchecked Sendable {
+    private let lock = NSLock()
+    private var report = LoadReport()
+    private var stopping = false
+    private let start = Date()
+    static let keptFailures = 10
+
+    func success(pid: pid_t, closing: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        report.successes += 1
+        if closing { report.closingResponses += 1 }
+        if let n = report.answersByPid[pid] {
+            report.answersByPid[pid] = n + 1
+        } else {
+            report.answersByPid[pid] = 1
+            report.pidOrder.append(pid)
+        }
+    }
+
+    func failure(_ failure: HTTPFailure, client: String) {
+        let elapsed = String(format: "%.3f", Date().timeIntervalSince(start))
+        lock.lock()
+        defer { lock.unlock() }
+        report.failures += 1
+        if report.firstFailures.count < LoadStats.keptFailures {
+            report.firstFailures.append("t+\(elapsed)s \(client): \(failure)")
+        }
+    }
+
+    var snapshot: LoadReport {
+        lock.lock()
+        defer { lock.unlock() }
+        return report
+    }
+
+    var isStopping: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopping
+    }
+
+    func requestStop() {
+        lock.lock()
+        stopping = true
+        lock.unlock()
+    }
+}
+
+/// Runs `keepAlive` clients that reuse their connection (reconnecting after a response with
+/// `Connection: close` or after a failure) and `perRequest` clients that open a connection per
+/// request, each on its own thread, all sending `GET /hello` back to back.
+final class LoadRunner: @unchecked Sendable {
+    let port: UInt16
+    let keepAliveClients: Int
+    let perRequestClients: Int
+    let stats = LoadStats()
+    private let group = DispatchGroup()
+    private let lock = NSLock()
+    private var running = 0
+    private var started = false
+    private var finalReport: LoadReport?
+
+    init(port: UInt16, keepAlive: Int, perRequest: Int) {
+        self.port = port
+        self.keepAliveClients = keepAlive
+        self.perRequestClients = perRequest
+    }
+
+    func start() {
+        precondition(!started)
+        started = true
+        for i in 0..<keepAliveClients {
+            spawn(name: "keep-alive#\(i)") { [self] in keepAliveLoop(name: "keep-alive#\(i)") }
+        }
+        for i in 0..<perRequestClients {
+            spawn(name: "per-request#\(i)") { [self] in perRequestLoop(name: "per-request#\(i)") }
+        }
+    }
+
+    private func spawn(name: String, _ body: @escaping @Sendable () -> Void) {
+        group.enter()
+        lock.lock(); running += 1; lock.unlock()
+        let thread = Thread { [self] in
+            body()
+            lock.lock(); running -= 1; lock.unlock()
+            group.leave()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Validates one response: 200 with a pid is a success, anything else a failure.
+    private func record(_ response: HTTPResponse, client: String) {
+        guard response.status == 200 else {
+            stats.failure(.status(response.status, body: response.bodyText), client: client)
+            return
+        }
+        guard let pid = response.pid else {
+            stats.failure(.noPid(body: response.bodyText), client: client)
+            return
+        }
+        stats.success(pid: pid, closing: response.connectionClose)
+    }
+
+    private func keepAliveLoop(name: String) {
+        var connection: HTTPConnection? = nil
+        while !stats.isStopping {
+            do throws(HTTPFailure) {
+                let conn: HTTPConnection
+                if let connection { conn = connection } else { conn = try HTTPConnection(port: port) }
+                connection = conn
+                let response = try conn.get("/hello")
+                if response.connectionClose {
+                    conn.close()
+                    connection = nil
+                }
+                record(response, client: name)
+            } catch {
+                connection?.close()
+                connection = nil
+                stats.failure(error, client: name)
+                Thread.sleep(forTimeInterval: 0.02)  // no hot loop while the server is away
+            }
+        }
+        connection?.close()
+    }
+
+    private func perRequestLoop(name: String) {
+        while !stats.isStopping {
+            switch httpGetOnce(port: port) {
+            case .success(let response):
+                record(response, client: name)
+            case .failure(let error):
+                stats.failure(error, client: name)
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+        }
+    }
+
+    /// Waits (bounded) until a pid outside `known` has answered; returns it.
+    func waitForPid(notIn known: Set<pid_t>, timeout: TimeInterval) -> pid_t? {
+        var found: pid_t? = nil
+        poll(timeout: timeout, interval: 0.02) {
+            found = stats.snapshot.pidOrder.first { !known.contains($0) }
+            return found != nil
+        }
+        return found
+    }
+
+    /// Asks every client to stop after its current request and waits for them (bounded; a client
+    /// blocked in recv leaves within its 10 s receive timeout). Idempotent.
+    @discardableResult
+    func stop(timeout: TimeInterval = 20) -> LoadReport {
+        if let finalReport { return finalReport }
+        stats.requestStop()
+        _ = group.wait(timeout: .now() + timeout)
+        var report = stats.snapshot
+        lock.lock()
+        report.stuckClients = running
+        lock.unlock()
+        finalReport = report
+        return report
+    }
+}
+#endif

@@ -1,0 +1,126 @@
+#if os(Linux)
+import Foundation
+import Glibc
+
+/// Read-only views of /proc, used to look at the master and its workers from outside.
+enum Proc {
+    /// The few fields of `/proc/PID/stat` the tests need.
+    struct Stat: Equatable {
+        var pid: pid_t
+        /// R, S, D, Z (zombie), X (dead), T, …
+        var state: Character
+        var ppid: pid_t
+        var pgrp: pid_t
+        /// Clock ticks after boot; with the pid it names one process, even if the pid is reused.
+        var startTime: UInt64
+    }
+
+    /// `/proc/PID/stat`, or nil when there is no such process.
+    static func stat(_ pid: pid_t) -> Stat? {
+        guard let text = readSmallFile("/proc/\(pid)/stat") else { return nil }
+        return parseStat(text, pid: pid)
+    }
+
+    static func parseStat(_ text: String, pid: pid_t) -> Stat? {
+        // "pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+        //  utime stime cutime cstime priority nice threads itrealvalue starttime …"
+        // comm may contain spaces and parentheses: split after the last ')'.
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
+        // fields[0] is field 3 (state); field n is fields[n - 3].
+        guard fields.count > 19, let state = fields[0].first,
+              let ppid = pid_t(fields[1]), let pgrp = pid_t(fields[2]),
+              let start = UInt64(fields[19]) else { return nil }
+        return Stat(pid: pid, state: state, ppid: ppid, pgrp: pgrp, startTime: start)
+    }
+
+    /// True when the process exists and is neither a zombie nor dead.
+    static func isAlive(_ pid: pid_t) -> Bool {
+        guard let s = stat(pid) else { return false }
+        return s.state != "Z" && s.state != "X" && s.state != "x"
+    }
+
+    static func isZombie(_ pid: pid_t) -> Bool {
+        stat(pid)?.state == "Z"
+    }
+
+    /// Number of open file descriptors (entries of `/proc/PID/fd`), nil if unreadable.
+    static func openFDCount(_ pid: pid_t) -> Int? {
+        guard let dir = opendir("/proc/\(pid)/fd") else { return nil }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { count += 1 }
+        }
+        return count
+    }
+
+    /// Every process on the machine, as stat records.
+    static func all() -> [Stat] {
+        guard let dir = opendir("/proc") else { return [] }
+        defer { closedir(dir) }
+        var result: [Stat] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            guard let pid = pid_t(name), let s = stat(pid) else { continue }
+            result.append(s)
+        }
+        return result
+    }
+
+    /// Live (non-zombie) children of `pid`, found by scanning the ppid of every process.
+    static func children(of pid: pid_t, includeZombies: Bool = false) -> [Stat] {
+        all().filter { $0.ppid == pid && (includeZombies || ($0.state != "Z" && $0.state != "X")) }
+    }
+
+    /// Children, grandchildren, … of `pid`.
+    static func descendants(of pid: pid_t) -> [Stat] {
+        let everything = all()
+        var result: [Stat] = []
+        var frontier: Set<pid_t> = [pid]
+        while !frontier.isEmpty {
+            let next = everything.filter { frontier.contains($0.ppid) }
+            result.append(contentsOf: next)
+            frontier = Set(next.map(\.pid))
+        }
+        return result
+    }
+
+    /// `/proc/PID/cmdline` with NULs turned into spaces.
+    static func commandLine(_ pid: pid_t) -> String? {
+        guard let text = readSmallFile("/proc/\(pid)/cmdline") else { return nil }
+        return text.split(separator: "\0").joined(separator: " ")
+    }
+
+    private static func readSmallFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Polls `condition` every `interval` until it holds or `timeout` passes. Returns the last result.
+@discardableResult
+func poll(timeout: TimeInterval, interval: TimeInterval = 0.05, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while true {
+        if condition() { return true }
+        if Date() >= deadline { return false }
+        Thread.sleep(forTimeInterval: interval)
+    }
+}
+#endif
