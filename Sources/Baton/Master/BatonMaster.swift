@@ -33,7 +33,6 @@ public final class BatonMaster: Service, Sendable {
     private let snapshot = NIOLockedValueBox<[Generation]>([])
     private let lastOutcome = NIOLockedValueBox<UpgradeOutcome?>(nil)
     private let startedAt = ContinuousClock.now
-    private let boundListeners = NIOLockedValueBox<[Listener]>([])
 
     /// A master that does nothing until ``run()``.
     public init(configuration: MasterConfiguration, logger: Logger) {
@@ -47,9 +46,6 @@ public final class BatonMaster: Service, Sendable {
 
     /// The outcome of the last upgrade, restart or rollback.
     public var lastUpgrade: UpgradeOutcome? { lastOutcome.withLockedValue { $0 } }
-
-    /// The listeners, once ``run()`` has bound them.
-    public var listeners: [Listener] { boundListeners.withLockedValue { $0 } }
 
     /// Asks for an upgrade and waits for its outcome. Requests made while an upgrade runs are
     /// coalesced into one follow-up upgrade, whose outcome they all receive.
@@ -65,48 +61,42 @@ public final class BatonMaster: Service, Sendable {
     /// becomes ready.
     public func run() async throws {
         let systemd = SystemdNotifier.fromEnvironment()
-        let listeners = try openListeners()
-        boundListeners.withLockedValue { $0 = listeners.map(\.listener) }
+        let listeners = ListenerSet(initial: try openListeners(), backlog: configuration.backlog)
         let continuation = self.continuation
-        let notify: NotifySocket
+        let spawner = Spawner()
+        var notify: NotifySocket?
+        var watcher: ConfigWatcher?
+        var control: ControlServer?
         do {
             notify = try NotifySocket { pid, message in continuation.yield(.notified(pid, message)) }
-        } catch {
-            for entry in listeners { entry.listener.close() }
-            throw error
-        }
-        let watcher: ConfigWatcher?
-        do {
             watcher = try configuration.watchFile.map { path in
                 try ConfigWatcher(path: path, quietPeriod: configuration.watchQuietPeriod) {
                     continuation.yield(.upgrade(reason: "\(path) changed", reply: nil))
                 }
             }
+            if let watcher { logger.info("watching \(watcher.path) for deploys") }
+            control = await bindControlSocket()
+            let loop = MasterLoop(master: self, listeners: listeners, notifySocket: notify!.path, spawner: spawner, systemd: systemd)
+            try await serve(loop, control: control)
         } catch {
-            notify.close()
-            for entry in listeners { entry.listener.close() }
+            await release()
             throw error
         }
-        if let watcher { logger.info("watching \(watcher.path) for deploys") }
-        // Without a control socket the master still serves and upgrades on SIGHUP and watch.conf:
-        // a problem here is logged, not fatal.
-        var bound: ControlServer?
-        do {
-            bound = try await configuration.controlSocket.asyncMap { try await ControlServer.bind(path: $0) }
-            if let bound { logger.info("control socket \(bound.path) (mode 0600)") }
-        } catch {
-            logger.error("no control socket: \(error); `baton reload|status|stop` cannot reach this master")
-        }
-        let spawner = Spawner()
-        // From here on the loop owns the listeners and closes them when it ends.
-        let control = bound
-        let loop = MasterLoop(master: self, listeners: ListenerSet(initial: listeners, backlog: configuration.backlog),
-                              notifySocket: notify.path, spawner: spawner, systemd: systemd)
-        defer {
+        await release()
+
+        func release() async {
             watcher?.stop()
-            notify.close()
-            boundListeners.withLockedValue { $0 = [] }
+            notify?.close()
+            await control?.close()
+            listeners.closeAll()
+            await spawner.shutdown()
         }
+    }
+
+    /// Runs the loop with its triggers (SIGHUP, control socket) until it ends.
+    private func serve(_ loop: MasterLoop, control: ControlServer?) async throws {
+        let continuation = self.continuation
+        let events = self.events
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -124,8 +114,20 @@ public final class BatonMaster: Service, Sendable {
         } onGracefulShutdown: {
             continuation.yield(.shutdown)
         }
-        await control?.close()
-        await spawner.shutdown()
+    }
+
+    /// Without a control socket the master still serves and upgrades on SIGHUP and watch.conf:
+    /// a problem here is logged, not fatal.
+    private func bindControlSocket() async -> ControlServer? {
+        guard let path = configuration.controlSocket else { return nil }
+        do {
+            let control = try await ControlServer.bind(path: path)
+            logger.info("control socket \(control.path) (mode 0600)")
+            return control
+        } catch {
+            logger.error("no control socket: \(error); `baton reload|status|stop` cannot reach this master")
+            return nil
+        }
     }
 
     /// Answers one control request.
@@ -188,11 +190,4 @@ public final class BatonMaster: Service, Sendable {
     func post(_ event: Event) { continuation.yield(event) }
     func publish(_ generations: [Generation]) { snapshot.withLockedValue { $0 = generations } }
     func publish(_ outcome: UpgradeOutcome) { lastOutcome.withLockedValue { $0 = outcome } }
-}
-
-extension Optional {
-    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
-        guard let value = self else { return nil }
-        return try await transform(value)
-    }
 }

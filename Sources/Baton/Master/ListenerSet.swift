@@ -1,6 +1,6 @@
 /// The master's listening sockets, by address: bound once and shared by every generation that
 /// uses them; closed when no generation uses an address any more (after a port change).
-struct ListenerSet {
+final class ListenerSet {
     private(set) var bound: [(address: ListenAddress?, listener: Listener)]
     /// What a generation started without its own `listen` gets.
     private(set) var current: [Listener]
@@ -13,7 +13,7 @@ struct ListenerSet {
     }
 
     /// The listeners for `addresses` (nil: the current ones), binding any address not bound yet.
-    mutating func listeners(for addresses: [ListenAddress]?) throws -> [Listener] {
+    func listeners(for addresses: [ListenAddress]?) throws -> [Listener] {
         guard let addresses else { return current }
         return try addresses.map { address in
             if let existing = bound.first(where: { $0.address == address }) { return existing.listener }
@@ -24,7 +24,7 @@ struct ListenerSet {
     }
 
     /// Makes `listeners` the ones new generations get; returns a description of the change, if any.
-    mutating func makeCurrent(_ listeners: [Listener]) -> String? {
+    func makeCurrent(_ listeners: [Listener]) -> String? {
         guard listeners != current else { return nil }
         let before = current.map(\.name).joined(separator: ", ")
         current = listeners
@@ -32,7 +32,7 @@ struct ListenerSet {
     }
 
     /// Closes every listener neither current nor used by a live generation; returns their names.
-    mutating func closeUnused(inUse: [Listener]) -> [String] {
+    func closeUnused(inUse: [Listener]) -> [String] {
         let keep = Set(current + inUse)
         let unused = bound.filter { !keep.contains($0.listener) }
         bound.removeAll { !keep.contains($0.listener) }

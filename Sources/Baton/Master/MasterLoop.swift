@@ -18,7 +18,7 @@ final class MasterLoop {
     }
 
     private let master: BatonMaster
-    private var listeners: ListenerSet
+    private let listeners: ListenerSet
     private let notifySocket: String
     private let spawner: Spawner
     private let systemd: SystemdNotifier
@@ -53,10 +53,7 @@ final class MasterLoop {
     /// Starts generation 1 and handles events until shutdown has drained every generation.
     /// Throws when the first generation cannot start: there is nothing to keep serving.
     func run(events: AsyncStream<BatonMaster.Event>) async throws {
-        defer {
-            for timer in timers.values { timer.cancel() }
-            listeners.closeAll()
-        }
+        defer { for timer in timers.values { timer.cancel() } }
         // Generation 1 never became ready and nothing is left: there is no release to fall back on.
         var firstGenerationFailed: Bool { currentPlan == nil && generations.isEmpty }
         await start(.upgrade(reason: "start"), replies: [])
