@@ -162,7 +162,7 @@ public final class BatonMaster: Service, Sendable {
 
     private func openListeners() throws -> [(address: ListenAddress?, listener: Listener)] {
         if let inherited = try SocketActivation.adoptListeners() {
-            logger.info("adopted \(inherited.count) listener(s) from socket activation: \(inherited.map(\.name).joined(separator: ", "))")
+            logger.info("adopted \(inherited.count) listener(s) from socket activation: \(inherited.map(\.name).joined(separator: ", ")); every generation gets these (listen addresses and HttpPort are not bound)")
             return inherited.map { (nil, $0) }
         }
         var bound: [(address: ListenAddress?, listener: Listener)] = []

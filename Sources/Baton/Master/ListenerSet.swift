@@ -1,20 +1,28 @@
 /// The master's listening sockets, by address: bound once and shared by every generation that
 /// uses them; closed when no generation uses an address any more (after a port change).
+///
+/// Sockets handed over by systemd (socket activation) are the service's sockets for good: a
+/// plan's own addresses (watch.conf's `HttpPort`) are then not bound.
 final class ListenerSet {
     private(set) var bound: [(address: ListenAddress?, listener: Listener)]
     /// What a generation started without its own `listen` gets.
     private(set) var current: [Listener]
     let backlog: Int32
 
+    /// Whether the sockets came from socket activation.
+    let adopted: Bool
+
     init(initial: [(address: ListenAddress?, listener: Listener)], backlog: Int32) {
         self.bound = initial
         self.current = initial.map(\.listener)
         self.backlog = backlog
+        self.adopted = !initial.isEmpty && initial.allSatisfy { $0.address == nil }
     }
 
-    /// The listeners for `addresses` (nil: the current ones), binding any address not bound yet.
+    /// The listeners for `addresses` (nil, or adopted sockets: the current ones), binding any
+    /// address not bound yet.
     func listeners(for addresses: [ListenAddress]?) throws -> [Listener] {
-        guard let addresses else { return current }
+        guard let addresses, !adopted else { return current }
         return try addresses.map { address in
             if let existing = bound.first(where: { $0.address == address }) { return existing.listener }
             let listener = try Listener.bind(address, backlog: backlog)
