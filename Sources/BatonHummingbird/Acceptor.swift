@@ -13,18 +13,22 @@ import NIOPosix
 /// in debug builds); for this loop it is the normal case. Stopping is immediate: once ``stop()``
 /// returns nothing more is accepted, and what waits in the kernel's queue goes to the next
 /// generation.
-final class Acceptor: Sendable {
+///
+/// `@unchecked Sendable`: `accept` runs on the source's serial queue, and once more in ``stop()``
+/// after the source's cancellation has completed, never twice at once.
+final class Acceptor: @unchecked Sendable {
     private let listener: Listener
     private let source: any DispatchSourceRead
     private let stopped = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
+
+    private let accept: () -> Void
 
     /// Starts accepting; each connection is set up with `bootstrap` and registered in `registry`.
     init(listener: Listener, bootstrap: ClientBootstrap, registry: ConnectionRegistry, logger: Logger) throws {
         try listener.makeNonBlocking()
         self.listener = listener
-        let source = DispatchSource.makeReadSource(fileDescriptor: listener.fd, queue: DispatchQueue(label: "baton.accept.\(listener.name)"))
-        self.source = source
-        source.setEventHandler {
+        // Accepts until the queue is empty (EAGAIN).
+        let accept: () -> Void = {
             while true {
                 let connection: Int32?
                 do {
@@ -45,6 +49,10 @@ final class Acceptor: Sendable {
                 }
             }
         }
+        self.accept = accept
+        let source = DispatchSource.makeReadSource(fileDescriptor: listener.fd, queue: DispatchQueue(label: "baton.accept.\(listener.name)"))
+        self.source = source
+        source.setEventHandler(handler: accept)
         let stopped = self.stopped
         source.setCancelHandler {
             stopped.withLockedValue { $0 }?.resume()
@@ -54,11 +62,17 @@ final class Acceptor: Sendable {
 
     /// Stops accepting and returns once no accept can happen any more. Closes this process's copy
     /// of the listener (never `shutdown(2)`: the socket lives on in the other generation).
+    ///
+    /// What is already in the kernel's queue is accepted first, to be served (with `Connection:
+    /// close`) rather than reset: after a port change no other generation listens there, and
+    /// closing the last copy of a socket resets every connection still queued on it. On a shared
+    /// port this takes a few connections the next generation would have taken: harmless.
     func stop() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             stopped.withLockedValue { $0 = continuation }
             source.cancel()
         }
+        accept()
         listener.close()
     }
 }

@@ -157,10 +157,14 @@ final class MasterLoop {
     }
 
     /// Ends the running upgrade attempt (if any), tells whoever asked, and starts the follow-up.
-    private func finishUpgrade(_ outcome: UpgradeOutcome, replies: [Reply]) {
-        switch outcome {
-        case .succeeded: logger.info("\(outcome)")
-        case .failed: logger.error("\(outcome)\(servingSummary)")
+    private func finishUpgrade(_ result: UpgradeOutcome, replies: [Reply]) {
+        var outcome = result
+        switch result {
+        case .succeeded:
+            logger.info("\(outcome)")
+        case .failed(let reason):
+            outcome = .failed(reason: reason + servingSummary)
+            logger.error("\(outcome)")
         }
         for reply in replies { reply(outcome) }
         master.publish(outcome)
@@ -308,8 +312,12 @@ final class MasterLoop {
         after(delay) { .restart }
     }
 
+    /// Closes the master's copy of every listener that no starting or serving generation uses:
+    /// a draining generation has stopped accepting, and a socket kept open for it would only
+    /// queue connections nobody accepts (reset later, instead of refused now).
     private func closeUnusedListeners() {
-        let closed = listeners.closeUnused(inUse: generations.flatMap(\.listeners))
+        let accepting = generations.filter { $0.state == .starting || $0.state == .serving }
+        let closed = listeners.closeUnused(inUse: accepting.flatMap(\.listeners))
         if !closed.isEmpty { logger.notice("closed listener(s) no generation uses any more: \(closed.joined(separator: ", "))") }
     }
 
