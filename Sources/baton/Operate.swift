@@ -65,7 +65,7 @@ extension BatonCommand {
             print(response.message)
             guard response.ok, let pid = response.status?.masterPID else { throw ExitCode(1) }
             let deadline = ContinuousClock.now + .seconds(options.timeout)
-            while kill(pid, 0) == 0 {
+            while Self.isRunning(pid) {
                 guard ContinuousClock.now < deadline else {
                     print("master pid \(pid) still running after \(Int(options.timeout)) s")
                     throw ExitCode(1)
@@ -73,6 +73,14 @@ extension BatonCommand {
                 try await Task.sleep(for: .milliseconds(50))
             }
             print("master pid \(pid) stopped")
+        }
+
+        /// Alive and not a zombie (an exited master waits in state Z until its parent reaps it).
+        static func isRunning(_ pid: Int32) -> Bool {
+            guard kill(pid, 0) == 0 else { return false }
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return true }
+            return !stat[close...].hasPrefix(") Z")
         }
     }
 
