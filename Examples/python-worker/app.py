@@ -120,7 +120,10 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     notify(f"READY=1\nSTATUS=serving version {VERSION}")
-    stop.wait()
+    # With a timeout: a signal that lands on another thread runs its handler in the main thread
+    # only when the main thread wakes up.
+    while not stop.wait(0.25):
+        pass
 
     drain_started[0] = time.monotonic()
     draining.set()
