@@ -70,7 +70,9 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        // Process-level tests: they start the real `hello` binary, load it and upgrade it.
-        .testTarget(name: "BatonIntegrationTests", dependencies: ["hello"]),
+        // Process-level tests: they start the real `hello` and `baton` binaries, load them and
+        // upgrade them (Operation/: `baton run|reload|status|stop` with the Python worker,
+        // sd_notify to systemd, socket activation).
+        .testTarget(name: "BatonIntegrationTests", dependencies: ["hello", "baton"]),
     ]
 )

@@ -80,16 +80,32 @@ final class HelloProcess {
     let port: UInt16
     let masterPid: pid_t
     let arguments: [String]
-    private let sourceBinary: URL
+    /// The `hello` built by SwiftPM (copied, never modified).
+    let sourceBinary: URL
     private var masterStartTime: UInt64 = 0
     private(set) var exitStatus: ExitStatus?
     /// Every process of this test we have seen (pid → start time), killed in `cleanUp`.
     private var seen: [pid_t: UInt64] = [:]
     private var cleanedUp = false
 
-    /// Copies the binary, starts the master on a free port and waits (bounded) until `/hello`
-    /// answers 200.
-    init(extraArguments: [String] = [], readyTimeout: TimeInterval = 30) throws {
+    /// How the master is told what to run.
+    enum Mode {
+        /// `--port N`: hello upgrades to the `hello` in its folder on SIGHUP.
+        case port
+        /// The seed workflow: `hello.watch.conf` in the folder (HttpPort = a free port, BinName
+        /// `hello`), read with `--config <absolute path>` or, with `passConfig: false`, found
+        /// in the working directory as `./app` does.
+        case watchConf(ver: String, delaySecond: Double, passConfig: Bool)
+    }
+
+    /// `hello.watch.conf` in the folder (written only in `.watchConf` mode).
+    var configURL: URL { directory.appendingPathComponent("hello.watch.conf") }
+    /// `<folder>/.baton/releases`.
+    var releasesURL: URL { directory.appendingPathComponent(".baton/releases") }
+
+    /// Copies the binary, starts the master on a free port (working directory: the temp folder)
+    /// and waits (bounded) until `/hello` answers 200.
+    init(extraArguments: [String] = [], readyTimeout: TimeInterval = 30, mode: Mode = .port) throws {
         let fm = FileManager.default
         sourceBinary = try HelloBinary.locate()
         directory = fm.temporaryDirectory.appendingPathComponent("baton-it-\(UUID().uuidString.prefix(8))")
@@ -100,8 +116,16 @@ final class HelloProcess {
         chmod(executable.path, 0o755)
         _ = fm.createFile(atPath: logURL.path, contents: nil)
         port = try freeTCPPort()
-        arguments = ["--port", String(port)] + extraArguments
-        masterPid = try HelloProcess.spawn(executable: executable.path, arguments: arguments, log: logURL.path)
+        switch mode {
+        case .port:
+            arguments = ["--port", String(port)] + extraArguments
+        case .watchConf(let ver, let delaySecond, let passConfig):
+            let config = directory.appendingPathComponent("hello.watch.conf")
+            try HelloProcess.writeFile(config, HelloProcess.watchConf(port: port, ver: ver, delaySecond: delaySecond))
+            arguments = (passConfig ? ["--config", config.path] : []) + extraArguments
+        }
+        masterPid = try HelloProcess.spawn(executable: executable.path, arguments: arguments, log: logURL.path,
+                                           workingDirectory: directory.path)
         masterStartTime = Proc.stat(masterPid)?.startTime ?? 0
         seen[masterPid] = masterStartTime
         try waitUntilServing(timeout: readyTimeout)
@@ -109,10 +133,21 @@ final class HelloProcess {
 
     deinit { cleanUp() }
 
-    private static func spawn(executable: String, arguments: [String], log: String) throws -> pid_t {
+    /// `posix_spawn_file_actions_addchdir_np` (glibc ≥ 2.29), which Swift's Glibc module hides
+    /// behind `_GNU_SOURCE`; looked up at run time.
+    private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    private static let addChdir: AddChdir? = dlsym(nil, "posix_spawn_file_actions_addchdir_np")
+        .map { unsafeBitCast($0, to: AddChdir.self) }
+
+    private static func spawn(executable: String, arguments: [String], log: String, workingDirectory: String) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
+        // The master creates ./.baton/control.sock (and reads ./hello.watch.conf when present) in
+        // its working directory: give each master its own folder.
+        guard let addChdir else { throw HelloError("posix_spawn_file_actions_addchdir_np is not available") }
+        let chdirResult = addChdir(&actions, workingDirectory)
+        guard chdirResult == 0 else { throw HelloError("addchdir: \(String(cString: strerror(chdirResult)))") }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
@@ -314,6 +349,94 @@ final class HelloProcess {
         }
     }
 
+    // MARK: Deploy files (watch.conf mode)
+
+    /// watch.conf text with the seed's four keys, `Sha256` when given, and `extra` raw members.
+    static func watchConf(port: UInt16, ver: String, delaySecond: Double, binName: String = "hello",
+                          sha256: String? = nil, extra: String? = nil) -> String {
+        var members = [#""HttpPort": "\#(port)""#, #""Ver": "\#(ver)""#, #""DelaySecond": \#(delaySecond)"#,
+                       #""BinName": "\#(binName)""#]
+        if let sha256 { members.append(#""Sha256": "\#(sha256)""#) }
+        if let extra { members.append(extra) }
+        return "{" + members.joined(separator: ", ") + "}\n"
+    }
+
+    /// The ways a deploy changes a file.
+    enum WriteStyle: CaseIterable {
+        /// open(O_TRUNC) + write + close on the file itself (same inode).
+        case inPlace
+        /// Written to a temporary name in the folder, then renamed over it (vim, rsync, scp).
+        case rename
+        /// Deleted, then created again a few milliseconds later.
+        case deleteAndCreate
+    }
+
+    /// Writes `text` to watch.conf (mode 0644).
+    func writeConfig(_ text: String, style: WriteStyle = .rename) throws {
+        try HelloProcess.write(Array(text.utf8), to: configURL, style: style, mode: 0o644)
+    }
+
+    /// `touch hello.watch.conf`: only the timestamps change.
+    func touchConfig() throws {
+        guard utimes(configURL.path, nil) == 0 else { throw HelloError("utimes: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Writes `bytes` to `url` in the given style and sets `mode` (whatever the umask).
+    static func write(_ bytes: [UInt8], to url: URL, style: WriteStyle, mode: mode_t) throws {
+        func writeAll(_ path: String, flags: Int32) throws {
+            let fd = open(path, flags | O_WRONLY | O_CLOEXEC, mode)
+            guard fd >= 0 else { throw HelloError("open \(path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            var done = 0
+            while done < bytes.count {
+                let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, bytes.count - done) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw HelloError("write \(path): \(String(cString: strerror(errno)))") }
+                done += n
+            }
+            // chmod only when needed: an in-place write should make no IN_ATTRIB event of its own.
+            var info = stat()
+            guard fstat(fd, &info) == 0 else { throw HelloError("fstat \(path): \(String(cString: strerror(errno)))") }
+            if info.st_mode & 0o7777 != mode {
+                guard fchmod(fd, mode) == 0 else { throw HelloError("fchmod \(path): \(String(cString: strerror(errno)))") }
+            }
+        }
+        switch style {
+        case .inPlace:
+            try writeAll(url.path, flags: O_CREAT | O_TRUNC)
+        case .rename:
+            let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(UInt32.random(in: 0...UInt32.max))")
+            try writeAll(temporary.path, flags: O_CREAT | O_EXCL)
+            guard Glibc.rename(temporary.path, url.path) == 0 else { throw HelloError("rename: \(String(cString: strerror(errno)))") }
+        case .deleteAndCreate:
+            guard unlink(url.path) == 0 || errno == ENOENT else { throw HelloError("unlink: \(String(cString: strerror(errno)))") }
+            Thread.sleep(forTimeInterval: 0.02)
+            try writeAll(url.path, flags: O_CREAT | O_EXCL)
+        }
+    }
+
+    static func writeFile(_ url: URL, _ text: String, mode: mode_t = 0o644) throws {
+        try write(Array(text.utf8), to: url, style: .inPlace, mode: mode)
+    }
+
+    /// Puts a copy of the real hello at `name` in the folder (by write + rename), with `mode`;
+    /// `trailer` bytes appended make it a different file (an ELF ignores bytes after its end);
+    /// `truncatedTo` keeps only that many bytes (a half upload).
+    @discardableResult
+    func installHello(as name: String, mode: mode_t = 0o755, trailer: String? = nil, truncatedTo: Int? = nil) throws -> URL {
+        var bytes = try [UInt8](Data(contentsOf: sourceBinary))
+        if let trailer { bytes += Array(trailer.utf8) }
+        if let truncatedTo { bytes = Array(bytes.prefix(truncatedTo)) }
+        let url = directory.appendingPathComponent(name)
+        try HelloProcess.write(bytes, to: url, style: .rename, mode: mode)
+        return url
+    }
+
+    /// Names of the staged releases (`<Ver>-<sha12>`), sorted.
+    func releases() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: releasesURL.path)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+    }
+
     // MARK: Log
 
     var log: String {
@@ -326,6 +449,11 @@ final class HelloProcess {
         guard all.count > head + tail else { return all.joined(separator: "\n") }
         return (all.prefix(head) + ["[… \(all.count - head - tail) lines left out, see \(logURL.path) …]"] + all.suffix(tail))
             .joined(separator: "\n")
+    }
+
+    /// Lines of the log that contain `needle`.
+    func logLines(containing needle: String) -> [String] {
+        log.split(separator: "\n").filter { $0.contains(needle) }.map(String.init)
     }
 
     func logCount(_ needle: String) -> Int {

@@ -41,8 +41,8 @@ class IntegrationTestCase: XCTestCase {
     }
 
     /// Starts a hello master (cleaned up in tearDown) and waits until it serves.
-    func startHello(_ extraArguments: [String] = []) throws -> HelloProcess {
-        let hello = try HelloProcess(extraArguments: extraArguments)
+    func startHello(_ extraArguments: [String] = [], mode: HelloProcess.Mode = .port) throws -> HelloProcess {
+        let hello = try HelloProcess(extraArguments: extraArguments, mode: mode)
         hellos.append(hello)
         return hello
     }
@@ -50,6 +50,14 @@ class IntegrationTestCase: XCTestCase {
     /// Starts load against `hello` (stopped in tearDown).
     func startLoad(_ hello: HelloProcess, keepAlive: Int, perRequest: Int) -> LoadRunner {
         let load = LoadRunner(port: hello.port, keepAlive: keepAlive, perRequest: perRequest)
+        loads.append(load)
+        load.start()
+        return load
+    }
+
+    /// Starts load against any port (stopped in tearDown); see `LoadRunner` for `portClosed`.
+    func startLoad(port: UInt16, keepAlive: Int, perRequest: Int, portClosed: (@Sendable () -> Bool)? = nil) -> LoadRunner {
+        let load = LoadRunner(port: port, keepAlive: keepAlive, perRequest: perRequest, portClosed: portClosed)
         loads.append(load)
         load.start()
         return load

@@ -16,14 +16,21 @@ struct LoadReport: Sendable, CustomStringConvertible {
     var closingResponses = 0
     /// Client threads that did not finish within the stop timeout (0 after a clean stop).
     var stuckClients = 0
+    /// The slowest successful request, in seconds (connect included for new connections).
+    var slowest: TimeInterval = 0
+    /// Clients that ended because the port refused connections after it was closed on purpose
+    /// (see `LoadRunner.portClosed`).
+    var endedByRefusal = 0
 
     var pids: Set<pid_t> { Set(answersByPid.keys) }
 
     var description: String {
         var text = "\(successes) ok, \(failures) failed, \(closingResponses) with Connection: close, "
+        text += "slowest \(Int(slowest * 1000)) ms, "
         text += "pids (first-seen order, answers): "
         text += pidOrder.map { "\($0):\(answersByPid[$0] ?? 0)" }.joined(separator: " ")
         if stuckClients > 0 { text += ", \(stuckClients) clients stuck" }
+        if endedByRefusal > 0 { text += ", \(endedByRefusal) clients ended by a refused connect after the port closed" }
         if !firstFailures.isEmpty { text += "\nfirst failures:\n  " + firstFailures.joined(separator: "\n  ") }
         return text
     }
@@ -37,10 +44,11 @@ final class LoadStats: @unchecked Sendable {
     private let start = Date()
     static let keptFailures = 10
 
-    func success(pid: pid_t, closing: Bool) {
+    func success(pid: pid_t, closing: Bool, took: TimeInterval = 0) {
         lock.lock()
         defer { lock.unlock() }
         report.successes += 1
+        report.slowest = max(report.slowest, took)
         if closing { report.closingResponses += 1 }
         if let n = report.answersByPid[pid] {
             report.answersByPid[pid] = n + 1
@@ -72,6 +80,12 @@ final class LoadStats: @unchecked Sendable {
         return stopping
     }
 
+    func endedByRefusal() {
+        lock.lock()
+        report.endedByRefusal += 1
+        lock.unlock()
+    }
+
     func requestStop() {
         lock.lock()
         stopping = true
@@ -93,10 +107,26 @@ final class LoadRunner: @unchecked Sendable {
     private var started = false
     private var finalReport: LoadReport?
 
-    init(port: UInt16, keepAlive: Int, perRequest: Int) {
+    /// With a `portClosed` check, a client whose connect is refused (ECONNREFUSED) asks it
+    /// (waiting up to `refusalGrace` for it to turn true, since the master logs the close just
+    /// after it happens) and, if the port was closed on purpose, stops: that port is gone, which
+    /// is not a failed request. Every other error, and a refusal while the port should be open,
+    /// still counts as a failure.
+    let portClosed: (@Sendable () -> Bool)?
+    let refusalGrace: TimeInterval
+
+    init(port: UInt16, keepAlive: Int, perRequest: Int, portClosed: (@Sendable () -> Bool)? = nil, refusalGrace: TimeInterval = 2) {
         self.port = port
         self.keepAliveClients = keepAlive
         self.perRequestClients = perRequest
+        self.portClosed = portClosed
+        self.refusalGrace = refusalGrace
+    }
+
+    /// True when `failure` is a refused connect on a port that was closed on purpose.
+    private func isEndOfPort(_ failure: HTTPFailure) -> Bool {
+        guard let portClosed, case .connect(let e) = failure, e == ECONNREFUSED else { return false }
+        return poll(timeout: refusalGrace, interval: 0.01) { portClosed() }
     }
 
     func start() {
@@ -123,7 +153,7 @@ final class LoadRunner: @unchecked Sendable {
     }
 
     /// Validates one response: 200 with a pid is a success, anything else a failure.
-    private func record(_ response: HTTPResponse, client: String) {
+    private func record(_ response: HTTPResponse, client: String, since start: Date) {
         guard response.status == 200 else {
             stats.failure(.status(response.status, body: response.bodyText), client: client)
             return
@@ -132,12 +162,13 @@ final class LoadRunner: @unchecked Sendable {
             stats.failure(.noPid(body: response.bodyText), client: client)
             return
         }
-        stats.success(pid: pid, closing: response.connectionClose)
+        stats.success(pid: pid, closing: response.connectionClose, took: Date().timeIntervalSince(start))
     }
 
     private func keepAliveLoop(name: String) {
         var connection: HTTPConnection? = nil
         while !stats.isStopping {
+            let start = Date()
             do throws(HTTPFailure) {
                 let conn: HTTPConnection
                 if let connection { conn = connection } else { conn = try HTTPConnection(port: port) }
@@ -147,10 +178,14 @@ final class LoadRunner: @unchecked Sendable {
                     conn.close()
                     connection = nil
                 }
-                record(response, client: name)
+                record(response, client: name, since: start)
             } catch {
                 connection?.close()
                 connection = nil
+                if isEndOfPort(error) {
+                    stats.endedByRefusal()
+                    break
+                }
                 stats.failure(error, client: name)
                 Thread.sleep(forTimeInterval: 0.02)  // no hot loop while the server is away
             }
@@ -160,10 +195,15 @@ final class LoadRunner: @unchecked Sendable {
 
     private func perRequestLoop(name: String) {
         while !stats.isStopping {
+            let start = Date()
             switch httpGetOnce(port: port) {
             case .success(let response):
-                record(response, client: name)
+                record(response, client: name, since: start)
             case .failure(let error):
+                if isEndOfPort(error) {
+                    stats.endedByRefusal()
+                    return
+                }
                 stats.failure(error, client: name)
                 Thread.sleep(forTimeInterval: 0.02)
             }

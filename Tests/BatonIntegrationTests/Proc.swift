@@ -34,6 +34,14 @@ enum Proc {
         return Stat(pid: pid, state: state, ppid: ppid, pgrp: pgrp, startTime: start)
     }
 
+    /// utime + stime of `pid` (fields 14 and 15 of `/proc/PID/stat`) in clock ticks.
+    static func cpuTicks(_ pid: pid_t) -> UInt64? {
+        guard let text = readSmallFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
+        guard fields.count > 12, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return nil }
+        return user + system
+    }
+
     /// True when the process exists and is neither a zombie nor dead.
     static func isAlive(_ pid: pid_t) -> Bool {
         guard let s = stat(pid) else { return false }
