@@ -138,9 +138,16 @@ final class MasterLoop {
                 inherited: ProcessEnvironment.current(), plan: plan, listeners: given,
                 generation: number, notifySocketPath: notifySocket, masterPID: getpid())
             pid = try await spawner.spawn(plan, environment: environment, listeners: given)
-            try watcher.watch(pid) { [master] pid, status in master.post(.exited(pid, status)) }
+            do {
+                try watcher.watch(pid) { [master] pid, status in master.post(.exited(pid, status)) }
+            } catch {
+                // A child we cannot watch is a child we cannot manage: take it down now.
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+                throw error
+            }
         } catch {
-            closeUnusedListeners()
             finishUpgrade(.failed(reason: "generation \(number) (version \(plan.version)): \(error)"), replies: replies)
             return
         }
