@@ -422,8 +422,17 @@ def main():
         "ratios within this run, and prefer the requests per CPU-second for throughput.\n"
         f"- The steady-state runs (no upgrades) had {steady_failures} failed requests in all.\n")
 
+    # Sections written by other scripts (Benchmarks/soak.sh: "## Soak") survive a new report.
+    kept = ""
+    try:
+        with open(out) as f:
+            previous = f.read()
+        if "\n## Soak" in previous:
+            kept = previous[previous.index("\n## Soak"):]
+    except OSError:
+        pass
     with open(out, "w") as f:
-        f.write("\n".join(L))
+        f.write("\n".join(L).rstrip("\n") + "\n" + kept)
 
 
 if __name__ == "__main__":
