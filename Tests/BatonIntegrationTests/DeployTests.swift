@@ -270,7 +270,7 @@ final class DeployTests: IntegrationTestCase {
     func testPortChangeUnderLoad() throws {
         let hello = try startHello(mode: .watchConf(ver: "1", delaySecond: 0.2, passConfig: true))
         let oldPort = hello.port
-        let newPort = try freeTCPPort()
+        let newPort = try freePort()
         let logURL = hello.logURL
         let closedLine = "closed listener(s)"
         let oldLoad = startLoad(port: oldPort, keepAlive: 8, perRequest: 2, portClosed: {

@@ -51,25 +51,6 @@ enum HelloBinary {
     }
 }
 
-/// Reserves a free TCP port: bind 127.0.0.1:0, read the port, close.
-func freeTCPPort() throws -> UInt16 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw HelloError("socket: \(String(cString: strerror(errno)))") }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = 0
-    addr.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let ok = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
-        }
-    }
-    guard ok else { throw HelloError("bind/getsockname: \(String(cString: strerror(errno)))") }
-    return UInt16(bigEndian: addr.sin_port)
-}
-
 /// One `hello` master started from a private copy of the binary in a fresh temp directory (so a
 /// test can replace the binary by rename), with stdout+stderr captured to `hello.log` there.
 final class HelloProcess {
@@ -115,7 +96,7 @@ final class HelloProcess {
         try fm.copyItem(at: sourceBinary, to: executable)
         chmod(executable.path, 0o755)
         _ = fm.createFile(atPath: logURL.path, contents: nil)
-        port = try freeTCPPort()
+        port = try freePort()
         switch mode {
         case .port:
             arguments = ["--port", String(port)] + extraArguments
@@ -133,57 +114,12 @@ final class HelloProcess {
 
     deinit { cleanUp() }
 
-    /// `posix_spawn_file_actions_addchdir_np` (glibc ≥ 2.29), which Swift's Glibc module hides
-    /// behind `_GNU_SOURCE`; looked up at run time.
-    private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
-    private static let addChdir: AddChdir? = dlsym(nil, "posix_spawn_file_actions_addchdir_np")
-        .map { unsafeBitCast($0, to: AddChdir.self) }
-
+    /// Starts `executable` in `workingDirectory` (the master creates ./.baton/control.sock and
+    /// reads ./hello.watch.conf there), output to `log`, with the test's environment minus
+    /// anything that would make hello think it is a worker or talk to a service manager.
     private static func spawn(executable: String, arguments: [String], log: String, workingDirectory: String) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        // The master creates ./.baton/control.sock (and reads ./hello.watch.conf when present) in
-        // its working directory: give each master its own folder.
-        guard let addChdir else { throw HelloError("posix_spawn_file_actions_addchdir_np is not available") }
-        let chdirResult = addChdir(&actions, workingDirectory)
-        guard chdirResult == 0 else { throw HelloError("addchdir: \(String(cString: strerror(chdirResult)))") }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_APPEND | O_CREAT, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // The test process ignores SIGPIPE and its threads may block signals: hand the master a
-        // clean signal state. Own process group, so nothing from a terminal reaches it.
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2] { sigaddset(&defaults, sig) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
-
-        // The test's own environment minus anything that would make hello think it is a worker or
-        // talk to a service manager.
-        let dropped = ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"]
-        let environment = ProcessInfo.processInfo.environment
-            .filter { !dropped.contains($0.key) && !$0.key.hasPrefix("BATON_") }
-            .map { "\($0.key)=\($0.value)" }
-
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
-        guard rc == 0 else { throw HelloError("posix_spawn \(executable): \(String(cString: strerror(rc)))") }
-        return pid
+        try spawnProcess(argv: [executable] + arguments, environment: cleanEnvironment(), stdinPath: "/dev/null",
+                         outputPath: log, workingDirectory: workingDirectory)
     }
 
     // MARK: Talking to it

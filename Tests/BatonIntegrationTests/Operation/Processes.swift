@@ -216,12 +216,23 @@ func runCommand(_ executable: String, _ arguments: [String], directory: String, 
     return CommandResult(status: status, output: process.log)
 }
 
+/// `posix_spawn_file_actions_addchdir_np` (glibc ≥ 2.29), which Swift's Glibc module hides
+/// behind `_GNU_SOURCE`; looked up at run time.
+private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+private let addChdir: AddChdir? = dlsym(nil, "posix_spawn_file_actions_addchdir_np").map { unsafeBitCast($0, to: AddChdir.self) }
+
 /// posix_spawn with a clean signal state (the test process ignores SIGPIPE and its threads block
-/// signals) in a new process group.
-func spawnProcess(argv: [String], environment: [String: String], stdinPath: String, outputPath: String) throws -> pid_t {
+/// signals) in a new process group, in `workingDirectory` when given.
+func spawnProcess(argv: [String], environment: [String: String], stdinPath: String, outputPath: String,
+                  workingDirectory: String? = nil) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
+    if let workingDirectory {
+        guard let addChdir else { throw OperationError("posix_spawn_file_actions_addchdir_np is not available") }
+        let rc = addChdir(&actions, workingDirectory)
+        guard rc == 0 else { throw OperationError("addchdir \(workingDirectory): \(String(cString: strerror(rc)))") }
+    }
     posix_spawn_file_actions_addopen(&actions, 0, stdinPath, O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_APPEND | O_CREAT, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
