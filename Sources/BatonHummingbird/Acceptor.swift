@@ -10,9 +10,8 @@ import NIOPosix
 /// Accepting happens here rather than in a NIO server channel because the listening socket is
 /// shared with the other generation: both are woken for each new connection and one of them
 /// finds nothing to accept. NIO's server channel treats that wake-up as impossible (an assertion
-/// in debug builds); for this loop it is the normal case. Stopping is immediate: once ``stop()``
-/// returns nothing more is accepted, and what waits in the kernel's queue goes to the next
-/// generation.
+/// in debug builds); for this loop it is the normal case. Once ``stop()`` returns nothing more is
+/// accepted; connections that arrive later wait in the kernel's queue for the next generation.
 ///
 /// `@unchecked Sendable`: `accept` runs on the source's serial queue, and once more in ``stop()``
 /// after the source's cancellation has completed, never twice at once.
