@@ -1,4 +1,5 @@
 import ArgumentParser
+import Baton
 
 /// `baton`: run any socket-activation-capable server with zero-downtime upgrades, and operate a
 /// running Baton master (embedded apps such as `hello` answer the same commands).
@@ -30,4 +31,3 @@ struct ControlOptions: ParsableArguments {
     var socketPath: String { control ?? ControlProtocol.socketPath(configPath: config) }
 }
 
-import Baton
