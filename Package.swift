@@ -61,6 +61,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Benchmark baseline: the same route on stock Hummingbird, without Baton.
+        .executableTarget(
+            name: "plain-hummingbird",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            path: "Benchmarks/PlainHummingbird"
+        ),
         .testTarget(name: "BatonTests", dependencies: ["Baton", "CBaton"]),
         .testTarget(
             name: "BatonHummingbirdTests",

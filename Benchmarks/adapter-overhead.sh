@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# What Baton costs in steady state: `hello` (Baton master + worker, BatonHummingbird) against the
+# same route on stock Hummingbird (`plain-hummingbird`), no upgrades. Server pinned to CPU 0,
+# wrk to CPU 1, systems interleaved, ROUNDS rounds; prints medians and the ratio Baton / plain.
+set -euo pipefail
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+PORT=${PORT:-18700}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+(cd "$repo" && swift build -c release --product hello >/dev/null 2>&1 && swift build -c release --product plain-hummingbird >/dev/null 2>&1)
+work=$(mktemp -d /tmp/baton-overhead.XXXXXX)
+cp "$repo/.build/release/hello" "$repo/.build/release/plain-hummingbird" "$work/"
+cd "$work"
+server=
+stop() { [ -n "$server" ] && { kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }; server=; }
+trap stop EXIT
+
+run() {  # run SYSTEM MODE -> req/s
+    case $1 in
+        baton) taskset -c 0 ./hello --port "$PORT" 2>>"$work/baton.log" & ;;
+        plain) taskset -c 0 ./plain-hummingbird "$PORT" 2>>"$work/plain.log" & ;;
+    esac
+    server=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/hello" >/dev/null && break; sleep 0.1; done
+    local header=()
+    [ "$2" = close ] && header=(-H "Connection: close")
+    taskset -c 1 wrk -t2 -c64 -d"${DURATION}s" "${header[@]}" "http://127.0.0.1:$PORT/hello" | awk '/Requests\/sec/ {print $2}'
+    stop
+    sleep 1
+}
+
+declare -A results
+for round in $(seq "$ROUNDS"); do
+    for system in baton plain; do
+        for mode in keepalive close; do
+            rps=$(run "$system" "$mode")
+            echo "round $round: $system $mode $rps req/s"
+            results[$system-$mode]+="$rps "
+        done
+    done
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+echo
+echo "| mode | Baton hello req/s | plain Hummingbird req/s | Baton / plain |"
+echo "|---|---|---|---|"
+for mode in keepalive close; do
+    b=$(echo "${results[baton-$mode]}" | median); p=$(echo "${results[plain-$mode]}" | median)
+    echo "| $mode | $b | $p | $(awk -v b="$b" -v p="$p" 'BEGIN {printf "%.2f", b / p}') |"
+done
