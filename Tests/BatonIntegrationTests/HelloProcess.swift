@@ -7,6 +7,7 @@ struct HelloError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// How a process ended (from a `waitpid` status).
 enum ExitStatus: Equatable, CustomStringConvertible {
     case exited(Int32)
     case signaled(Int32)

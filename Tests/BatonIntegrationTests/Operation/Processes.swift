@@ -7,24 +7,6 @@ struct OperationError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// How a process ended (from a `waitpid` status).
-enum WaitStatus: Equatable, CustomStringConvertible {
-    case exited(Int32)
-    case signaled(Int32)
-
-    init(_ status: Int32) {
-        // WIFEXITED / WEXITSTATUS / WTERMSIG are C macros Swift cannot import.
-        self = status & 0x7f == 0 ? .exited((status >> 8) & 0xff) : .signaled(status & 0x7f)
-    }
-
-    var description: String {
-        switch self {
-        case .exited(let code): return "exit status \(code)"
-        case .signaled(let signal): return "killed by signal \(signal)"
-        }
-    }
-}
-
 /// Paths of the things the tests run.
 enum Locations {
     /// The repository root, found from this file's path (Tests/BatonIntegrationTests/Operation/…).
@@ -104,7 +86,7 @@ final class TestProcess {
     let pid: pid_t
     let command: [String]
     let logPath: String
-    private(set) var status: WaitStatus?
+    private(set) var status: ExitStatus?
     /// Processes seen in this test's process tree (pid → start time), killed by ``killAll()``.
     private var seen: [pid_t: UInt64] = [:]
 
@@ -124,16 +106,16 @@ final class TestProcess {
 
     /// Non-blocking wait; the exit status once the process has exited.
     @discardableResult
-    func reap() -> WaitStatus? {
+    func reap() -> ExitStatus? {
         if let status { return status }
         var raw: Int32 = 0
         let rc = waitpid(pid, &raw, WNOHANG)
-        if rc == pid { status = WaitStatus(raw) } else if rc < 0 && errno == ECHILD { status = .signaled(0) }
+        if rc == pid { status = ExitStatus(waitStatus: raw) } else if rc < 0 && errno == ECHILD { status = .signaled(0) }
         return status
     }
 
     /// Waits (bounded) for the process to exit.
-    func waitForExit(timeout: TimeInterval) -> WaitStatus? {
+    func waitForExit(timeout: TimeInterval) -> ExitStatus? {
         poll(timeout: timeout, interval: 0.02) { reap() != nil }
         return status
     }
@@ -193,7 +175,7 @@ final class TestProcess {
 
 /// What a finished command printed, and how it ended.
 struct CommandResult: CustomStringConvertible {
-    var status: WaitStatus
+    var status: ExitStatus
     var output: String
     var exitCode: Int32? { if case .exited(let code) = status { return code } else { return nil } }
     var description: String { "\(status), output:\n\(output)" }
