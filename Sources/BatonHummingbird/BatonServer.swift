@@ -50,10 +50,7 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
         let bootstrap = ClientBootstrap(group: eventLoopGroup)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
-                childChannel.setup(channel: channel, logger: logger).map { value in
-                    registry.pipelineReady(channel)
-                    acceptor.yield(value)
-                }
+                childChannel.setup(channel: channel, logger: logger).map { acceptor.yield($0) }
             }
         let acceptors = try worker.listeners.map { try Acceptor(listener: $0, bootstrap: bootstrap, registry: registry, logger: logger) }
         try worker.ready(status: "generation \(worker.generation) serving")

@@ -5,8 +5,8 @@ import NIOCore
 /// and know when the last one is gone.
 ///
 /// A connection is counted the moment it is accepted, before NIO has made a channel of it; the
-/// drain event is sent both to the connections known when draining starts and to any whose
-/// pipeline is set up afterwards, so none can slip through and keep a keep-alive connection open.
+/// drain event is sent both to the connections known when draining starts and to any registered
+/// afterwards, so none can slip through and keep a keep-alive connection open.
 final class ConnectionRegistry: Sendable {
     private struct State {
         var open: [ObjectIdentifier: any Channel] = [:]
@@ -14,6 +14,8 @@ final class ConnectionRegistry: Sendable {
         var settingUp = 0
         var draining = false
         var waiters: [CheckedContinuation<Void, Never>] = []
+        /// Nothing open, nothing being set up.
+        var isIdle: Bool { open.isEmpty && settingUp == 0 }
     }
 
     private let state = NIOLockedValueBox(State())
@@ -33,7 +35,7 @@ final class ConnectionRegistry: Sendable {
             state.open[id] = channel
             return state.draining
         }
-        // The drain may have started between its pipeline setup and now.
+        // The drain may have started while NIO was setting this connection up.
         if draining { Self.sendDrain(to: channel) }
         channel.closeFuture.whenComplete { _ in
             self.update { $0.open[id] = nil }
@@ -48,16 +50,11 @@ final class ConnectionRegistry: Sendable {
     private func update(_ change: (inout State) -> Void) {
         let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             change(&state)
-            guard state.open.isEmpty && state.settingUp == 0 else { return [] }
+            guard state.isIdle else { return [] }
             defer { state.waiters = [] }
             return state.waiters
         }
         for waiter in waiters { waiter.resume() }
-    }
-
-    /// Called once a connection's pipeline is ready: late connections learn of a drain here.
-    func pipelineReady(_ channel: any Channel) {
-        if state.withLockedValue({ $0.draining }) { Self.sendDrain(to: channel) }
     }
 
     /// Starts draining every open connection.
@@ -73,7 +70,7 @@ final class ConnectionRegistry: Sendable {
     func waitUntilAllClosed() async {
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
             let done = state.withLockedValue { state -> Bool in
-                if state.open.isEmpty && state.settingUp == 0 { return true }
+                if state.isIdle { return true }
                 state.waiters.append(waiter)
                 return false
             }
