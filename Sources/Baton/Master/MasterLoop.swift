@@ -209,6 +209,11 @@ final class MasterLoop {
         return changes.isEmpty ? "same release and settings as the serving generation (restarting it)" : changes.joined(separator: "; ")
     }
 
+    /// Who waits for the outcome of generation `number`, if the running upgrade started it.
+    private func replies(waitingFor number: Int) -> [Reply] {
+        upgrade?.generation == number ? upgrade!.replies : []
+    }
+
     private var servingSummary: String {
         let serving = generations.filter { $0.state == .serving }
         return serving.isEmpty ? "; no generation is serving" : "; \(serving.map(\.label).joined(separator: ", ")) keeps serving"
@@ -241,9 +246,9 @@ final class MasterLoop {
             currentPlan = ready.plan
         }
         if let change = listeners.makeCurrent(ready.listeners) { logger.notice("\(change)") }
-        let replies = upgrade?.generation == ready.number ? upgrade!.replies : []
         finishUpgrade(.succeeded(generation: ready.number, pid: ready.pid, version: ready.version,
-                                 readyAfter: ready.startedAt.duration(to: now), draining: draining), replies: replies)
+                                 readyAfter: ready.startedAt.duration(to: now), draining: draining),
+                      replies: replies(waitingFor: ready.number))
     }
 
     private func readyTimedOut(_ number: Int) {
@@ -252,7 +257,7 @@ final class MasterLoop {
         kill(generation.pid, SIGKILL)
         generations[index].state = .abandoned
         finishUpgrade(.failed(reason: "\(generation.label) was not ready within \(configuration.readyTimeout.shortDescription); killed it"),
-                      replies: upgrade?.generation == number ? upgrade!.replies : [])
+                      replies: replies(waitingFor: number))
     }
 
     // MARK: Draining and exits
@@ -279,7 +284,7 @@ final class MasterLoop {
         switch generation.state {
         case .starting:
             finishUpgrade(.failed(reason: "\(generation.label) exited at start with \(status)"),
-                          replies: upgrade?.generation == generation.number ? upgrade!.replies : [])
+                          replies: replies(waitingFor: generation.number))
         case .abandoned:
             logger.debug("\(generation.label) reaped after being killed (\(status))")
         case .draining:
