@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Baton", targets: ["Baton"]),
+        .library(name: "BatonNIO", targets: ["BatonNIO"]),
         .library(name: "BatonHummingbird", targets: ["BatonHummingbird"]),
         .executable(name: "hello", targets: ["hello"]),
         .executable(name: "baton", targets: ["baton"]),
@@ -34,10 +35,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The framework-neutral serving core: accept loop, connection registry, HTTP/1 drain rules.
+        .target(
+            name: "BatonNIO",
+            dependencies: [
+                "Baton", "CBaton",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "BatonHummingbird",
             dependencies: [
-                "Baton",
+                "Baton", "BatonNIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -69,9 +82,9 @@ let package = Package(
         ),
         .testTarget(name: "BatonTests", dependencies: ["Baton", "CBaton"]),
         .testTarget(
-            name: "BatonHummingbirdTests",
+            name: "BatonNIOTests",
             dependencies: [
-                "BatonHummingbird",
+                "BatonNIO", "CBaton",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]

@@ -1,3 +1,4 @@
+import BatonNIO
 import HummingbirdCore
 import Logging
 import NIOCore
@@ -14,11 +15,11 @@ public struct BatonHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     public let responder: HTTPChannelHandler.Responder
     /// Hummingbird's HTTP/1 settings (decoder limits, idle timeout, extra handlers).
     public let configuration: HTTP1Channel.Configuration
-    /// How long an idle keep-alive connection stays open once draining starts.
+    /// How long a keep-alive connection must have been quiet before a drain closes it.
     public let idleGrace: TimeAmount
 
     /// A channel that answers with `responder`.
-    public init(responder: @escaping HTTPChannelHandler.Responder, configuration: HTTP1Channel.Configuration = .init(), idleGrace: TimeAmount = .milliseconds(250)) {
+    public init(responder: @escaping HTTPChannelHandler.Responder, configuration: HTTP1Channel.Configuration = .init(), idleGrace: TimeAmount = .seconds(1)) {
         self.responder = responder
         self.configuration = configuration
         self.idleGrace = idleGrace

@@ -1,4 +1,5 @@
 import Baton
+import BatonNIO
 import HummingbirdCore
 import Logging
 import NIOCore
@@ -10,8 +11,9 @@ public struct BatonServerConfiguration: Sendable {
     /// Hard deadline of a drain: connections still open then are closed. Keep it below the
     /// master's drain timeout, so the worker ends on its own terms rather than by SIGKILL.
     public var drainDeadline: Duration = .seconds(25)
-    /// How long an idle keep-alive connection may still send one request once draining starts.
-    public var idleGrace: TimeAmount = .milliseconds(250)
+    /// How long a keep-alive connection must have been quiet (since its last request or response)
+    /// before a drain closes it without waiting for another request; see ``ConnectionDrainHandler``.
+    public var idleGrace: TimeAmount = .seconds(1)
 
     /// The defaults.
     public init() {}
@@ -49,10 +51,11 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
         let logger = self.logger
         let bootstrap = ClientBootstrap(group: eventLoopGroup)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelInitializer { channel in
+        let acceptors = try worker.listeners.map {
+            try Acceptor(listener: $0, bootstrap: bootstrap, registry: registry, logger: logger) { channel in
                 childChannel.setup(channel: channel, logger: logger).map { acceptor.yield($0) }
             }
-        let acceptors = try worker.listeners.map { try Acceptor(listener: $0, bootstrap: bootstrap, registry: registry, logger: logger) }
+        }
         try worker.ready(status: "generation \(worker.generation) serving")
         logger.info("worker generation \(worker.generation) (version \(worker.version)) serving on \(worker.listeners.map(\.name).joined(separator: ", "))")
 
@@ -70,9 +73,16 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
 
     private func drain(acceptors: [Acceptor], registry: ConnectionRegistry) async {
         let started = ContinuousClock.now
-        for acceptor in acceptors { await acceptor.stop() }
+        // Without orders (an older master) every queue is taken: the safe choice when this may be
+        // the last generation on a socket.
+        let shared = worker.drainOrders()?.sharedListeners ?? []
+        for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
         try? worker.stopping()
-        logger.info("worker generation \(worker.generation) draining \(registry.openCount) connection(s)")
+        let listeners = worker.listeners
+        let names = { (keep: Bool) in listeners.indices.filter { shared.contains($0) == keep }.map { listeners[$0].name } }
+        let left = names(true).isEmpty ? "" : "; queue of \(names(true).joined(separator: ", ")) left to the generation that shares it"
+        let taken = names(false).isEmpty ? "" : "; queue of \(names(false).joined(separator: ", ")) taken (last user)"
+        logger.info("worker generation \(worker.generation) draining \(registry.openCount) connection(s)\(left)\(taken)")
         registry.startDraining()
         let deadline = configuration.drainDeadline
         let logger = self.logger

@@ -36,6 +36,8 @@ public struct Generation: Sendable, Equatable {
     public let plan: LaunchPlan
     /// The listeners it was given.
     public let listeners: [Listener]
+    /// The master's end of the worker's ``WorkerControl`` channel.
+    let control: Int32
 
     var label: String { "generation \(number) (pid \(pid), version \(version.isEmpty ? "-" : version))" }
 }

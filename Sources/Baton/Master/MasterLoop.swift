@@ -132,12 +132,15 @@ final class MasterLoop {
         let number = nextNumber
         let pid: pid_t
         let given: [Listener]
+        var control: WorkerControl?
         do {
             given = try listeners.listeners(for: plan.listen)
+            control = try WorkerControl.make()
             let environment = WorkerEnvironment.make(
                 inherited: ProcessEnvironment.current(), plan: plan, listeners: given,
-                generation: number, notifySocketPath: notifySocket, masterPID: getpid())
-            pid = try await spawner.spawn(plan, environment: environment, listeners: given)
+                generation: number, notifySocketPath: notifySocket, masterPID: getpid(), control: true)
+            defer { close(control!.workerEnd) }  // the worker has its copy now (or never will)
+            pid = try await spawner.spawn(plan, environment: environment, listeners: given, extra: [control!.workerEnd])
             do {
                 try watcher.watch(pid) { [master] pid, status in master.post(.exited(pid, status)) }
             } catch {
@@ -148,12 +151,13 @@ final class MasterLoop {
                 throw error
             }
         } catch {
+            if let control { close(control.masterEnd) }
             finishUpgrade(.failed(reason: "generation \(number) (version \(plan.version)): \(error)"), replies: replies)
             return
         }
         nextNumber += 1
         let generation = Generation(number: number, pid: pid, version: plan.version, state: .starting, startedAt: .now,
-                                    plan: plan, listeners: given)
+                                    plan: plan, listeners: given, control: control!.masterEnd)
         generations.append(generation)
         upgrade = (number, replies)
         logger.info("\(generation.label) starting (\(reason)): \(plan.executable)")
@@ -265,6 +269,10 @@ final class MasterLoop {
     private func beginDrain(_ index: Int) {
         generations[index].state = .draining
         generations[index].drainStartedAt = .now
+        // First what the worker must know to drain well: which queues others go on serving.
+        let accepting = Set(generations.filter { $0.state == .starting || $0.state == .serving }.flatMap(\.listeners))
+        let shared = generations[index].listeners.indices.filter { listeners.adopted || accepting.contains(generations[index].listeners[$0]) }
+        _ = WorkerControl.send(DrainOrders(sharedListeners: Set(shared)), on: generations[index].control)
         kill(generations[index].pid, SIGTERM)
         let number = generations[index].number
         logger.info("\(generations[index].label) draining (SIGTERM)")
@@ -280,6 +288,7 @@ final class MasterLoop {
     private func exited(pid: pid_t, status: ExitStatus) async {
         guard let index = generations.firstIndex(where: { $0.pid == pid }) else { return }
         let generation = generations.remove(at: index)
+        close(generation.control)
         defer { closeUnusedListeners() }
         switch generation.state {
         case .starting:

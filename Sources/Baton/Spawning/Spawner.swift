@@ -38,12 +38,13 @@ final class Spawner: Sendable {
         guard access(path, X_OK) == 0 else { throw BatonError.spawnFailed(path, errno) }
     }
 
-    /// Spawns `plan.executable` with `environment` and `listeners`; returns the child's pid.
-    func spawn(_ plan: LaunchPlan, environment: [String: String], listeners: [Listener]) async throws -> pid_t {
+    /// Spawns `plan.executable` with `environment`, `listeners` at fd 3… and `extra` descriptors
+    /// right after them; returns the child's pid.
+    func spawn(_ plan: LaunchPlan, environment: [String: String], listeners: [Listener], extra: [Int32] = []) async throws -> pid_t {
         try Self.checkExecutable(plan.executable)
         let argv = [Self.shell, "-c", Self.shim, plan.executable] + plan.arguments
         let envp = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        let fds = listeners.map(\.fd)
+        let fds = listeners.map(\.fd) + extra
         return try await thread.runIfActive {
             try Self.spawnNow(path: Self.shell, argv: argv, envp: envp, fds: fds)
         }

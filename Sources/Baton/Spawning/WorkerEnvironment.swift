@@ -7,6 +7,8 @@ public enum WorkerEnvironment {
     public static let listenFDs = "LISTEN_FDS"
     public static let listenFDNames = "LISTEN_FDNAMES"
     public static let listenPID = "LISTEN_PID"
+    /// The worker's end of its ``WorkerControl`` channel: the descriptor after the listeners.
+    public static let controlFD = "BATON_CONTROL_FD"
 
     /// Variables never passed on from the master's own environment: they describe the master's
     /// own activation (systemd's sockets, notify socket, watchdog) or an earlier Baton hand-over.
@@ -17,13 +19,15 @@ public enum WorkerEnvironment {
 
     /// The environment of a new worker: the master's inheritable variables, the protocol
     /// variables (all but `LISTEN_PID`, which only the child can know), then `plan.environment`.
+    /// With `control`, the control channel is announced at the descriptor after the listeners.
     static func make(
         inherited: [String: String],
         plan: LaunchPlan,
         listeners: [Listener],
         generation: Int,
         notifySocketPath: String,
-        masterPID: Int32
+        masterPID: Int32,
+        control: Bool = false
     ) -> [String: String] {
         var result = inherited.filter { isInheritable($0.key) }
         result[listenFDs] = String(listeners.count)
@@ -32,6 +36,7 @@ public enum WorkerEnvironment {
         result[self.generation] = String(generation)
         result[version] = plan.version
         result[self.masterPID] = String(masterPID)
+        if control { result[controlFD] = String(3 + listeners.count) }
         for (name, value) in plan.environment { result[name] = value }
         return result
     }

@@ -16,14 +16,17 @@ public struct BatonWorker: Sendable {
     public let listeners: [Listener]
     /// Where readiness goes (the master's notify socket).
     public let notifySocket: String?
+    /// The worker's end of the master's control channel (`BATON_CONTROL_FD`), if it was given one.
+    public let controlFD: Int32?
 
     /// A hand-over made by hand (tests, or a custom launcher); see ``fromEnvironment()``.
-    public init(generation: Int, version: String, masterPID: pid_t, listeners: [Listener], notifySocket: String?) {
+    public init(generation: Int, version: String, masterPID: pid_t, listeners: [Listener], notifySocket: String?, controlFD: Int32? = nil) {
         self.generation = generation
         self.version = version
         self.masterPID = masterPID
         self.listeners = listeners
         self.notifySocket = notifySocket
+        self.controlFD = controlFD
     }
 
     /// Takes over what a Baton master passed to this process, or returns nil when this process
@@ -42,13 +45,22 @@ public struct BatonWorker: Sendable {
         guard let listeners = try SocketActivation.adoptListeners(environment: environment) else {
             throw BatonError.invalidEnvironment("started by a Baton master but LISTEN_PID does not name this process")
         }
+        // The control channel sits right after the listeners; anything else named there is ignored.
+        var controlFD: Int32?
+        if let fd = environment[WorkerEnvironment.controlFD].flatMap(Int32.init), fd == 3 + Int32(listeners.count),
+           fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 {
+            controlFD = fd
+        }
         let worker = BatonWorker(
             generation: generation, version: environment[WorkerEnvironment.version] ?? "",
-            masterPID: masterPID, listeners: listeners, notifySocket: environment[WorkerEnvironment.notifySocket])
-        for name in [WorkerEnvironment.generation, WorkerEnvironment.version, WorkerEnvironment.masterPID, WorkerEnvironment.notifySocket] {
+            masterPID: masterPID, listeners: listeners, notifySocket: environment[WorkerEnvironment.notifySocket],
+            controlFD: controlFD)
+        for name in [WorkerEnvironment.generation, WorkerEnvironment.version, WorkerEnvironment.masterPID,
+                     WorkerEnvironment.notifySocket, WorkerEnvironment.controlFD] {
             unsetenv(name)
         }
         signal(SIGHUP, SIG_IGN)
+        raiseOpenFileLimit()
         // Workers spawned by the master's long-lived spawner thread; if the master is gone
         // already (getppid changed), the signal would never come: stop now instead.
         _ = baton_set_parent_death_signal(SIGTERM)
@@ -56,6 +68,24 @@ public struct BatonWorker: Sendable {
             throw BatonError.invalidEnvironment("the master (pid \(masterPID)) exited before this worker started")
         }
         return worker
+    }
+
+    /// Raises this process's soft limit on open files to its hard limit, as Go's runtime does:
+    /// the soft limit is often 1024 (systemd's default), far below the connections a server
+    /// holds, while the hard limit is the one the operator chose. A worker's connections during an
+    /// upgrade add up with its successor's, so it needs the room.
+    static func raiseOpenFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
+    /// What the master said when it asked this worker to drain (it writes them before SIGTERM);
+    /// nil when it said nothing (an older master, no control channel).
+    public func drainOrders() -> DrainOrders? {
+        guard let controlFD else { return nil }
+        return DrainOrders(parsing: WorkerControl.receive(on: controlFD))
     }
 
     /// Tells the master this worker accepts connections (`READY=1`).

@@ -38,4 +38,8 @@ int baton_pidfd_open(pid_t pid);
 /// with errno set (EAGAIN when another process took the connection first).
 int baton_accept(int fd);
 
+/// ioctl(fd, FIONREAD): how many bytes wait unread in the socket's receive queue. Returns the
+/// count, or -1 with errno set. (ioctl is variadic, which Swift cannot call.)
+int baton_pending_input(int fd);
+
 #endif

@@ -13,17 +13,22 @@ import NIOPosix
 /// in debug builds); for this loop it is the normal case. Once ``stop()`` returns nothing more is
 /// accepted; connections that arrive later wait in the kernel's queue for the next generation.
 ///
+/// Each connection's pipeline starts with a ``ConnectionSocketHandler`` for its descriptor (the
+/// drain rules need to see the socket); `initializer` adds the rest.
+///
 /// `@unchecked Sendable`: `accept` runs on the source's serial queue, and once more in ``stop()``
 /// after the source's cancellation has completed, never twice at once.
-final class Acceptor: @unchecked Sendable {
+public final class Acceptor: @unchecked Sendable {
     private let listener: Listener
     private let source: any DispatchSourceRead
     private let stopped = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
 
     private let accept: () -> Void
 
-    /// Starts accepting; each connection is set up with `bootstrap` and registered in `registry`.
-    init(listener: Listener, bootstrap: ClientBootstrap, registry: ConnectionRegistry, logger: Logger) throws {
+    /// Starts accepting; each connection is made a channel with `bootstrap` (its options and event
+    /// loops), set up by `initializer` and registered in `registry`.
+    public init(listener: Listener, bootstrap: ClientBootstrap, registry: ConnectionRegistry, logger: Logger,
+                initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) throws {
         try listener.makeNonBlocking()
         self.listener = listener
         // Accepts until the queue is empty (EAGAIN).
@@ -38,7 +43,11 @@ final class Acceptor: @unchecked Sendable {
                 }
                 guard let connection else { return }
                 registry.willAccept()
-                bootstrap.withConnectedSocket(connection).whenComplete { result in
+                bootstrap.channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: connection))
+                    }.flatMap { initializer(channel) }
+                }.withConnectedSocket(connection).whenComplete { result in
                     switch result {
                     case .success(let channel): registry.accepted(channel)
                     case .failure(let error):
@@ -62,16 +71,19 @@ final class Acceptor: @unchecked Sendable {
     /// Stops accepting and returns once no accept can happen any more. Closes this process's copy
     /// of the listener (never `shutdown(2)`: the socket lives on in the other generation).
     ///
-    /// What is already in the kernel's queue is accepted first, to be served (with `Connection:
-    /// close`) rather than reset: after a port change no other generation listens there, and
-    /// closing the last copy of a socket resets every connection still queued on it. On a shared
-    /// port this takes a few connections the next generation would have taken: harmless.
-    func stop() async {
+    /// With `takeQueued`, what is already in the kernel's queue is accepted first, to be served
+    /// (with `Connection: close`) rather than reset: when no other generation listens there (an
+    /// old port after a port change, the last generation at a stop), closing the last copy of the
+    /// socket resets every connection still queued on it. Where another generation serves the
+    /// socket, leave the queue to it (`takeQueued: false`): connections taken now would only be
+    /// served once and closed, and a client that has not sent its request yet could not be told
+    /// apart from an idle one.
+    public func stop(takeQueued: Bool) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             stopped.withLockedValue { $0 = continuation }
             source.cancel()
         }
-        accept()
+        if takeQueued { accept() }
         listener.close()
     }
 }

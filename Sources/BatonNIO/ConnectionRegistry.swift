@@ -7,7 +7,7 @@ import NIOCore
 /// A connection is counted the moment it is accepted, before NIO has made a channel of it; the
 /// drain event is sent both to the connections known when draining starts and to any registered
 /// afterwards, so none can slip through and keep a keep-alive connection open.
-final class ConnectionRegistry: Sendable {
+public final class ConnectionRegistry: Sendable {
     private struct State {
         var open: [ObjectIdentifier: any Channel] = [:]
         /// Accepted, not yet a channel.
@@ -20,15 +20,19 @@ final class ConnectionRegistry: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
-    var openCount: Int { state.withLockedValue { $0.open.count + $0.settingUp } }
+    /// An empty registry.
+    public init() {}
+
+    /// Connections accepted and not closed yet.
+    public var openCount: Int { state.withLockedValue { $0.open.count + $0.settingUp } }
 
     /// Called by the ``Acceptor`` right after `accept(2)`.
-    func willAccept() {
+    public func willAccept() {
         state.withLockedValue { $0.settingUp += 1 }
     }
 
     /// Called once the accepted connection is a channel.
-    func accepted(_ channel: any Channel) {
+    public func accepted(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
         let draining = state.withLockedValue { state -> Bool in
             state.settingUp -= 1
@@ -43,7 +47,7 @@ final class ConnectionRegistry: Sendable {
     }
 
     /// Called when NIO could not make a channel of an accepted connection.
-    func acceptFailed() {
+    public func acceptFailed() {
         update { $0.settingUp -= 1 }
     }
 
@@ -58,7 +62,7 @@ final class ConnectionRegistry: Sendable {
     }
 
     /// Starts draining every open connection.
-    func startDraining() {
+    public func startDraining() {
         let channels = state.withLockedValue { state -> [any Channel] in
             state.draining = true
             return Array(state.open.values)
@@ -67,7 +71,7 @@ final class ConnectionRegistry: Sendable {
     }
 
     /// Returns once no connection is open.
-    func waitUntilAllClosed() async {
+    public func waitUntilAllClosed() async {
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
             let done = state.withLockedValue { state -> Bool in
                 if state.isIdle { return true }
@@ -79,7 +83,7 @@ final class ConnectionRegistry: Sendable {
     }
 
     /// Closes every connection still open (the drain deadline has passed).
-    func closeAll() {
+    public func closeAll() {
         for channel in state.withLockedValue({ Array($0.open.values) }) { channel.close(promise: nil) }
     }
 

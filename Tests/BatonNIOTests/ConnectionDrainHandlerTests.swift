@@ -2,7 +2,10 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import XCTest
-@testable import BatonHummingbird
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import BatonNIO
 
 /// The drain rules, on an in-memory channel with a virtual clock.
 final class ConnectionDrainHandlerTests: XCTestCase {
@@ -110,5 +113,109 @@ final class ConnectionDrainHandlerTests: XCTestCase {
         try request(.http1_0, headers: ["Connection": "keep-alive"])
         XCTAssertEqual(try respond().headers["connection"], ["keep-alive"])
         XCTAssertTrue(channel.isActive)
+    }
+}
+
+/// The drain rules that depend on the socket: pending input in the kernel, a request that is
+/// still arriving, and a client's own rhythm. The descriptor is one end of a socket pair, so
+/// FIONREAD is real; the clock is the embedded loop's.
+final class ConnectionActivityDrainTests: XCTestCase {
+    private var loop: EmbeddedEventLoop!
+    private var channel: EmbeddedChannel!
+    private var pair: [Int32] = [-1, -1]
+
+    override func setUpWithError() throws {
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
+        loop = EmbeddedEventLoop()
+        channel = EmbeddedChannel(loop: loop)
+        // Requests are written as parsed parts: the socket handler only notes that input came.
+        try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: pair[0]))
+        try channel.pipeline.syncOperations.addHandler(ConnectionDrainHandler(idleGrace: .milliseconds(250)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
+    }
+
+    override func tearDown() {
+        _ = try? channel.finish()
+        for fd in pair { close(fd) }
+    }
+
+    private func request() throws {
+        try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        while try channel.readInbound(as: HTTPServerRequestPart.self) != nil {}
+    }
+
+    private func respond() throws -> HTTPResponseHead? {
+        channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)), promise: nil)
+        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
+        guard case .head(let head) = try channel.readOutbound(as: HTTPServerResponsePart.self) else { return nil }
+        _ = try channel.readOutbound(as: HTTPServerResponsePart.self)
+        return head
+    }
+
+    private func drain() {
+        channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+    }
+
+    func testIdleConnectionWithNothingPendingClosesAfterTheGrace() throws {
+        try request()
+        _ = try respond()
+        drain()
+        loop.advanceTime(by: .milliseconds(200))
+        XCTAssertTrue(channel.isActive)
+        loop.advanceTime(by: .milliseconds(60))
+        XCTAssertFalse(channel.isActive)
+    }
+
+    func testRequestWaitingUnreadInTheKernelKeepsTheConnectionOpen() throws {
+        try request()
+        _ = try respond()
+        // The client's next request reached the socket; the busy loop has not read it yet.
+        XCTAssertEqual(write(pair[1], "GET / HTTP/1.1\r\n\r\n", 18), 18)
+        drain()
+        loop.advanceTime(by: .seconds(5))
+        XCTAssertTrue(channel.isActive, "closing now would reset the unread request")
+        // The loop reads it at last: it is answered, with Connection: close, then closed.
+        var sink = [UInt8](repeating: 0, count: 64)
+        _ = read(pair[0], &sink, sink.count)
+        try request()
+        XCTAssertEqual(try respond()?.headers["connection"], ["close"])
+        XCTAssertFalse(channel.isActive)
+    }
+
+    func testRequestStillArrivingIsWaitedFor() throws {
+        try request()
+        _ = try respond()
+        // Part of a request line: read by NIO, held by the HTTP decoder, no head yet.
+        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "GET /he")))
+        _ = try channel.readInbound(as: HTTPServerRequestPart.self)
+        drain()
+        loop.advanceTime(by: .seconds(10))
+        XCTAssertTrue(channel.isActive, "a half-sent request is not an idle connection")
+        try request()
+        XCTAssertEqual(try respond()?.headers["connection"], ["close"])
+        XCTAssertFalse(channel.isActive)
+    }
+
+    func testAClientsLongestPauseStretchesTheGrace() throws {
+        try request()
+        _ = try respond()
+        loop.advanceTime(by: .milliseconds(600))  // this client pauses 600 ms between requests
+        try request()
+        _ = try respond()
+        drain()
+        loop.advanceTime(by: .milliseconds(1100))
+        XCTAssertTrue(channel.isActive, "quiet for less than twice its longest pause")
+        loop.advanceTime(by: .milliseconds(200))
+        XCTAssertFalse(channel.isActive)
+    }
+
+    func testFreshConnectionGetsTheGraceFromItsStart() throws {
+        loop.advanceTime(by: .milliseconds(100))
+        drain()
+        loop.advanceTime(by: .milliseconds(100))
+        XCTAssertTrue(channel.isActive)
+        loop.advanceTime(by: .milliseconds(100))
+        XCTAssertFalse(channel.isActive)
     }
 }

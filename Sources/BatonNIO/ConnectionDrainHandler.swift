@@ -1,0 +1,158 @@
+import NIOCore
+import NIOHTTP1
+
+/// Tells one connection that its worker is draining.
+public struct DrainConnectionEvent: Sendable {
+    public init() {}
+}
+
+/// Ends a keep-alive connection without a client ever seeing an error, and keeps HTTP/1.1's
+/// connection semantics that Hummingbird leaves out.
+///
+/// Sits in the HTTP/1 part of the pipeline (it needs the request's version), above a
+/// ``ConnectionSocketHandler`` whose ``ConnectionActivity`` it reads. On ``DrainConnectionEvent``:
+/// - a request in flight gets `Connection: close` on its response, and the connection closes
+///   (gracefully: output first) once that response is written;
+/// - a request that is arriving (bytes read, head not complete yet) is waited for and answered
+///   the same way;
+/// - an idle connection stays open for its next request, answered with `Connection: close`
+///   (HAProxy's `idle-close-on-response`). It is closed only once it has been quiet since its
+///   last request or response for `idleGrace`, and for twice the longest pause its client has
+///   made so far (a busy client on a loaded machine may pause longer than any fixed grace), *and*
+///   nothing waits unread in the kernel: on a saturated event loop a request can sit in the
+///   receive buffer long before NIO reads it, and closing then would reset it. The remaining
+///   race — a client sending at the very moment the server closes a connection that was quiet
+///   that long — is HTTP/1.1's own (RFC 9112 §9.6).
+/// Always: a request with `Connection: close` gets it echoed and the connection closes after
+/// the response; an HTTP/1.0 request without keep-alive is closed after its response; an
+/// HTTP/1.0 keep-alive request gets `Connection: keep-alive` back.
+public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = HTTPServerRequestPart
+    public typealias InboundOut = HTTPServerRequestPart
+    public typealias OutboundIn = HTTPServerResponsePart
+    public typealias OutboundOut = HTTPServerResponsePart
+
+    private struct PendingRequest {
+        var keepAlive: Bool
+        var isHTTP10: Bool
+    }
+
+    private let idleGrace: TimeAmount
+    private var activity: ConnectionActivity!
+    /// Requests whose response has not ended yet, oldest first.
+    private var pending: [PendingRequest] = []
+    private var draining = false
+    private var responseCloses = false
+    private var closing = false
+    private var idleCheck: Scheduled<Void>?
+
+    /// A handler that closes a draining connection once it has been idle for `idleGrace`.
+    public init(idleGrace: TimeAmount = .seconds(1)) {
+        self.idleGrace = idleGrace
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        // The socket end does the closing; a pipeline built without one gets one (no descriptor,
+        // so no pending-input checks).
+        let socket = (try? context.pipeline.syncOperations.handler(type: ConnectionSocketHandler.self)) ?? {
+            let added = ConnectionSocketHandler(fd: nil)
+            try? context.pipeline.syncOperations.addHandler(added, position: .first)
+            return added
+        }()
+        activity = socket.activity
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            pending.append(PendingRequest(keepAlive: head.isKeepAlive, isHTTP10: head.version == .http1_0))
+            idleCheck?.cancel()
+            idleCheck = nil
+        case .body:
+            break
+        case .end:
+            activity.requestArriving = false
+        }
+        context.fireChannelRead(data)
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head):
+            let request = pending.first ?? PendingRequest(keepAlive: true, isHTTP10: false)
+            let appCloses = head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
+            // A pipelined request already waiting gets its answer first: the last one closes.
+            responseCloses = (draining && pending.count <= 1) || !request.keepAlive || appCloses
+            if responseCloses {
+                head.headers.replaceOrAdd(name: "connection", value: "close")
+            } else if request.isHTTP10 {
+                head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+            }
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+        case .body:
+            context.write(data, promise: promise)
+        case .end:
+            if !pending.isEmpty { pending.removeFirst() }
+            activity.lastActivity = context.eventLoop.now
+            if responseCloses {
+                closing = true
+                let written = promise ?? context.eventLoop.makePromise()
+                context.writeAndFlush(data, promise: written)
+                written.futureResult.assumeIsolated().whenComplete { _ in
+                    context.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
+                }
+            } else {
+                context.write(data, promise: promise)
+                // The response began before the drain, without `Connection: close`: the client
+                // may send another request, which is answered with it.
+                if draining && pending.isEmpty { scheduleIdleCheck(context: context) }
+            }
+        }
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is DrainConnectionEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        guard !draining else { return }
+        draining = true
+        if pending.isEmpty { scheduleIdleCheck(context: context) }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        idleCheck?.cancel()
+        idleCheck = nil
+        context.fireChannelInactive()
+    }
+
+    /// When the connection counts as idle if nothing happens until then.
+    private var idleAt: NIODeadline {
+        activity.lastActivity + max(idleGrace, activity.longestPause * 2)
+    }
+
+    private func scheduleIdleCheck(context: ChannelHandlerContext, notBefore earliest: NIODeadline? = nil) {
+        guard !closing, idleCheck == nil else { return }
+        let deadline = max(idleAt, earliest ?? .uptimeNanoseconds(0))
+        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            self.idleCheck = nil
+            self.closeIfIdle(context: context)
+        }
+    }
+
+    /// Closes the connection if it is idle by every measure; otherwise looks again later.
+    private func closeIfIdle(context: ChannelHandlerContext) {
+        // A request in flight or arriving: its response carries `Connection: close`.
+        guard !closing, pending.isEmpty, !activity.requestArriving else { return }
+        let now = context.eventLoop.now
+        if now < idleAt {
+            scheduleIdleCheck(context: context)
+        } else if activity.pendingInput > 0 {
+            // A request waits in the kernel for this busy loop to read it: serve it, don't reset it.
+            scheduleIdleCheck(context: context, notBefore: now + idleGrace)
+        } else {
+            closing = true
+            context.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
+        }
+    }
+}

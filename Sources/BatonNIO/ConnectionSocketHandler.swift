@@ -1,0 +1,114 @@
+import CBaton
+import NIOCore
+
+/// Asks the ``ConnectionSocketHandler`` of a connection to close it without losing anything the
+/// client sent or was sent (a lingering close). Send it with `triggerUserOutboundEvent`.
+public struct GracefulCloseEvent: Sendable {
+    public init() {}
+}
+
+/// What a connection's handlers know about its socket: when it was last used, whether a request
+/// is arriving, and what waits unread in the kernel. Owned by the connection's event loop.
+public final class ConnectionActivity {
+    /// The connection's descriptor, or nil when unknown (tests; a channel Baton did not accept).
+    public let fd: Int32?
+    /// When bytes last arrived or a response was last completed.
+    public internal(set) var lastActivity: NIODeadline
+    /// Bytes arrived after the last complete request: the next request is on its way.
+    public internal(set) var requestArriving = false
+    /// The longest this client has been quiet between a response (or its connect) and its next
+    /// request: how long its silence may last without meaning it is done.
+    public internal(set) var longestPause: TimeAmount = .zero
+
+    init(fd: Int32?) {
+        self.fd = fd
+        self.lastActivity = .uptimeNanoseconds(0)
+    }
+
+    /// Bytes in the socket's receive queue that NIO has not read yet: a connection that looks idle
+    /// to a busy event loop may already hold its next request.
+    public var pendingInput: Int {
+        guard let fd else { return 0 }
+        return max(0, Int(baton_pending_input(fd)))
+    }
+}
+
+/// The socket end of a Baton connection's pipeline (added first). It tracks activity for the
+/// drain rules and performs the graceful close they ask for.
+///
+/// A server that closes a socket with unread input makes the kernel send a reset, and the reset
+/// can destroy the response the client has not read yet. So on ``GracefulCloseEvent`` this handler
+/// shuts down the output only (the client reads the response, then end-of-file), discards what
+/// the client still sends, and closes once the client has closed its side or after `lingerTimeout`
+/// (nginx's `lingering_close`).
+public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    /// Shared with the HTTP-level ``ConnectionDrainHandler``.
+    public let activity: ConnectionActivity
+    private let lingerTimeout: TimeAmount
+    private var lingering = false
+    private var lingerTimer: Scheduled<Void>?
+
+    /// A handler for the connection at `fd` (nil: unknown, no pending-input checks).
+    public init(fd: Int32?, lingerTimeout: TimeAmount = .seconds(2)) {
+        self.activity = ConnectionActivity(fd: fd)
+        self.lingerTimeout = lingerTimeout
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        activity.lastActivity = context.eventLoop.now
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if lingering { return }  // the answer has been given; what follows is discarded
+        let now = context.eventLoop.now
+        if !activity.requestArriving {
+            activity.longestPause = max(activity.longestPause, now - activity.lastActivity)
+        }
+        activity.lastActivity = now
+        activity.requestArriving = true
+        context.fireChannelRead(data)
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        // While lingering nobody above asks for reads any more: keep reading until end-of-file.
+        if lingering { context.read() } else { context.fireChannelReadComplete() }
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if lingering, case ChannelEvent.inputClosed = event {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard event is GracefulCloseEvent else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        promise?.succeed()
+        guard !lingering else { return }
+        lingering = true
+        // `.output` waits for pending writes, then shutdown(SHUT_WR); if the input is closed
+        // already NIO closes fully. Either way, nothing is cut off.
+        let outputClosed = context.eventLoop.makePromise(of: Void.self)
+        outputClosed.futureResult.assumeIsolated().whenFailure { _ in context.close(promise: nil) }
+        context.close(mode: .output, promise: outputClosed)
+        lingerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: lingerTimeout) {
+            context.close(promise: nil)
+        }
+        context.read()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        lingerTimer?.cancel()
+        lingerTimer = nil
+        context.fireChannelInactive()
+    }
+}
