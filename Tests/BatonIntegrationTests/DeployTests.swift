@@ -317,6 +317,10 @@ final class DeployTests: IntegrationTestCase {
             XCTFail("no answer on the new port")
         }
         for line in hello.logLines(containing: "listen") { print(line) }
+        // The old port had no other user: its last generation served what was queued there.
+        XCTAssertFalse(hello.logLines(containing: "queue of 127.0.0.1_\(oldPort) taken (last user)").isEmpty
+                       && hello.logLines(containing: "queue of 0.0.0.0_\(oldPort) taken (last user)").isEmpty,
+                       "the draining generation on the old port did not take its queue:\n\(hello.logLines(containing: "draining").joined(separator: "\n"))")
         XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
     }
 }

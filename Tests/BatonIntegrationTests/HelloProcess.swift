@@ -86,8 +86,9 @@ final class HelloProcess {
     var releasesURL: URL { directory.appendingPathComponent(".baton/releases") }
 
     /// Copies the binary, starts the master on a free port (working directory: the temp folder)
-    /// and waits (bounded) until `/hello` answers 200.
-    init(extraArguments: [String] = [], readyTimeout: TimeInterval = 30, mode: Mode = .port) throws {
+    /// and waits (bounded) until `/hello` answers 200. `launcher` (absolute path first) is a
+    /// command that execs the master, such as `["/usr/bin/taskset", "-c", "0"]`.
+    init(extraArguments: [String] = [], readyTimeout: TimeInterval = 30, mode: Mode = .port, launcher: [String] = []) throws {
         let fm = FileManager.default
         sourceBinary = try HelloBinary.locate()
         directory = fm.temporaryDirectory.appendingPathComponent("baton-it-\(UUID().uuidString.prefix(8))")
@@ -106,7 +107,7 @@ final class HelloProcess {
             try HelloProcess.writeFile(config, HelloProcess.watchConf(port: port, ver: ver, delaySecond: delaySecond))
             arguments = (passConfig ? ["--config", config.path] : []) + extraArguments
         }
-        masterPid = try HelloProcess.spawn(executable: executable.path, arguments: arguments, log: logURL.path,
+        masterPid = try HelloProcess.spawn(argv: launcher + [executable.path] + arguments, log: logURL.path,
                                            workingDirectory: directory.path)
         masterStartTime = Proc.stat(masterPid)?.startTime ?? 0
         seen[masterPid] = masterStartTime
@@ -115,11 +116,11 @@ final class HelloProcess {
 
     deinit { cleanUp() }
 
-    /// Starts `executable` in `workingDirectory` (the master creates ./.baton/control.sock and
+    /// Starts `argv` in `workingDirectory` (the master creates ./.baton/control.sock and
     /// reads ./hello.watch.conf there), output to `log`, with the test's environment minus
     /// anything that would make hello think it is a worker or talk to a service manager.
-    private static func spawn(executable: String, arguments: [String], log: String, workingDirectory: String) throws -> pid_t {
-        try spawnProcess(argv: [executable] + arguments, environment: cleanEnvironment(), stdinPath: "/dev/null",
+    private static func spawn(argv: [String], log: String, workingDirectory: String) throws -> pid_t {
+        try spawnProcess(argv: argv, environment: cleanEnvironment(), stdinPath: "/dev/null",
                          outputPath: log, workingDirectory: workingDirectory)
     }
 

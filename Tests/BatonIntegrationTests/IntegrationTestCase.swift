@@ -40,9 +40,10 @@ class IntegrationTestCase: XCTestCase {
         super.recordFailure(withDescription: description, inFile: filePath, atLine: lineNumber, expected: expected)
     }
 
-    /// Starts a hello master (cleaned up in tearDown) and waits until it serves.
-    func startHello(_ extraArguments: [String] = [], mode: HelloProcess.Mode = .port) throws -> HelloProcess {
-        let hello = try HelloProcess(extraArguments: extraArguments, mode: mode)
+    /// Starts a hello master (cleaned up in tearDown) and waits until it serves; see
+    /// `HelloProcess.init` for `launcher`.
+    func startHello(_ extraArguments: [String] = [], mode: HelloProcess.Mode = .port, launcher: [String] = []) throws -> HelloProcess {
+        let hello = try HelloProcess(extraArguments: extraArguments, mode: mode, launcher: launcher)
         hellos.append(hello)
         return hello
     }

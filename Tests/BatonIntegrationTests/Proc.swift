@@ -52,6 +52,19 @@ enum Proc {
         stat(pid)?.state == "Z"
     }
 
+    /// The CPUs `pid` may run on (`Cpus_allowed_list` of `/proc/PID/status`, e.g. "0-1,4"), sorted.
+    static func allowedCPUs(_ pid: pid_t) -> [Int]? {
+        guard let text = readSmallFile("/proc/\(pid)/status"),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }) else { return nil }
+        var cpus: [Int] = []
+        for item in line.dropFirst("Cpus_allowed_list:".count).split(separator: ",") {
+            let bounds = item.trimmingCharacters(in: .whitespaces).split(separator: "-").compactMap { Int($0) }
+            guard let low = bounds.first, let high = bounds.last, low <= high else { return nil }
+            cpus += Array(low...high)
+        }
+        return cpus.isEmpty ? nil : cpus.sorted()
+    }
+
     /// Number of open file descriptors (entries of `/proc/PID/fd`), nil if unreadable.
     static func openFDCount(_ pid: pid_t) -> Int? {
         guard let dir = opendir("/proc/\(pid)/fd") else { return nil }

@@ -68,6 +68,12 @@ final class UpgradeTests: IntegrationTestCase {
             return lingering.isEmpty
         }
         XCTAssertEqual(lingering, [], "worker pids still alive after the master exited")
+
+        // The master told each draining generation whose queue its successor serves; only the
+        // last one, at the stop, was the port's last user and took what was queued.
+        let drains = hello.logLines(containing: "draining").joined(separator: "\n")
+        XCTAssertEqual(hello.logCount("left to the generation that shares it"), upgrades, drains)
+        XCTAssertEqual(hello.logCount("taken (last user)"), 1, drains)
     }
 
     /// A successor that exits at once: the upgrade fails, the old generation keeps serving without
