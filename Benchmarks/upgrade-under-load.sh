@@ -15,6 +15,8 @@
 #   SKIP_BUILD=1     use the existing .build/release/hello
 #   HELLO_BIN=path   serve this binary instead (no build)
 #   KEEP_TMP=1       keep the temp dir (log, wrk output) even on success
+#   PIN=1            server (master and workers) on core 0, wrk on core 1: a saturated server core
+#   NOFILE=20000     open-file limit for server and wrk (this machine's hard limit is 20,000)
 set -euo pipefail
 
 DURATION=${DURATION:-20}
@@ -23,6 +25,14 @@ INTERVAL=${INTERVAL:-2}
 THREADS=${THREADS:-2}
 TIMEOUT=${TIMEOUT:-10}
 MODES=${MODES:-"keep-alive close"}
+NOFILE=${NOFILE:-20000}
+ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+server_cpu=()
+client_cpu=()
+if [[ "${PIN:-}" == 1 ]]; then
+    server_cpu=(taskset -c 0)
+    client_cpu=(taskset -c 1)
+fi
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -137,7 +147,7 @@ cp "$bin" "$tmp/hello"
 cat > "$tmp/watch.conf" <<CONF
 {"HttpPort":"$PORT","Ver":"1","DelaySecond":5,"BinName":"hello"}
 CONF
-"$tmp/hello" --config "$tmp/watch.conf" >"$log" 2>&1 &
+"${server_cpu[@]}" "$tmp/hello" --config "$tmp/watch.conf" >"$log" 2>&1 &
 master=$!
 say "master $master on port $PORT (dir $tmp)"
 
@@ -171,7 +181,7 @@ run_mode() {   # $1: mode name; rest: extra wrk arguments
     wait_single_generation || true
     say ""
     say "== $mode: $CONNECTIONS connections, ${DURATION} s, SIGHUP every ${INTERVAL} s =="
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout "${TIMEOUT}s" -s "$lua" "$@" \
+    "${client_cpu[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout "${TIMEOUT}s" -s "$lua" "$@" \
         "http://127.0.0.1:$PORT/hello" >"$out" 2>&1 &
     wrk_pid=$!
     local hups=0 started=$SECONDS
