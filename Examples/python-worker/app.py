@@ -5,7 +5,10 @@ It speaks the protocol any socket-activated server does (systemd's, which Baton 
   - listening sockets arrive at fd 3, 4, ... (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID);
   - READY=1 goes to NOTIFY_SOCKET once it accepts;
   - SIGTERM means drain: finish what is in flight, answer each connection's next request with
-    `Connection: close`, close idle keep-alive connections after a short grace, then exit.
+    `Connection: close`, close a keep-alive connection only once it has been quiet (since its last
+    response) for IDLE_GRACE and twice its client's longest pause, with nothing waiting to be read,
+    then exit. The listeners' queues are left to the next generation (this worker does not read
+    BATON_CONTROL_FD, so after a port change what is queued on the old port is reset).
 
 Run it under a master:  baton run --listen :8080 -- python3 Examples/python-worker/app.py
 """
@@ -20,11 +23,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("BATON_VERSION") or "py"
-IDLE_GRACE = 0.25      # seconds an idle keep-alive connection may still send once draining
+IDLE_GRACE = 1.0       # seconds a keep-alive connection must be quiet before a drain closes it
 DRAIN_DEADLINE = 25.0  # seconds before the last connections are cut
 
 draining = threading.Event()
-drain_started = [0.0]
 open_connections = [0]
 connections_lock = threading.Lock()
 
@@ -85,10 +87,15 @@ class Handler(BaseHTTPRequestHandler):
         """Keep-alive loop that notices a drain while waiting for the next request."""
         self.close_connection = True
         self.handle_one_request()
+        longest_pause = 0.0
         while not self.close_connection:
+            quiet_since = time.monotonic()
+            # select() also sees a request that waits unread in the kernel: never close on one.
             while not select.select([self.connection], [], [], 0.05)[0]:
-                if draining.is_set() and time.monotonic() > drain_started[0] + IDLE_GRACE:
-                    return  # idle through the grace: close
+                quiet = time.monotonic() - quiet_since
+                if draining.is_set() and quiet > max(IDLE_GRACE, 2 * longest_pause):
+                    return  # quiet for longer than this client ever paused: close
+            longest_pause = max(longest_pause, time.monotonic() - quiet_since)
             self.handle_one_request()
 
     def log_message(self, *args):
@@ -125,7 +132,6 @@ def main():
     while not stop.wait(0.25):
         pass
 
-    drain_started[0] = time.monotonic()
     draining.set()
     notify("STOPPING=1")
     for server in servers:
