@@ -44,9 +44,12 @@ public final class Acceptor: @unchecked Sendable {
                 guard let connection else { return }
                 registry.willAccept()
                 bootstrap.channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: connection))
-                    }.flatMap { initializer(channel) }
+                    do {
+                        try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: connection), name: ConnectionSocketHandler.name)
+                    } catch {
+                        return channel.eventLoop.makeFailedFuture(error)
+                    }
+                    return initializer(channel)
                 }.withConnectedSocket(connection).whenComplete { result in
                     switch result {
                     case .success(let channel): registry.accepted(channel)

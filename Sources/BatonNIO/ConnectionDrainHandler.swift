@@ -54,9 +54,11 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     public func handlerAdded(context: ChannelHandlerContext) {
         // The socket end does the closing; a pipeline built without one gets one (no descriptor,
         // so no pending-input checks).
-        let socket = (try? context.pipeline.syncOperations.handler(type: ConnectionSocketHandler.self)) ?? {
+        let pipeline = context.pipeline.syncOperations
+        let socket = (try? pipeline.context(name: ConnectionSocketHandler.name))?.handler as? ConnectionSocketHandler
+            ?? (try? pipeline.handler(type: ConnectionSocketHandler.self)) ?? {
             let added = ConnectionSocketHandler(fd: nil)
-            try? context.pipeline.syncOperations.addHandler(added, position: .first)
+            try? pipeline.addHandler(added, name: ConnectionSocketHandler.name, position: .first)
             return added
         }()
         activity = socket.activity

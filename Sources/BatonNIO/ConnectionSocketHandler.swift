@@ -37,10 +37,11 @@ public final class ConnectionActivity {
 /// drain rules and performs the graceful close they ask for.
 ///
 /// A server that closes a socket with unread input makes the kernel send a reset, and the reset
-/// can destroy the response the client has not read yet. So on ``GracefulCloseEvent`` this handler
-/// shuts down the output only (the client reads the response, then end-of-file), discards what
-/// the client still sends, and closes once the client has closed its side or after `lingerTimeout`
-/// (nginx's `lingering_close`).
+/// can destroy the response the client has not read yet. So on ``GracefulCloseEvent``, when input
+/// is arriving or waits unread, this handler shuts down the output only (the client reads the
+/// response, then end-of-file), discards what the client still sends, and closes once the client
+/// has closed its side or after `lingerTimeout` (nginx's `lingering_close`). With nothing pending
+/// it closes at once, which costs nothing extra on the common path.
 public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
@@ -54,6 +55,9 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     private var lingerTimer: Scheduled<Void>?
 
     /// A handler for the connection at `fd` (nil: unknown, no pending-input checks).
+    /// The name it has in a pipeline, where other handlers look for it.
+    public static let name = "baton.socket"
+
     public init(fd: Int32?, lingerTimeout: TimeAmount = .seconds(2)) {
         self.activity = ConnectionActivity(fd: fd)
         self.lingerTimeout = lingerTimeout
@@ -94,6 +98,10 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
         }
         promise?.succeed()
         guard !lingering else { return }
+        guard activity.requestArriving || activity.pendingInput > 0 else {
+            context.close(promise: nil)
+            return
+        }
         lingering = true
         // `.output` waits for pending writes, then shutdown(SHUT_WR); if the input is closed
         // already NIO closes fully. Either way, nothing is cut off.
