@@ -64,6 +64,8 @@ command_line="DURATION=$DURATION UPG_DURATION=$UPG_DURATION INTERVAL=$INTERVAL R
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 2; }
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
 
 # ------------------------------------------------------------------ process bookkeeping
 # Every server is started in its own session (setsid, or nginx's own daemonizing), so its process
@@ -170,23 +172,10 @@ sleep_until() {   # sleep_until UNIX_SECONDS (fractional)
 
 # ------------------------------------------------------------------ tools and builds
 ensure_tools() {
-    local missing=() p
-    for p in wrk golang-go golang-github-cloudflare-tableflip-dev golang-github-facebookgo-grace-dev \
-        golang-github-gin-gonic-gin-dev curl; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-    done
-    [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
-    if ((${#missing[@]})); then
-        say "installing Debian packages: ${missing[*]}"
-        apt-get update -qq >/dev/null || die "apt-get update failed"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install failed"
-    fi
-    if ! python3 -c 'import matplotlib' 2>/dev/null; then
-        say "installing matplotlib (pip)"
-        python3 -m pip install -q matplotlib >/dev/null 2>&1 || {
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-matplotlib >/dev/null || die "no matplotlib"
-        }
-    fi
+    install_debian_packages wrk golang-go golang-github-cloudflare-tableflip-dev golang-github-facebookgo-grace-dev \
+        golang-github-gin-gonic-gin-dev curl
+    [[ -x /usr/sbin/nginx ]] || install_debian_packages nginx-light
+    ensure_matplotlib
 }
 
 build() {
@@ -200,12 +189,7 @@ build() {
     # the run cannot change what is measured.
     cp "$repo/.build/release/hello" "$WORK/bin/hello"
     local p
-    for p in tableflip grace; do
-        say "building the $p peer (go, GOPATH mode, Debian packages)…"
-        (cd "$here/$p" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOCACHE="$WORK/gocache" \
-            go build -o "$WORK/bin/$p-gin" .) >"$WORK/logs/go-build-$p.log" 2>&1 ||
-            die "go build $p failed: see $WORK/logs/go-build-$p.log"
-    done
+    for p in tableflip grace; do build_go_peer "$p" "$WORK/bin/$p-gin" "$WORK/gocache" "$WORK/logs/go-build-$p.log"; done
 }
 
 # ------------------------------------------------------------------ the systems

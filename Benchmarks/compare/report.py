@@ -422,13 +422,15 @@ def main():
         "ratios within this run, and prefer the requests per CPU-second for throughput.\n"
         f"- The steady-state runs (no upgrades) had {steady_failures} failed requests in all.\n")
 
-    # Sections written by other scripts (Benchmarks/soak.sh: "## Soak") survive a new report.
+    # Sections written by other scripts (Benchmarks/scale.sh: between "<!-- scale:begin -->" and
+    # "<!-- scale:end -->"; Benchmarks/soak.sh: "## Soak") survive a new report.
     kept = ""
     try:
         with open(out) as f:
             previous = f.read()
-        if "\n## Soak" in previous:
-            kept = previous[previous.index("\n## Soak"):]
+        starts = [previous.index(m) for m in ("\n<!-- scale:begin -->", "\n## Soak") if m in previous]
+        if starts:
+            kept = previous[min(starts):]
     except OSError:
         pass
     with open(out, "w") as f:
