@@ -10,13 +10,13 @@ import NIOPosix
 /// Accepting happens here rather than in a NIO server channel because the listening socket is
 /// shared with the other generation: both are woken for each new connection and one of them
 /// finds nothing to accept. NIO's server channel treats that wake-up as impossible (an assertion
-/// in debug builds); for this loop it is the normal case. Once ``stop()`` returns nothing more is
+/// in debug builds); for this loop it is the normal case. Once ``stop(takeQueued:)`` returns nothing more is
 /// accepted; connections that arrive later wait in the kernel's queue for the next generation.
 ///
 /// Each connection's pipeline starts with a ``ConnectionSocketHandler`` for its descriptor (the
 /// drain rules need to see the socket); `initializer` adds the rest.
 ///
-/// `@unchecked Sendable`: `accept` runs on the source's serial queue, and once more in ``stop()``
+/// `@unchecked Sendable`: `accept` runs on the source's serial queue, and once more in ``stop(takeQueued:)``
 /// after the source's cancellation has completed, never twice at once.
 public final class Acceptor: @unchecked Sendable {
     private let listener: Listener

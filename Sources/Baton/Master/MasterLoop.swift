@@ -358,9 +358,10 @@ final class MasterLoop {
         if let followUp { for reply in followUp.replies { reply(.failed(reason: "the master is shutting down")) } }
         upgrade = nil
         followUp = nil
-        for index in generations.indices where generations[index].state != .draining && generations[index].state != .abandoned {
-            beginDrain(index)
-        }
+        let stopping = generations.indices.filter { generations[$0].state != .draining && generations[$0].state != .abandoned }
+        // All of them first: none may be told that another (about to stop too) serves its queue.
+        for index in stopping { generations[index].state = .draining }
+        for index in stopping { beginDrain(index) }
     }
 
     /// Posts `event` after `delay`, unless the loop has ended by then.

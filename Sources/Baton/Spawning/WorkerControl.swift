@@ -13,6 +13,7 @@ public struct DrainOrders: Sendable, Equatable {
     /// goes on serving: leave what is queued there.
     public var sharedListeners: Set<Int>
 
+    /// Orders naming the listeners (by position) whose queue the worker must leave alone.
     public init(sharedListeners: Set<Int>) {
         self.sharedListeners = sharedListeners
     }
