@@ -7,30 +7,35 @@ import Glibc
 #endif
 @testable import BatonNIO
 
-/// The drain rules, on an in-memory channel with a virtual clock.
-final class ConnectionDrainHandlerTests: XCTestCase {
-    private var loop: EmbeddedEventLoop!
-    private var channel: EmbeddedChannel!
+/// An in-memory connection with a virtual clock, requests written as parsed parts (the socket
+/// handler only notes that input came).
+class DrainTestCase: XCTestCase {
+    var loop: EmbeddedEventLoop!
+    var channel: EmbeddedChannel!
 
-    override func setUp() {
+    /// Builds the pipeline; with `socketFD`, a ``ConnectionSocketHandler`` on that descriptor first.
+    func makeChannel(socketFD: Int32? = nil) throws {
         loop = EmbeddedEventLoop()
-        channel = EmbeddedChannel(handler: ConnectionDrainHandler(idleGrace: .milliseconds(250)), loop: loop)
-        XCTAssertNoThrow(try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait())
+        channel = EmbeddedChannel(loop: loop)
+        if let socketFD {
+            try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: socketFD))
+        }
+        try channel.pipeline.syncOperations.addHandler(ConnectionDrainHandler(idleGrace: .milliseconds(250)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
     }
 
     override func tearDown() {
         _ = try? channel.finish()
     }
 
-    private func request(_ version: HTTPVersion = .http1_1, headers: HTTPHeaders = [:]) throws {
+    func request(_ version: HTTPVersion = .http1_1, headers: HTTPHeaders = [:]) throws {
         try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: version, method: .GET, uri: "/hello", headers: headers)))
         try channel.writeInbound(HTTPServerRequestPart.end(nil))
-        _ = try channel.readInbound(as: HTTPServerRequestPart.self)
-        _ = try channel.readInbound(as: HTTPServerRequestPart.self)
+        while try channel.readInbound(as: HTTPServerRequestPart.self) != nil {}
     }
 
     /// Writes a response and returns the head as it left the handler.
-    private func respond(headers: HTTPHeaders = [:]) throws -> HTTPResponseHead {
+    func respond(headers: HTTPHeaders = [:]) throws -> HTTPResponseHead {
         channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)), promise: nil)
         try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
         guard case .head(let head) = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
@@ -41,8 +46,15 @@ final class ConnectionDrainHandlerTests: XCTestCase {
         return head
     }
 
-    private func drain() {
+    func drain() {
         channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+    }
+}
+
+/// The drain rules and HTTP/1 connection semantics.
+final class ConnectionDrainHandlerTests: DrainTestCase {
+    override func setUpWithError() throws {
+        try makeChannel()
     }
 
     func testKeepAliveIsUntouchedWhileServing() throws {
@@ -119,52 +131,17 @@ final class ConnectionDrainHandlerTests: XCTestCase {
 /// The drain rules that depend on the socket: pending input in the kernel, a request that is
 /// still arriving, and a client's own rhythm. The descriptor is one end of a socket pair, so
 /// FIONREAD is real; the clock is the embedded loop's.
-final class ConnectionActivityDrainTests: XCTestCase {
-    private var loop: EmbeddedEventLoop!
-    private var channel: EmbeddedChannel!
+final class ConnectionActivityDrainTests: DrainTestCase {
     private var pair: [Int32] = [-1, -1]
 
     override func setUpWithError() throws {
         XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
-        loop = EmbeddedEventLoop()
-        channel = EmbeddedChannel(loop: loop)
-        // Requests are written as parsed parts: the socket handler only notes that input came.
-        try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: pair[0]))
-        try channel.pipeline.syncOperations.addHandler(ConnectionDrainHandler(idleGrace: .milliseconds(250)))
-        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
+        try makeChannel(socketFD: pair[0])
     }
 
     override func tearDown() {
-        _ = try? channel.finish()
+        super.tearDown()
         for fd in pair { close(fd) }
-    }
-
-    private func request() throws {
-        try channel.writeInbound(HTTPServerRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")))
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
-        while try channel.readInbound(as: HTTPServerRequestPart.self) != nil {}
-    }
-
-    private func respond() throws -> HTTPResponseHead? {
-        channel.write(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)), promise: nil)
-        try channel.writeAndFlush(HTTPServerResponsePart.end(nil)).wait()
-        guard case .head(let head) = try channel.readOutbound(as: HTTPServerResponsePart.self) else { return nil }
-        _ = try channel.readOutbound(as: HTTPServerResponsePart.self)
-        return head
-    }
-
-    private func drain() {
-        channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
-    }
-
-    func testIdleConnectionWithNothingPendingClosesAfterTheGrace() throws {
-        try request()
-        _ = try respond()
-        drain()
-        loop.advanceTime(by: .milliseconds(200))
-        XCTAssertTrue(channel.isActive)
-        loop.advanceTime(by: .milliseconds(60))
-        XCTAssertFalse(channel.isActive)
     }
 
     func testRequestWaitingUnreadInTheKernelKeepsTheConnectionOpen() throws {
@@ -179,7 +156,7 @@ final class ConnectionActivityDrainTests: XCTestCase {
         var sink = [UInt8](repeating: 0, count: 64)
         _ = read(pair[0], &sink, sink.count)
         try request()
-        XCTAssertEqual(try respond()?.headers["connection"], ["close"])
+        XCTAssertEqual(try respond().headers["connection"], ["close"])
         XCTAssertFalse(channel.isActive)
     }
 
@@ -193,7 +170,7 @@ final class ConnectionActivityDrainTests: XCTestCase {
         loop.advanceTime(by: .seconds(10))
         XCTAssertTrue(channel.isActive, "a half-sent request is not an idle connection")
         try request()
-        XCTAssertEqual(try respond()?.headers["connection"], ["close"])
+        XCTAssertEqual(try respond().headers["connection"], ["close"])
         XCTAssertFalse(channel.isActive)
     }
 
