@@ -58,7 +58,7 @@ extension BatonCommand {
         }
 
         func run() async throws {
-            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            BatonLogging.bootstrap()
             var logger = Logger(label: "baton")
             logger[metadataKey: "pid"] = "\(getpid())"
             var configuration: MasterConfiguration

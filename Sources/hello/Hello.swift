@@ -38,11 +38,7 @@ struct Hello: AsyncParsableCommand {
 
     func run() async throws {
         let role = ProcessInfo.processInfo.environment[WorkerEnvironment.generation] == nil ? "master" : "worker"
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-            return handler
-        }
+        BatonLogging.bootstrap()
         var logger = Logger(label: "hello")
         logger[metadataKey: "role"] = "\(role)"
         logger[metadataKey: "pid"] = "\(getpid())"
