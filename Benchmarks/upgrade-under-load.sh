@@ -14,6 +14,8 @@
 #   MODES="keep-alive close"   which modes to run
 #   SKIP_BUILD=1     use the existing .build/release/hello
 #   HELLO_BIN=path   serve this binary instead (no build)
+#   PYTHON_WORKER=1  serve Examples/python-worker/app.py under `baton run` (release `baton`,
+#                    BATON_BIN=path to use another) instead of hello
 #   KEEP_TMP=1       keep the temp dir (log, wrk output) even on success
 #   PIN=1            server (master and workers) on core 0, wrk on core 1: a saturated server core
 #   NOFILE=20000     open-file limit for server and wrk (this machine's hard limit is 20,000)
@@ -48,11 +50,14 @@ if ! command -v wrk >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >/dev/null || die "apt-get install wrk failed"
 fi
 
-if [[ "${SKIP_BUILD:-}" != 1 && -z "${HELLO_BIN:-}" ]]; then
-    say "building hello (release)…"
-    (cd "$repo" && swift build -c release --product hello) >&2 || die "release build failed"
+product=hello
+[[ "${PYTHON_WORKER:-}" == 1 ]] && product=baton
+if [[ "${SKIP_BUILD:-}" != 1 && -z "${HELLO_BIN:-}" && -z "${BATON_BIN:-}" ]]; then
+    say "building $product (release)…"
+    (cd "$repo" && swift build -c release --product "$product") >&2 || die "release build failed"
 fi
 bin=${HELLO_BIN:-"$repo/.build/release/hello"}
+[[ $product == baton ]] && bin=${BATON_BIN:-"$repo/.build/release/baton"}
 [[ -x "$bin" ]] || die "$bin not found"
 
 # ---------------------------------------------------------------- server
@@ -125,7 +130,7 @@ trap 'exit 143' TERM
 port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if [[ -z "${PORT:-}" ]]; then
     for _ in $(seq 1 100); do
-        PORT=$((20000 + RANDOM % 20000))
+        PORT=$((20000 + RANDOM % 12000))   # below the ephemeral range (32768+): no clash with client sockets
         port_is_free "$PORT" && break
     done
 fi
@@ -143,11 +148,16 @@ http_get() {   # prints the body of GET /hello, fails on error or non-2xx
 }
 serving_pid() { http_get | sed -n 's/.*"pid"[[:space:]]*:[[:space:]]*\([0-9][0-9]*\).*/\1/p'; }
 
-cp "$bin" "$tmp/hello"
-cat > "$tmp/watch.conf" <<CONF
+if [[ $product == baton ]]; then
+    cp "$bin" "$tmp/baton"
+    (cd "$tmp" && exec "${server_cpu[@]}" "$tmp/baton" run --listen "127.0.0.1:$PORT" -- python3 "$repo/Examples/python-worker/app.py") >"$log" 2>&1 &
+else
+    cp "$bin" "$tmp/hello"
+    cat > "$tmp/watch.conf" <<CONF
 {"HttpPort":"$PORT","Ver":"1","DelaySecond":5,"BinName":"hello"}
 CONF
-"${server_cpu[@]}" "$tmp/hello" --config "$tmp/watch.conf" >"$log" 2>&1 &
+    "${server_cpu[@]}" "$tmp/hello" --config "$tmp/watch.conf" >"$log" 2>&1 &
+fi
 master=$!
 say "master $master on port $PORT (dir $tmp)"
 
