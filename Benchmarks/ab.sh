@@ -8,6 +8,8 @@
 # Environment: ROUNDS [5], DURATION [10] seconds per run, CONNECTIONS [64], PORT [18710],
 # LOCK [/tmp/baton-bench.lock] (held for the whole comparison: the machine is shared).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 [ $# -eq 2 ] || { echo "usage: $0 OLD_HELLO NEW_HELLO" >&2; exit 2; }
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10}
@@ -53,7 +55,6 @@ for round in $(seq "$ROUNDS"); do
         done
     done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo
 echo "$CONNECTIONS connections, ${DURATION} s per run, $ROUNDS interleaved rounds, medians (A = $1, B = $2)"
 echo

@@ -3,6 +3,8 @@
 # same route on stock Hummingbird (`plain-hummingbird`), no upgrades. Server pinned to CPU 0,
 # wrk to CPU 1, systems interleaved, ROUNDS rounds; prints medians and the ratio Baton / plain.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 PORT=${PORT:-18700}
@@ -40,7 +42,6 @@ for round in $(seq "$ROUNDS"); do
         done
     done
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo
 echo "| mode | Baton hello req/s | plain Hummingbird req/s | Baton / plain |"
 echo "|---|---|---|---|"

@@ -27,3 +27,8 @@ build_go_peer() {
     (cd "$(dirname "${BASH_SOURCE[0]}")/compare/$name" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOCACHE="$gocache" \
         go build -o "$out" .) >"$log" 2>&1 || die "go build $name failed: see $log"
 }
+
+# median: the median of the whitespace-separated numbers on standard input.
+median() {
+    tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
+}
