@@ -79,9 +79,10 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
         for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
         try? worker.stopping()
         let listeners = worker.listeners
-        let names = { (keep: Bool) in listeners.indices.filter { shared.contains($0) == keep }.map { listeners[$0].name } }
-        let left = names(true).isEmpty ? "" : "; queue of \(names(true).joined(separator: ", ")) left to the generation that shares it"
-        let taken = names(false).isEmpty ? "" : "; queue of \(names(false).joined(separator: ", ")) taken (last user)"
+        let sharedNames = listeners.indices.filter { shared.contains($0) }.map { listeners[$0].name }
+        let ownNames = listeners.indices.filter { !shared.contains($0) }.map { listeners[$0].name }
+        let left = sharedNames.isEmpty ? "" : "; queue of \(sharedNames.joined(separator: ", ")) left to the generation that shares it"
+        let taken = ownNames.isEmpty ? "" : "; queue of \(ownNames.joined(separator: ", ")) taken (last user)"
         logger.info("worker generation \(worker.generation) draining \(registry.openCount) connection(s)\(left)\(taken)")
         registry.startDraining()
         let deadline = configuration.drainDeadline

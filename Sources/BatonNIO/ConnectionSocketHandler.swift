@@ -54,10 +54,11 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     private var lingering = false
     private var lingerTimer: Scheduled<Void>?
 
-    /// A handler for the connection at `fd` (nil: unknown, no pending-input checks).
     /// The name it has in a pipeline, where other handlers look for it.
     public static let name = "baton.socket"
 
+    /// A handler for the connection at `fd` (nil: unknown, no pending-input checks) that gives a
+    /// client `lingerTimeout` to close its side after a graceful close.
     public init(fd: Int32?, lingerTimeout: TimeAmount = .seconds(2)) {
         self.activity = ConnectionActivity(fd: fd)
         self.lingerTimeout = lingerTimeout
