@@ -1,6 +1,5 @@
 #define _GNU_SOURCE
 #include "CBaton.h"
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -8,10 +7,6 @@
 int baton_pidfd_open(pid_t pid) {
     // pidfd descriptors are always close-on-exec.
     return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-int baton_set_parent_death_signal(int sig) {
-    return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0);
 }
 
 int baton_accept(int fd) {

@@ -9,6 +9,16 @@ public enum WorkerEnvironment {
     public static let listenPID = "LISTEN_PID"
     /// The worker's end of its ``WorkerControl`` channel: the descriptor after the listeners.
     public static let controlFD = "BATON_CONTROL_FD"
+    /// The master⇄worker protocol version the master speaks (absent: 1).
+    public static let protocolVersion = "BATON_PROTOCOL"
+    /// The protocol this release speaks.
+    ///
+    /// - 1: the variables above; the worker may tie its life to the thread that spawned it
+    ///   (`PR_SET_PDEATHSIG`).
+    /// - 2: the master may re-execute itself in place (same pid, every thread but one gone), so a
+    ///   worker must watch the master *process* (a pidfd), never its spawning thread. A version-2
+    ///   master still execs from the thread that spawned its workers, so version-1 workers survive.
+    public static let currentProtocol = 2
 
     /// Variables never passed on from the master's own environment: they describe the master's
     /// own activation (systemd's sockets, notify socket, watchdog) or an earlier Baton hand-over.
@@ -36,6 +46,7 @@ public enum WorkerEnvironment {
         result[self.generation] = String(generation)
         result[version] = plan.version
         result[self.masterPID] = String(masterPID)
+        result[protocolVersion] = String(currentProtocol)
         if control { result[controlFD] = String(3 + listeners.count) }
         for (name, value) in plan.environment { result[name] = value }
         return result

@@ -33,7 +33,7 @@ public struct BatonWorker: Sendable {
     /// was not started by one (then it should act as the master itself).
     ///
     /// Adopts the listeners, removes the protocol variables from the environment (nothing this
-    /// worker starts inherits them), arranges to get SIGTERM — a drain — if the master dies, and
+    /// worker starts inherits them), arranges to get SIGTERM — a drain — if the master exits, and
     /// ignores SIGHUP, which is the master's upgrade signal and must not kill a worker.
     public static func fromEnvironment() throws -> BatonWorker? {
         let environment = ProcessEnvironment.current()
@@ -56,17 +56,13 @@ public struct BatonWorker: Sendable {
             masterPID: masterPID, listeners: listeners, notifySocket: environment[WorkerEnvironment.notifySocket],
             controlFD: controlFD)
         for name in [WorkerEnvironment.generation, WorkerEnvironment.version, WorkerEnvironment.masterPID,
-                     WorkerEnvironment.notifySocket, WorkerEnvironment.controlFD] {
+                     WorkerEnvironment.notifySocket, WorkerEnvironment.controlFD, WorkerEnvironment.protocolVersion] {
             unsetenv(name)
         }
         signal(SIGHUP, SIG_IGN)
         raiseOpenFileLimit()
-        // Workers spawned by the master's long-lived spawner thread; if the master is gone
-        // already (getppid changed), the signal would never come: stop now instead.
-        _ = baton_set_parent_death_signal(SIGTERM)
-        guard getppid() == masterPID else {
-            throw BatonError.invalidEnvironment("the master (pid \(masterPID)) exited before this worker started")
-        }
+        // Drain if the master dies (a pidfd, not PR_SET_PDEATHSIG: see MasterWatch).
+        try MasterWatch.start(masterPID: masterPID)
         return worker
     }
 
