@@ -8,6 +8,8 @@ public enum BatonError: Error, CustomStringConvertible, Equatable {
     case system(String, Int32)
     case invalidEnvironment(String)
     case spawnFailed(String, Int32)
+    /// A master re-execution could not hand over or take over its state.
+    case masterHandover(String)
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum BatonError: Error, CustomStringConvertible, Equatable {
         case .system(let what, let code): return "\(what): \(String(cString: strerror(code))) (errno \(code))"
         case .invalidEnvironment(let why): return "invalid socket-activation environment: \(why)"
         case .spawnFailed(let path, let code): return "cannot start \(path): \(String(cString: strerror(code)))"
+        case .masterHandover(let why): return "master hand-over: \(why)"
         }
     }
 

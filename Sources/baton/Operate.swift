@@ -6,14 +6,44 @@ extension BatonCommand {
     struct Reload: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Upgrade the running master and wait for the outcome.",
-            discussion: "Exits 0 when the new generation serves; non-zero with the reason when it did not (and the old one still serves).")
+            discussion: """
+                Exits 0 when the new generation serves; non-zero with the reason when it did not (and the old one \
+                still serves). With --master, the master first re-executes the binary it was started from, in \
+                place (same pid; it must pass a check first), then upgrades the workers.
+                """)
 
         @OptionGroup var options: ControlOptions
 
+        @Flag(help: "Re-execute the master's own binary in place (as SIGUSR2 does), then upgrade the workers.")
+        var master = false
+
         func run() async throws {
-            let response = try await ask("reload", options)
+            let response = try await ask(master ? "reload-master" : "reload", options)
             print(response.message)
             if !response.ok { throw ExitCode(1) }
+            if let ticket = response.reexec { try await Self.follow(ticket, options) }
+        }
+
+        /// Reads `status` until the re-execution and the upgrade after it are over; prints the
+        /// outcome. The exec window refuses connections briefly: those attempts are retried.
+        static func follow(_ ticket: ControlProtocol.ReexecTicket, _ options: ControlOptions) async throws {
+            let deadline = ContinuousClock.now + .seconds(options.timeout)
+            while ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                guard let answer = try? await ControlClient.send(.init(command: "status"), to: options.socketPath, timeout: .seconds(5)),
+                      let status = answer.status else { continue }
+                if (status.reexecFailures ?? 0) > ticket.failures, (status.image?.executions ?? 0) == ticket.executions {
+                    print("master re-execution failed: \(status.lastReexec ?? "see the master's log"); the old image keeps running")
+                    throw ExitCode(1)
+                }
+                guard let image = status.image, image.executions > ticket.executions, status.upgradeRunning != true else { continue }
+                print("master pid \(status.masterPID) runs \(image.path) (Baton \(image.batonVersion), execution \(image.executions))")
+                print(status.lastUpgrade ?? "no upgrade outcome")
+                if status.lastUpgradeSucceeded != true { throw ExitCode(1) }
+                return
+            }
+            print("no outcome within \(Int(options.timeout)) s; see `baton status` and the master's log")
+            throw ExitCode(1)
         }
     }
 
@@ -38,6 +68,10 @@ extension BatonCommand {
                 return
             }
             print("master pid \(status.masterPID), up \(Self.age(status.uptimeSeconds))")
+            if let image = status.image {
+                let changed = image.changedOnDisk ? "; a newer binary is at that path (SIGUSR2 or `baton reload --master` runs it)" : ""
+                print("master image \(image.path) (Baton \(image.batonVersion)), executed \(Self.age(image.ageSeconds)) ago, \(image.executions) re-execution(s)\(changed)")
+            }
             print("GEN  PID      VERSION     STATE      AGE")
             for generation in status.generations {
                 print([String(generation.generation).padding(4), String(generation.pid).padding(8),

@@ -42,6 +42,9 @@ extension BatonCommand {
         @Option(help: "Control socket path (default: beside --config, under $RUNTIME_DIRECTORY, or ./.baton/control.sock).")
         var control: String?
 
+        @Flag(help: "When an upgrade finds the master's own binary changed on disk, re-execute the master too (default: only on SIGUSR2 or `baton reload --master`).")
+        var reexecMasterOnUpgrade = false
+
         @Flag(help: "Accept a binary or watch.conf writable by group/others or owned by another user (not recommended).")
         var allowInsecurePermissions = false
 
@@ -78,6 +81,7 @@ extension BatonCommand {
             configuration.readyTimeout = .seconds(readyTimeout)
             configuration.drainTimeout = .seconds(drainTimeout)
             configuration.probation = .seconds(probation)
+            configuration.reexecMasterOnUpgrade = reexecMasterOnUpgrade
             configuration.controlSocket = control ?? ControlProtocol.socketPath(configPath: config)
             configuration.listenerNames = name
             try await Baton.runMaster(configuration, logger: logger)

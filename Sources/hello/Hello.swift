@@ -33,6 +33,9 @@ struct Hello: AsyncParsableCommand {
     @Option(help: "Seconds after taking over within which a crash rolls back to the previous release.")
     var probation: Double = 10
 
+    @Flag(help: "When an upgrade finds the master's own binary changed on disk, re-execute the master too (default: only on SIGUSR2 or `baton reload --master`).")
+    var reexecMasterOnUpgrade = false
+
     @Flag(help: "Accept a binary or watch.conf writable by group/others or owned by another user (not recommended).")
     var allowInsecurePermissions = false
 
@@ -69,6 +72,7 @@ struct Hello: AsyncParsableCommand {
             }
         }
         configuration.probation = .milliseconds(Int64(probation * 1000))
+        configuration.reexecMasterOnUpgrade = reexecMasterOnUpgrade
         configuration.controlSocket = ControlProtocol.socketPath(configPath: configPath)
         configuration.readyTimeout = .milliseconds(Int64(readyTimeout * 1000))
         configuration.drainTimeout = .milliseconds(Int64(drainTimeout * 1000))

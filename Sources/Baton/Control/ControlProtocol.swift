@@ -6,9 +6,15 @@ import Foundation
 /// → {"command":"reload"}
 /// ← {"ok":true,"message":"generation 3 (pid 4242, version 2) ready in 85 ms, generation 2 draining"}
 /// ```
-/// Commands: `reload` (upgrade and wait for the outcome), `status`, `stop` (graceful).
+/// Commands: `reload` (upgrade and wait for the outcome), `reload-master` (re-execute the
+/// master's binary in place, then upgrade the workers), `status`, `stop` (graceful).
+///
+/// `reload-master` cannot answer with the outcome: the process that answers is replaced. It
+/// answers once the new binary passed its check, with a ``ReexecTicket``; the client then reads
+/// `status` until ``MasterStatus/ImageStatus/executions`` (done) or
+/// ``MasterStatus/reexecFailures`` (failed) exceeds the ticket's and no upgrade runs.
 public enum ControlProtocol {
-    /// `{"command": "reload" | "status" | "stop"}`.
+    /// `{"command": "reload" | "reload-master" | "status" | "stop"}`.
     public struct Request: Codable, Sendable, Equatable {
         public var command: String
         public init(command: String) { self.command = command }
@@ -19,12 +25,22 @@ public enum ControlProtocol {
         public var ok: Bool
         public var message: String
         public var status: MasterStatus?
+        /// Set when the master re-executes itself to fulfil the request.
+        public var reexec: ReexecTicket?
 
-        public init(ok: Bool, message: String, status: MasterStatus? = nil) {
+        public init(ok: Bool, message: String, status: MasterStatus? = nil, reexec: ReexecTicket? = nil) {
             self.ok = ok
             self.message = message
             self.status = status
+            self.reexec = reexec
         }
+    }
+
+    /// The master's counts just before a re-execution: a later `status` with more executions
+    /// tells that it happened, with more failures that it did not.
+    public struct ReexecTicket: Codable, Sendable, Equatable {
+        public var executions: Int
+        public var failures: Int
     }
 
     /// What `status` reports.
@@ -38,10 +54,32 @@ public enum ControlProtocol {
             public var status: String?
         }
 
+        /// The program image the master runs.
+        public struct ImageStatus: Codable, Sendable, Equatable {
+            /// The path it was started from, and re-executes.
+            public var path: String
+            /// The Baton release it links.
+            public var batonVersion: String
+            /// How often this process has re-executed itself (0: never).
+            public var executions: Int
+            /// Since the image started (the process's start, or its last re-execution).
+            public var ageSeconds: Double
+            /// Whether the file at `path` is not the one running (a new binary was put there).
+            public var changedOnDisk: Bool
+        }
+
         public var masterPID: Int32
+        /// Since the process started (a re-execution keeps it).
         public var uptimeSeconds: Double
         public var generations: [GenerationStatus]
         public var lastUpgrade: String?
+        public var lastUpgradeSucceeded: Bool?
+        public var image: ImageStatus?
+        /// An upgrade or a re-execution is under way.
+        public var upgradeRunning: Bool?
+        /// Re-executions refused or failed so far (this image and its predecessors in this process).
+        public var reexecFailures: Int?
+        public var lastReexec: String?
     }
 
     /// The longest request line accepted.

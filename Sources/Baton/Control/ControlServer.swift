@@ -11,11 +11,30 @@ import NIOPosix
 /// 0600 in a folder with mode 0700: only the master's user can reload or stop it. Never TCP.
 final class ControlServer: Sendable {
     let path: String
+    /// The listening socket (kept open across a re-execution of the master).
+    let fd: Int32
     private let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
 
-    private init(path: String, channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>) {
+    /// An answer, and what to do once it has been delivered.
+    typealias Reply = (ControlProtocol.Response, (@Sendable () -> Void)?)
+
+    private init(path: String, fd: Int32) async throws {
         self.path = path
-        self.channel = channel
+        self.fd = fd
+        self.channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(fd) { child in
+                child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(LineBasedFrameDecoder()))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+                }
+            }
+    }
+
+    /// Serves the listening socket `fd` at `path` that a previous image of this master left.
+    static func adopt(fd: Int32, path: String) async throws -> ControlServer {
+        guard fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else { throw BatonError.errno("control socket fd \(fd)") }
+        return try await ControlServer(path: path, fd: fd)
     }
 
     /// Binds the socket, replacing a stale one, with permissions set before anyone can connect.
@@ -35,21 +54,25 @@ final class ControlServer: Sendable {
             unlink(path)
         }
         let previous = umask(0o177)  // the socket file is created 0600
-        defer { umask(previous) }
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(unixDomainSocketPath: path) { child in
-                child.eventLoop.makeCompletedFuture {
-                    try child.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(LineBasedFrameDecoder()))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
-                }
-            }
+        let listener: Listener
+        do {
+            listener = try Listener.bind(.unix(path: path), backlog: 64)
+            umask(previous)
+        } catch {
+            umask(previous)
+            throw error
+        }
         chmod(path, 0o600)
-        return ControlServer(path: path, channel: channel)
+        do {
+            return try await ControlServer(path: path, fd: listener.fd)
+        } catch {
+            listener.close()
+            throw error
+        }
     }
 
     /// Answers connections until cancelled, with `handle` for each request.
-    func serve(logger: Logger, handle: @escaping @Sendable (ControlProtocol.Request) async -> ControlProtocol.Response) async {
+    func serve(logger: Logger, handle: @escaping @Sendable (ControlProtocol.Request) async -> Reply) async {
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 try await channel.executeThenClose { inbound in
@@ -69,7 +92,8 @@ final class ControlServer: Sendable {
     }
 
     private static func answer(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, logger: Logger,
-                               handle: @Sendable (ControlProtocol.Request) async -> ControlProtocol.Response) async {
+                               handle: @Sendable (ControlProtocol.Request) async -> Reply) async {
+        var afterDelivery: (@Sendable () -> Void)?
         try? await connection.executeThenClose { inbound, outbound in
             var lines = inbound.makeAsyncIterator()
             guard let line = try await lines.next() else { return }
@@ -78,11 +102,12 @@ final class ControlServer: Sendable {
                 response = .init(ok: false, message: "request too long (at most \(ControlProtocol.maxRequestBytes) bytes)")
             } else if let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line.readableBytesView)) {
                 if request.command == "status" { logger.debug("control: status") } else { logger.info("control: \(request.command)") }
-                response = await handle(request)
+                (response, afterDelivery) = await handle(request)
             } else {
                 response = .init(ok: false, message: #"malformed request: expected one JSON line like {"command":"status"}"#)
             }
             try await outbound.write(ByteBuffer(bytes: ControlProtocol.encode(response)))
         }
+        afterDelivery?()
     }
 }

@@ -23,6 +23,10 @@ public final class BatonMaster: Service, Sendable {
         case drainTimeout(generation: Int)
         case restart
         case shutdown
+        /// Re-execute the master's binary in place (SIGUSR2, `baton reload --master`).
+        case reexec(reason: String, reply: MasterLoop.ReexecReply?)
+        /// The answer to a re-execution request was delivered: exec now.
+        case execNow
         indirect case timer(id: Int, Event)
     }
 
@@ -32,7 +36,10 @@ public final class BatonMaster: Service, Sendable {
     private let continuation: AsyncStream<Event>.Continuation
     private let snapshot = NIOLockedValueBox<[Generation]>([])
     private let lastOutcome = NIOLockedValueBox<UpgradeOutcome?>(nil)
-    private let startedAt = ContinuousClock.now
+    private let progress = NIOLockedValueBox<MasterProgress?>(nil)
+    private let processStart = NIOLockedValueBox(ContinuousClock.now)
+    /// When this process started (before any re-execution of its image).
+    var processStartedAt: ContinuousClock.Instant { processStart.withLockedValue { $0 } }
 
     /// A master that does nothing until ``run()``.
     public init(configuration: MasterConfiguration, logger: Logger) {
@@ -59,24 +66,54 @@ public final class BatonMaster: Service, Sendable {
     /// Binds the listeners, starts generation 1 and serves triggers until graceful shutdown has
     /// drained every generation. Throws when the listeners cannot be bound or generation 1 never
     /// becomes ready.
+    ///
+    /// After a re-execution of the master (same pid, new image) it takes over instead what the
+    /// previous image handed over: listeners, sockets and generations. In the check mode that
+    /// precedes such an exec (``MasterCheck``) it answers and exits the process before anything.
     public func run() async throws {
+        MasterCheck.answerIfAsked()
+        let record: MasterRecord?
+        do {
+            record = try MasterRecord.takeFromEnvironment()
+        } catch {
+            logger.critical("cannot take over from the previous master image: \(error)")
+            throw error
+        }
         let systemd = SystemdNotifier.fromEnvironment()
-        let listeners = ListenerSet(initial: try openListeners(), backlog: configuration.backlog)
+        let listeners = try record.map { try ListenerSet(adopting: $0, backlog: configuration.backlog) }
+            ?? ListenerSet(initial: try openListeners(), backlog: configuration.backlog)
         let continuation = self.continuation
         let spawner = Spawner()
         var notify: NotifySocket?
         var watcher: ConfigWatcher?
         var control: ControlServer?
         do {
-            notify = try NotifySocket { pid, message in continuation.yield(.notified(pid, message)) }
+            let onMessage: @Sendable (pid_t, NotifyMessage) -> Void = { pid, message in continuation.yield(.notified(pid, message)) }
+            if let record {
+                notify = try NotifySocket(adopting: record.notify.fd, path: record.notify.path, onMessage: onMessage)
+            } else {
+                notify = try NotifySocket(onMessage: onMessage)
+            }
             watcher = try configuration.watchFile.map { path in
                 try ConfigWatcher(path: path, quietPeriod: configuration.watchQuietPeriod) {
                     continuation.yield(.upgrade(reason: "\(path) changed", reply: nil))
                 }
             }
             if let watcher { logger.info("watching \(watcher.path) for deploys") }
-            control = await bindControlSocket()
-            let loop = MasterLoop(master: self, listeners: listeners, notifySocket: notify!.path, spawner: spawner, systemd: systemd)
+            if let adopted = record?.control {
+                control = try await ControlServer.adopt(fd: adopted.fd, path: adopted.path)
+            } else {
+                control = await bindControlSocket()
+            }
+            var image = MasterImage.current()
+            if let record {
+                image = MasterImage.current(executions: record.image.executions, arguments: record.image.arguments, path: record.image.path)
+                processStart.withLockedValue { $0 = record.instant(age: record.image.processAge) }
+            }
+            let loop = MasterLoop(master: self, listeners: listeners,
+                                  sockets: (notify: .init(fd: notify!.fd, path: notify!.path), control: control.map { .init(fd: $0.fd, path: $0.path) }),
+                                  spawner: spawner, systemd: systemd, image: image)
+            if let record { try loop.adopt(record) }
             try await serve(loop, control: control)
         } catch {
             await release()
@@ -100,8 +137,12 @@ public final class BatonMaster: Service, Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                        continuation.yield(.upgrade(reason: "SIGHUP", reply: nil))
+                    for await signal in await UnixSignalsSequence(trapping: .sighup, .sigusr2) {
+                        if signal == .sigusr2 {
+                            continuation.yield(.reexec(reason: "SIGUSR2", reply: nil))
+                        } else {
+                            continuation.yield(.upgrade(reason: "SIGHUP", reply: nil))
+                        }
                     }
                 }
                 if let control {
@@ -130,20 +171,42 @@ public final class BatonMaster: Service, Sendable {
         }
     }
 
-    /// Answers one control request.
-    func answer(_ request: ControlProtocol.Request) async -> ControlProtocol.Response {
+    /// Answers one control request; the action, if any, runs once the answer is delivered.
+    func answer(_ request: ControlProtocol.Request) async -> (ControlProtocol.Response, (@Sendable () -> Void)?) {
         switch request.command {
         case "reload":
+            if configuration.reexecMasterOnUpgrade, progress.withLockedValue({ $0?.image.changedOnDisk }) == true {
+                return await reexec(reason: "baton reload (the master's binary changed on disk)")
+            }
             let outcome = await requestUpgrade(reason: "baton reload")
-            if case .succeeded = outcome { return .init(ok: true, message: outcome.description) }
-            return .init(ok: false, message: outcome.description)
+            if case .succeeded = outcome { return (.init(ok: true, message: outcome.description), nil) }
+            return (.init(ok: false, message: outcome.description), nil)
+        case "reload-master":
+            return await reexec(reason: "baton reload --master")
         case "status":
-            return .init(ok: true, message: "master pid \(getpid())", status: status())
+            return (.init(ok: true, message: "master pid \(getpid())", status: status()), nil)
         case "stop":
             continuation.yield(.shutdown)
-            return .init(ok: true, message: "master pid \(getpid()) is draining every generation and stopping", status: status())
+            return (.init(ok: true, message: "master pid \(getpid()) is draining every generation and stopping", status: status()), nil)
         default:
-            return .init(ok: false, message: "unknown command '\(request.command)' (expected reload, status or stop)")
+            return (.init(ok: false, message: "unknown command '\(request.command)' (expected reload, reload-master, status or stop)"), nil)
+        }
+    }
+
+    /// Asks for a re-execution; once the answer is delivered, the exec follows. The answer
+    /// carries the counts the client watches in `status` to learn the outcome.
+    private func reexec(reason: String) async -> (ControlProtocol.Response, (@Sendable () -> Void)?) {
+        let before = status()
+        let answer = await withCheckedContinuation { (reply: CheckedContinuation<ReexecAnswer, Never>) in
+            let result = continuation.yield(.reexec(reason: reason, reply: { reply.resume(returning: $0) }))
+            if case .terminated = result { reply.resume(returning: .refused("the master is not running")) }
+        }
+        switch answer {
+        case .refused(let why):
+            return (.init(ok: false, message: "master re-execution refused: \(why)", status: status()), nil)
+        case .accepted(let message):
+            let ticket = ControlProtocol.ReexecTicket(executions: before.image?.executions ?? 0, failures: before.reexecFailures ?? 0)
+            return (.init(ok: true, message: message, status: before, reexec: ticket), { [continuation] in continuation.yield(.execNow) })
         }
     }
 
@@ -151,13 +214,25 @@ public final class BatonMaster: Service, Sendable {
     public func status() -> ControlProtocol.MasterStatus {
         let now = ContinuousClock.now
         func seconds(_ duration: Duration) -> Double { Double(duration.milliseconds) / 1000 }
+        let progress = self.progress.withLockedValue { $0 }
+        let lastUpgrade = self.lastUpgrade
+        var succeeded: Bool?
+        if let lastUpgrade { if case .succeeded = lastUpgrade { succeeded = true } else { succeeded = false } }
         return .init(
-            masterPID: getpid(), uptimeSeconds: seconds(startedAt.duration(to: now)),
+            masterPID: getpid(), uptimeSeconds: seconds(processStartedAt.duration(to: now)),
             generations: generations.map {
                 .init(generation: $0.number, pid: $0.pid, version: $0.version, state: $0.state.rawValue,
                       ageSeconds: seconds($0.startedAt.duration(to: now)), status: $0.status)
             },
-            lastUpgrade: lastUpgrade?.description)
+            lastUpgrade: lastUpgrade?.description,
+            lastUpgradeSucceeded: succeeded,
+            image: progress.map {
+                .init(path: $0.image.path, batonVersion: Baton.version, executions: $0.image.executions,
+                      ageSeconds: seconds($0.image.startedAt.duration(to: now)), changedOnDisk: $0.image.changedOnDisk)
+            },
+            upgradeRunning: progress?.upgradeRunning,
+            reexecFailures: progress?.reexecFailures,
+            lastReexec: progress?.lastReexec)
     }
 
     private func openListeners() throws -> [(address: ListenAddress?, listener: Listener)] {
@@ -190,4 +265,5 @@ public final class BatonMaster: Service, Sendable {
     func post(_ event: Event) { continuation.yield(event) }
     func publish(_ generations: [Generation]) { snapshot.withLockedValue { $0 = generations } }
     func publish(_ outcome: UpgradeOutcome) { lastOutcome.withLockedValue { $0 = outcome } }
+    func publish(_ progress: MasterProgress) { self.progress.withLockedValue { $0 = progress } }
 }

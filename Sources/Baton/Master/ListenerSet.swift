@@ -19,6 +19,20 @@ final class ListenerSet {
         self.adopted = !initial.isEmpty && initial.allSatisfy { $0.address == nil }
     }
 
+    /// The listeners a previous image of this master handed over (``MasterRecord``).
+    convenience init(adopting record: MasterRecord, backlog: Int32) throws {
+        let bound = try record.listeners.map { entry in
+            (address: try entry.address.map { try ListenAddress(parsing: $0) }, listener: Listener(fd: entry.fd, name: entry.name))
+        }
+        self.init(initial: bound, backlog: backlog)
+        current = try record.currentListeners.map { fd in
+            guard let listener = bound.first(where: { $0.listener.fd == fd })?.listener else {
+                throw BatonError.masterHandover("current listener fd \(fd) is not among the handed-over listeners")
+            }
+            return listener
+        }
+    }
+
     /// The listeners for `addresses` (nil, or adopted sockets: the current ones), binding any
     /// address not bound yet.
     func listeners(for addresses: [ListenAddress]?) throws -> [Listener] {

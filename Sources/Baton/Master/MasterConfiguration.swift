@@ -36,6 +36,12 @@ public struct MasterConfiguration: Sendable {
     public var watchQuietPeriod: @Sendable () -> Duration = { .seconds(5) }
     /// Where to serve the control protocol (``ControlProtocol``); nil for no control socket.
     public var controlSocket: String?
+    /// Whether an upgrade triggered by SIGHUP, watch.conf or `baton reload` re-executes the
+    /// master too when the master's own binary changed on disk (embedded mode: the app's
+    /// binary). Off by default: re-executing the master is a step of its own, taken on purpose
+    /// (SIGUSR2 or `baton reload --master`), so an ordinary deploy never changes the process
+    /// that decides rollbacks; the master logs a notice when its binary on disk is newer.
+    public var reexecMasterOnUpgrade = false
     /// First and longest delay before restarting a worker that died by itself; the delay
     /// doubles with each consecutive failure and resets when a generation becomes ready.
     public var restartBackoff: (first: Duration, max: Duration) = (.milliseconds(100), .seconds(10))

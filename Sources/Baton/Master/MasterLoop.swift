@@ -11,52 +11,70 @@ final class MasterLoop {
 
     /// Why a generation is started: the plan comes from `launch()` only for upgrades; restarts
     /// and rollbacks start a release that already ran.
-    private enum Start {
+    enum Start {
         case upgrade(reason: String)
         case restart(LaunchPlan)
         case rollback(LaunchPlan)
     }
 
-    private let master: BatonMaster
-    private let listeners: ListenerSet
-    private let notifySocket: String
-    private let spawner: Spawner
-    private let systemd: SystemdNotifier
-    private let watcher = ChildWatcher()
-    private var configuration: MasterConfiguration { master.configuration }
-    private var logger: Logger { master.logger }
+    let master: BatonMaster
+    let listeners: ListenerSet
+    /// The master's own sockets that a re-execution hands to the next image.
+    let sockets: (notify: MasterRecord.Socket, control: MasterRecord.Socket?)
+    let spawner: Spawner
+    let systemd: SystemdNotifier
+    let watcher = ChildWatcher()
+    var configuration: MasterConfiguration { master.configuration }
+    var logger: Logger { master.logger }
 
-    private var generations: [Generation] = [] { didSet { master.publish(generations) } }
-    private var nextNumber = 1
+    var generations: [Generation] = [] { didSet { master.publish(generations) } }
+    var nextNumber = 1
     /// The generation an upgrade is waiting for, and who waits for its outcome.
-    private var upgrade: (generation: Int, replies: [Reply])?
+    var upgrade: (generation: Int, replies: [Reply])? { didSet { publishProgress() } }
     /// Triggers that came during an upgrade: they become one follow-up upgrade.
-    private var followUp: (reasons: [String], replies: [Reply])?
+    var followUp: (reasons: [String], replies: [Reply])?
     /// The release the serving generation replaced: what a rollback starts.
-    private var previousPlan: LaunchPlan?
+    var previousPlan: LaunchPlan?
     /// The release of the generation serving now (or last).
-    private var currentPlan: LaunchPlan?
-    private var consecutiveFailures = 0
-    private var restartPending = false
-    private var shuttingDown = false
-    private var timers: [Int: Task<Void, Never>] = [:]
+    var currentPlan: LaunchPlan?
+    var consecutiveFailures = 0
+    var restartPending = false
+    var shuttingDown = false
+    var timers: [Int: Task<Void, Never>] = [:]
     private var nextTimer = 0
+    /// The image this master runs, and what became of its re-executions.
+    var image: MasterImage
+    /// Set between a passed check and the exec: upgrade requests wait, as during an upgrade.
+    var reexecPending = false { didSet { publishProgress() } }
+    var reexecFailures = 0 { didSet { publishProgress() } }
+    var lastReexec: String? { didSet { publishProgress() } }
+    /// The state a previous image handed over, adopted at ``run(events:)`` instead of starting.
+    var adopted: MasterRecord?
 
-    init(master: BatonMaster, listeners: ListenerSet, notifySocket: String, spawner: Spawner, systemd: SystemdNotifier) {
+    init(master: BatonMaster, listeners: ListenerSet, sockets: (notify: MasterRecord.Socket, control: MasterRecord.Socket?),
+         spawner: Spawner, systemd: SystemdNotifier, image: MasterImage) {
         self.master = master
         self.systemd = systemd
         self.listeners = listeners
-        self.notifySocket = notifySocket
+        self.sockets = sockets
         self.spawner = spawner
+        self.image = image
+        publishProgress()
     }
 
-    /// Starts generation 1 and handles events until shutdown has drained every generation.
-    /// Throws when the first generation cannot start: there is nothing to keep serving.
+    /// Starts generation 1 (or takes over what a previous image handed over) and handles events
+    /// until shutdown has drained every generation. Throws when the first generation cannot
+    /// start: there is nothing to keep serving.
     func run(events: AsyncStream<BatonMaster.Event>) async throws {
         defer { for timer in timers.values { timer.cancel() } }
         // Generation 1 never became ready and nothing is left: there is no release to fall back on.
         var firstGenerationFailed: Bool { currentPlan == nil && generations.isEmpty }
-        await start(.upgrade(reason: "start"), replies: [])
+        if let record = adopted {
+            adopted = nil
+            await resume(from: record)
+        } else {
+            await start(.upgrade(reason: "start"), replies: [])
+        }
         if !firstGenerationFailed {
             for await event in events {
                 await handle(event)
@@ -89,6 +107,10 @@ final class MasterLoop {
             }
         case .shutdown:
             shutdown()
+        case .reexec(let reason, let reply):
+            await requestReexec(reason: reason, reply: reply)
+        case .execNow:
+            await execNow()
         }
     }
 
@@ -99,7 +121,14 @@ final class MasterLoop {
             reply?(.failed(reason: "the master is shutting down"))
             return
         }
-        if upgrade != nil {
+        // A trigger nobody waits on (SIGHUP, watch.conf) may take the master along; `baton reload`
+        // is routed by BatonMaster.answer, since its answer has to come through the exec.
+        if reply == nil, configuration.reexecMasterOnUpgrade, upgrade == nil, !reexecPending, image.changedOnDisk {
+            logger.notice("upgrade (\(reason)): the master's own binary \(image.path) changed on disk; re-executing the master, which then upgrades the workers (reexecMasterOnUpgrade)")
+            await requestReexec(reason: reason, reply: nil)
+            return
+        }
+        if upgrade != nil || reexecPending {
             var next = followUp ?? ([], [])
             next.reasons.append(reason)
             if let reply { next.replies.append(reply) }
@@ -110,7 +139,7 @@ final class MasterLoop {
         await start(.upgrade(reason: reason), replies: reply.map { [$0] } ?? [])
     }
 
-    private func start(_ start: Start, replies: [Reply]) async {
+    func start(_ start: Start, replies: [Reply]) async {
         let plan: LaunchPlan
         let reason: String
         switch start {
@@ -138,7 +167,7 @@ final class MasterLoop {
             control = try WorkerControl.make()
             let environment = WorkerEnvironment.make(
                 inherited: ProcessEnvironment.current(), plan: plan, listeners: given,
-                generation: number, notifySocketPath: notifySocket, masterPID: getpid(), control: true)
+                generation: number, notifySocketPath: sockets.notify.path, masterPID: getpid(), control: true)
             defer { close(control!.workerEnd) }  // the worker has its copy now (or never will)
             pid = try await spawner.spawn(plan, environment: environment, listeners: given, extra: [control!.workerEnd])
             do {
@@ -168,7 +197,7 @@ final class MasterLoop {
     }
 
     /// Ends the running upgrade attempt (if any), tells whoever asked, and starts the follow-up.
-    private func finishUpgrade(_ result: UpgradeOutcome, replies: [Reply]) {
+    func finishUpgrade(_ result: UpgradeOutcome, replies: [Reply]) {
         var outcome = result
         switch result {
         case .succeeded:
@@ -182,10 +211,19 @@ final class MasterLoop {
         upgrade = nil
         closeUnusedListeners()
         if !shuttingDown, currentPlan != nil { systemd.ready("\(outcome)") }
+        if !reexecPending, image.changedOnDisk, case .succeeded = outcome {
+            logger.notice("the master's own binary \(image.path) changed on disk since it started; send SIGUSR2 or run `baton reload --master` to run the new one")
+        }
         if case .failed = outcome, !generations.contains(where: { $0.state == .serving }) {
             scheduleRestart()
         }
-        if let next = followUp, !shuttingDown {
+        startFollowUp()
+        reportReleasesInUse()
+    }
+
+    /// Turns the triggers that waited into one upgrade.
+    func startFollowUp() {
+        if let next = followUp, !shuttingDown, !reexecPending {
             followUp = nil
             let reasons = next.reasons.joined(separator: ", ")
             let replies = next.replies
@@ -197,7 +235,6 @@ final class MasterLoop {
             }
             master.post(.upgrade(reason: "follow-up of \(reasons)", reply: combined))
         }
-        reportReleasesInUse()
     }
 
     /// What differs between two plans, for the log.
@@ -266,7 +303,7 @@ final class MasterLoop {
 
     // MARK: Draining and exits
 
-    private func beginDrain(_ index: Int) {
+    func beginDrain(_ index: Int) {
         generations[index].state = .draining
         generations[index].drainStartedAt = .now
         // First what the worker must know to drain well: which queues others go on serving.
@@ -365,7 +402,7 @@ final class MasterLoop {
     }
 
     /// Posts `event` after `delay`, unless the loop has ended by then.
-    private func after(_ delay: Duration, _ event: @escaping @Sendable () -> BatonMaster.Event) {
+    func after(_ delay: Duration, _ event: @escaping @Sendable () -> BatonMaster.Event) {
         let id = nextTimer
         nextTimer += 1
         let master = self.master

@@ -13,14 +13,21 @@ import CBaton
 final class NotifySocket: Sendable {
     /// The `NOTIFY_SOCKET` value for workers ('@' = abstract namespace).
     let path: String
-    private let fd: Int32
+    let fd: Int32
     private let source: any DispatchSourceRead
 
     /// Opens the socket; `onMessage` is called (on a private queue) with each datagram's sender.
-    init(onMessage: @escaping @Sendable (pid_t, NotifyMessage) -> Void) throws {
+    convenience init(onMessage: @escaping @Sendable (pid_t, NotifyMessage) -> Void) throws {
         let path = "@baton/\(getpid())/\(UInt64.random(in: 0...UInt64.max))"
         let fd = baton_notify_socket_open(path)
         guard fd >= 0 else { throw BatonError.errno("opening notify socket \(path)") }
+        try self.init(adopting: fd, path: path, onMessage: onMessage)
+    }
+
+    /// Serves the socket `fd` bound at `path`, as a previous image of this master left it
+    /// (datagrams sent meanwhile wait in it).
+    init(adopting fd: Int32, path: String, onMessage: @escaping @Sendable (pid_t, NotifyMessage) -> Void) throws {
+        guard fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else { throw BatonError.errno("notify socket fd \(fd)") }
         self.path = path
         self.fd = fd
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: DispatchQueue(label: "baton.notify"))

@@ -18,7 +18,7 @@ final class Spawner: Sendable {
     static let shell = "/bin/sh"
     static let shim = "LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\""
 
-    private let thread: NIOThreadPool
+    let thread: NIOThreadPool
 
     init() {
         self.thread = NIOThreadPool(numberOfThreads: 1)

@@ -27,9 +27,6 @@ ssize_t baton_recv_with_pid(int fd, char *buf, size_t len, pid_t *sender);
 /// namespace), as sd_notify(3) does. Returns 0 or -1 with errno set.
 int baton_notify_send(const char *path, const char *msg, size_t len);
 
-/// prctl(PR_SET_PDEATHSIG, sig): this process gets `sig` when the thread that spawned it exits.
-int baton_set_parent_death_signal(int sig);
-
 /// pidfd_open(2): a descriptor (close-on-exec) that becomes readable when `pid` exits.
 /// Returns the fd or -1 with errno set.
 int baton_pidfd_open(pid_t pid);
@@ -41,5 +38,16 @@ int baton_accept(int fd);
 /// ioctl(fd, FIONREAD): how many bytes wait unread in the socket's receive queue. Returns the
 /// count, or -1 with errno set. (ioctl is variadic, which Swift cannot call.)
 int baton_pending_input(int fd);
+
+/// memfd_create(name, MFD_CLOEXEC): an anonymous file. Returns the fd or -1 with errno set.
+int baton_memfd_create(const char *name);
+
+/// Clears close-on-exec on the `nkeep` descriptors in `keep`, then execve(path, argv, envp) in
+/// this process. Returns only on failure: the errno value, with close-on-exec set again.
+int baton_reexec(const char *path, char *const argv[], char *const envp[], const int *keep, int nkeep);
+
+/// Waits at most `timeout_ms` for the child `pid` to exit (through a pidfd) and reaps it.
+/// Returns 0 with the waitpid status stored, ETIMEDOUT (the child still runs), or an errno value.
+int baton_wait_exit(pid_t pid, int timeout_ms, int *status);
 
 #endif

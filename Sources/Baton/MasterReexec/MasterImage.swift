@@ -1,0 +1,63 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The program image a master runs: where it was started from, so that a re-execution runs the
+/// file now at that path (the app's binary in embedded mode, `baton` for `baton run`).
+public struct MasterImage: Sendable, Equatable {
+    /// The absolute path the master was started from (argv[0] resolved like a shell does: a
+    /// relative path against the working folder, a bare name through `PATH`).
+    public let path: String
+    /// The full argv, argv[0] included, given again to the next image.
+    public let arguments: [String]
+    /// How many times this master process has executed a new image in place (0: never).
+    public let executions: Int
+    /// When the running image started (the process's own start, or its last re-execution).
+    public let startedAt: ContinuousClock.Instant
+    /// The file the running image was loaded from (device, inode), to tell whether the path
+    /// names a different file now.
+    let loadedFrom: FileIdentity?
+
+    struct FileIdentity: Sendable, Equatable, Codable {
+        var device: UInt64
+        var inode: UInt64
+
+        init?(path: String) {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            device = UInt64(info.st_dev)
+            inode = UInt64(info.st_ino)
+        }
+    }
+
+    /// The image of this process, as started: argv from the command line.
+    static func current(executions: Int = 0, arguments: [String] = CommandLine.arguments, path: String? = nil) -> MasterImage {
+        let path = path ?? resolve(arguments.first ?? "") ?? ((try? Baton.currentExecutablePath()) ?? "")
+        return MasterImage(path: path, arguments: arguments, executions: executions, startedAt: .now,
+                           loadedFrom: FileIdentity(path: "/proc/self/exe"))
+    }
+
+    /// Whether the file at ``path`` is no longer the one this image was loaded from (a new
+    /// binary was renamed over it).
+    public var changedOnDisk: Bool {
+        guard let loadedFrom, let now = FileIdentity(path: path) else { return false }
+        return now != loadedFrom
+    }
+
+    /// `argv0` as an absolute path, or nil when it cannot be resolved.
+    static func resolve(_ argv0: String, environment: [String: String] = ProcessEnvironment.current()) -> String? {
+        if argv0.hasPrefix("/") { return argv0 }
+        if argv0.contains("/") {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            guard getcwd(&buffer, buffer.count) != nil else { return nil }
+            let cwd = String(cString: buffer)
+            return (cwd == "/" ? "" : cwd) + "/" + (argv0.hasPrefix("./") ? String(argv0.dropFirst(2)) : argv0)
+        }
+        guard !argv0.isEmpty else { return nil }
+        for folder in (environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(folder)/\(argv0)"
+            if access(candidate, X_OK) == 0 { return candidate.hasPrefix("/") ? candidate : resolve(candidate, environment: environment) }
+        }
+        return nil
+    }
+}

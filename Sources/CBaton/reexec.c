@@ -1,0 +1,42 @@
+#define _GNU_SOURCE
+#include "CBaton.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int baton_memfd_create(const char *name) {
+    return memfd_create(name, MFD_CLOEXEC);
+}
+
+int baton_reexec(const char *path, char *const argv[], char *const envp[], const int *keep, int nkeep) {
+    int i;
+    for (i = 0; i < nkeep; i++) {
+        int flags = fcntl(keep[i], F_GETFD);
+        if (flags < 0 || fcntl(keep[i], F_SETFD, flags & ~FD_CLOEXEC) < 0) break;
+    }
+    int err = i < nkeep ? errno : 0;
+    if (!err) {
+        execve(path, argv, envp);
+        err = errno;
+    }
+    // Still this image: every descriptor goes back to close-on-exec, so no child inherits it.
+    for (int j = 0; j < i; j++) fcntl(keep[j], F_SETFD, fcntl(keep[j], F_GETFD) | FD_CLOEXEC);
+    return err;
+}
+
+int baton_wait_exit(pid_t pid, int timeout_ms, int *status) {
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) return errno;
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    int rc;
+    do rc = poll(&p, 1, timeout_ms); while (rc < 0 && errno == EINTR);
+    int err = rc < 0 ? errno : rc == 0 ? ETIMEDOUT : 0;
+    close(pidfd);
+    if (err) return err;
+    while (waitpid(pid, status, 0) < 0) if (errno != EINTR) return errno;
+    return 0;
+}
