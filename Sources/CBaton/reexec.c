@@ -1,7 +1,10 @@
 #define _GNU_SOURCE
 #include "CBaton.h"
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
+#include <stdlib.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -12,7 +15,22 @@ int baton_memfd_create(const char *name) {
     return memfd_create(name, MFD_CLOEXEC);
 }
 
+// Marks every descriptor from 3 up close-on-exec: NIO and the runtime open some without it
+// (epoll, eventfd), and each exec would otherwise leak them into the next image.
+static void cloexec_from_3(void) {
+    if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+    DIR *folder = opendir("/proc/self/fd");
+    if (!folder) return;
+    struct dirent *entry;
+    while ((entry = readdir(folder))) {
+        int fd = atoi(entry->d_name);
+        if (fd > 2 && fd != dirfd(folder)) fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+    }
+    closedir(folder);
+}
+
 int baton_reexec(const char *path, char *const argv[], char *const envp[], const int *keep, int nkeep) {
+    cloexec_from_3();
     int i;
     for (i = 0; i < nkeep; i++) {
         int flags = fcntl(keep[i], F_GETFD);

@@ -53,7 +53,7 @@ extension BatonCommand {
 
         func validate() throws {
             if config == nil && command.isEmpty { throw ValidationError("give the program to run after --, or --config with a BinName") }
-            if config == nil && listen.isEmpty && ProcessInfo.processInfo.environment["LISTEN_FDS"] == nil {
+            if config == nil && listen.isEmpty && !BatonMaster.inheritsListeners {
                 throw ValidationError("give at least one --listen address (or run under systemd socket activation)")
             }
             if name.count > 1 && name.count != listen.count { throw ValidationError("give one --name per --listen, or a single --name") }

@@ -48,6 +48,14 @@ public final class BatonMaster: Service, Sendable {
         (self.events, self.continuation) = AsyncStream.makeStream(of: Event.self)
     }
 
+    /// Whether this process is handed its listeners instead of binding them: by systemd socket
+    /// activation, or by a previous image of this master (a re-execution, or the check before
+    /// one). A command line that insists on listen addresses should accept their absence then.
+    public static var inheritsListeners: Bool {
+        let environment = ProcessEnvironment.current()
+        return [WorkerEnvironment.listenFDs, MasterRecord.environmentKey, MasterCheck.environmentKey].contains { environment[$0] != nil }
+    }
+
     /// The generations alive now, oldest first.
     public var generations: [Generation] { snapshot.withLockedValue { $0 } }
 

@@ -12,7 +12,8 @@ final class MasterLoop {
     /// Why a generation is started: the plan comes from `launch()` only for upgrades; restarts
     /// and rollbacks start a release that already ran.
     enum Start {
-        case upgrade(reason: String)
+        /// `announced`: systemd has been told RELOADING=1 already (by the image before a re-execution).
+        case upgrade(reason: String, announced: Bool = false)
         case restart(LaunchPlan)
         case rollback(LaunchPlan)
     }
@@ -143,9 +144,9 @@ final class MasterLoop {
         let plan: LaunchPlan
         let reason: String
         switch start {
-        case .upgrade(let why):
+        case .upgrade(let why, let announced):
             reason = why
-            if currentPlan != nil { systemd.reloading("upgrading (\(why))") }
+            if currentPlan != nil, !announced { systemd.reloading("upgrading (\(why))") }
             do {
                 plan = try configuration.launch()
             } catch {

@@ -176,6 +176,6 @@ extension MasterLoop {
                 after(left) { .drainTimeout(generation: number) }
             }
         }
-        await start(.upgrade(reason: "master re-executed"), replies: [])
+        await start(.upgrade(reason: "master re-executed", announced: true), replies: [])
     }
 }

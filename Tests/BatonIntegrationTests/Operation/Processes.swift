@@ -202,9 +202,12 @@ func runCommand(_ executable: String, _ arguments: [String], directory: String, 
 /// behind `_GNU_SOURCE`; looked up at run time.
 private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
 private let addChdir: AddChdir? = dlsym(nil, "posix_spawn_file_actions_addchdir_np").map { unsafeBitCast($0, to: AddChdir.self) }
+/// `posix_spawn_file_actions_addclosefrom_np` (glibc ≥ 2.34), likewise hidden.
+private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+private let addCloseFrom: AddCloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map { unsafeBitCast($0, to: AddCloseFrom.self) }
 
 /// posix_spawn with a clean signal state (the test process ignores SIGPIPE and its threads block
-/// signals) in a new process group, in `workingDirectory` when given.
+/// signals) and no descriptor but 0–2, in a new process group, in `workingDirectory` when given.
 func spawnProcess(argv: [String], environment: [String: String], stdinPath: String, outputPath: String,
                   workingDirectory: String? = nil) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
@@ -218,6 +221,8 @@ func spawnProcess(argv: [String], environment: [String: String], stdinPath: Stri
     posix_spawn_file_actions_addopen(&actions, 0, stdinPath, O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_APPEND | O_CREAT, 0o644)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // The test runner's own descriptors (many without close-on-exec) stay out of the process.
+    _ = addCloseFrom?(&actions, 3)
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }

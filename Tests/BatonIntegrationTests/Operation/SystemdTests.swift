@@ -157,6 +157,62 @@ final class SystemdTests: OperationTestCase {
         XCTAssertEqual(master.waitForExit(timeout: 30), .exited(0))
     }
 
+    /// `baton run` under socket activation and a notify socket, with a worker that ties its life to
+    /// its spawning thread (`PR_SET_PDEATHSIG`, as protocol-1 workers do): `baton reload --master`
+    /// re-executes the master (same pid), systemd hears RELOADING=1 then READY=1, the adopted
+    /// socket keeps serving the next generation, and the old worker never got its parent-death
+    /// signal (the exec runs on the thread that spawned it).
+    func testMasterReexecutionUnderSocketActivationKeepsOldWorkersAndTellsSystemd() throws {
+        let activate = try socketActivateTool()
+        let port = try freePort()
+        let systemd = try NotifyListener(path: "\(directory)/systemd-notify.sock")
+        let probe = "\(directory)/probe.py"
+        let events = "\(directory)/events.txt"
+        try write("""
+            import ctypes, os, signal, socket, sys, time
+            # A protocol-1 worker: parent-death signal tied to the spawning thread.
+            def died(*_):
+                open(sys.argv[1], "a").write("parent-death %d\\n" % os.getpid())
+            signal.signal(signal.SIGUSR1, died)
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGUSR1, 0, 0, 0)
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            listener = socket.socket(fileno=3)
+            open(sys.argv[1], "a").write("started %d protocol=%s\\n" % (os.getpid(), os.environ.get("BATON_PROTOCOL")))
+            while True:
+                connection, _ = listener.accept()
+                connection.recv(65536)
+                body = b"{\\"pid\\":%d}" % os.getpid()
+                connection.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s" % (len(body), body))
+                connection.close()
+            """, to: probe, mode: 0o644)
+        // systemd-socket-activate passes on only the variables named with -E.
+        let master = try start(activate, ["-l", "127.0.0.1:\(port)", "--fdname=web", "-E", "NOTIFY_SOCKET=\(systemd.path)", "--",
+                                          try Locations.product("baton"), "run", "--ready", "uptime:0.3", "--drain-timeout", "5", "--",
+                                          try Locations.python(), probe, events])
+        XCTAssertTrue(master.waitForLog("Listening on 127.0.0.1:\(port)", timeout: 20), "systemd-socket-activate did not listen")
+        _ = httpGetOnce(port: port, timeout: 10)  // the first connection starts the master
+        guard let started = systemd.next(timeout: 30), notifyFields(started)["READY"] == "1" else {
+            return XCTFail("no READY=1 at the start\n\(master.logExcerpt())")
+        }
+        let reload = try baton(["reload", "--master"])
+        XCTAssertEqual(reload.exitCode, 0, "\(reload)\n\(master.logExcerpt())")
+        XCTAssertTrue(reload.output.contains("execution 1"), "\(reload)")
+        guard let reloading = systemd.next(timeout: 30) else { return XCTFail("no RELOADING=1 after the re-execution request") }
+        XCTAssertEqual(notifyFields(reloading)["RELOADING"], "1", reloading.debugDescription)
+        XCTAssertTrue(notifyFields(reloading)["STATUS"]?.contains("re-executing the master") ?? false, reloading)
+        guard let ready = systemd.next(timeout: 30) else { return XCTFail("no READY=1 after the re-execution") }
+        XCTAssertEqual(notifyFields(ready)["READY"], "1", ready)
+        XCTAssertTrue(master.waitForLog("master re-executed in place: pid \(master.pid)", timeout: 10), master.logExcerpt())
+        XCTAssertTrue(poll(timeout: 10) { ((try? String(contentsOfFile: events, encoding: .utf8)) ?? "").components(separatedBy: "started").count == 3 },
+                      "a second worker did not start")
+        if case .failure(let error) = httpGetOnce(port: port, timeout: 10) { XCTFail("the adopted socket stopped serving: \(error)") }
+        let log = (try? String(contentsOfFile: events, encoding: .utf8)) ?? ""
+        XCTAssertFalse(log.contains("parent-death"), "a worker got its parent-death signal at the exec:\n\(log)")
+        XCTAssertTrue(log.contains("protocol=2"), log)
+        master.signal(SIGTERM)
+        XCTAssertEqual(master.waitForExit(timeout: 30), .exited(0), master.logExcerpt())
+    }
+
     private func socketActivateTool() throws -> String {
         guard let tool = Locations.find("systemd-socket-activate", preferring: ["/usr/bin/systemd-socket-activate", "/lib/systemd/systemd-socket-activate"]) else {
             throw XCTSkip("systemd-socket-activate is not installed (Debian package 'systemd'; .ci/run installs it)")
