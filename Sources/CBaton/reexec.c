@@ -6,6 +6,7 @@
 #include <linux/close_range.h>
 #include <stdlib.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -29,8 +30,18 @@ static void cloexec_from_3(void) {
     closedir(folder);
 }
 
+// The signals a master handles. execve resets a handled signal to its default action, which for
+// these ends the process, until the next image has installed its handlers again (tens of ms);
+// an ignored signal stays ignored across execve. Blocking them would not do: libdispatch parks
+// the new image's main thread in sigsuspend() with an empty mask early in its start-up.
+static const int master_signals[] = {SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+#define MASTER_SIGNALS (int)(sizeof master_signals / sizeof master_signals[0])
+
 int baton_reexec(const char *path, char *const argv[], char *const envp[], const int *keep, int nkeep) {
     cloexec_from_3();
+    struct sigaction ignore = {.sa_handler = SIG_IGN}, previous[MASTER_SIGNALS];
+    sigemptyset(&ignore.sa_mask);
+    for (int s = 0; s < MASTER_SIGNALS; s++) sigaction(master_signals[s], &ignore, &previous[s]);
     int i;
     for (i = 0; i < nkeep; i++) {
         int flags = fcntl(keep[i], F_GETFD);
@@ -43,6 +54,7 @@ int baton_reexec(const char *path, char *const argv[], char *const envp[], const
     }
     // Still this image: every descriptor goes back to close-on-exec, so no child inherits it.
     for (int j = 0; j < i; j++) fcntl(keep[j], F_SETFD, fcntl(keep[j], F_GETFD) | FD_CLOEXEC);
+    for (int s = 0; s < MASTER_SIGNALS; s++) sigaction(master_signals[s], &previous[s], NULL);
     return err;
 }
 

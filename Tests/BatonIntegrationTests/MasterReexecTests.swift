@@ -146,6 +146,27 @@ final class MasterReexecTests: IntegrationTestCase {
         if let serving = eager.servingPid() { eager.track(serving) }
     }
 
+    /// A SIGHUP or SIGUSR2 that lands while the new image starts (its handlers not installed yet)
+    /// must not end the master, as the default action of both would.
+    func testSignalsDuringTheExecDoNotKillTheMaster() throws {
+        let hello = try startHello()
+        for round in 1...4 {
+            try hello.restoreBinary()
+            hello.signal(SIGUSR2)
+            guard poll(timeout: 30, interval: 0.001, { hello.logCount("re-executing the master in place") >= round }) else {
+                return XCTFail("round \(round): no re-execution\n\(hello.logExcerpt())")
+            }
+            hello.signal(round % 2 == 0 ? SIGUSR2 : SIGHUP)
+            XCTAssertTrue(poll(timeout: 30) { hello.logCount("master re-executed in place") >= round }, "round \(round)\n\(hello.logExcerpt())")
+            Thread.sleep(forTimeInterval: 0.3)
+            XCTAssertTrue(hello.isRunning, "round \(round): the master died: \(hello.exitStatus.map { "\($0)" } ?? "")")
+            guard hello.isRunning else { return }
+        }
+        let serving = try XCTUnwrap(hello.servingPid())
+        hello.track(serving)
+        XCTAssertEqual(Proc.stat(serving)?.ppid, hello.masterPid)
+    }
+
     static func inode(of path: String) -> UInt64? {
         var info = stat()
         return stat(path, &info) == 0 ? UInt64(info.st_ino) : nil

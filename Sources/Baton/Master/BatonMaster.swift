@@ -142,10 +142,12 @@ public final class BatonMaster: Service, Sendable {
     private func serve(_ loop: MasterLoop, control: ControlServer?) async throws {
         let continuation = self.continuation
         let events = self.events
+        // Trapped before anything else runs: after a re-execution they are ignored until now.
+        let signals = await UnixSignalsSequence(trapping: .sighup, .sigusr2)
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for await signal in await UnixSignalsSequence(trapping: .sighup, .sigusr2) {
+                    for await signal in signals {
                         if signal == .sigusr2 {
                             continuation.yield(.reexec(reason: "SIGUSR2", reply: nil))
                         } else {

@@ -42,8 +42,9 @@ int baton_pending_input(int fd);
 /// memfd_create(name, MFD_CLOEXEC): an anonymous file. Returns the fd or -1 with errno set.
 int baton_memfd_create(const char *name);
 
-/// Marks every descriptor from 3 up close-on-exec but the `nkeep` in `keep`, then
-/// execve(path, argv, envp) in this process. Returns only on failure: the errno value, with close-on-exec set again.
+/// Marks every descriptor from 3 up close-on-exec but the `nkeep` in `keep`, ignores SIGHUP,
+/// SIGINT, SIGTERM and SIGUSR2 (one arriving before the next image handles them again is lost,
+/// instead of ending the process), then execve(path, argv, envp) in this process. Returns only on failure: the errno value, with close-on-exec set again.
 int baton_reexec(const char *path, char *const argv[], char *const envp[], const int *keep, int nkeep);
 
 /// Waits at most `timeout_ms` for the child `pid` to exit (through a pidfd) and reaps it.
