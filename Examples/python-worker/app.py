@@ -38,7 +38,12 @@ def inherited_sockets():
     count = int(os.environ.get("LISTEN_FDS", "0"))
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
-    return [socket.socket(fileno=3 + index) for index in range(count)]
+    sockets = [socket.socket(fileno=3 + index) for index in range(count)]
+    for sock in sockets:
+        # Shared with other generations: a wake-up may find the connection taken by another
+        # process, and a blocking accept() would then hang the accept loop (and the drain).
+        sock.setblocking(False)
+    return sockets
 
 
 def notify(message):
@@ -134,9 +139,11 @@ def main():
 
     draining.set()
     notify("STOPPING=1")
-    for server in servers:
-        server.shutdown()  # stop accepting; the kernel queue stays with the next generation
     deadline = time.monotonic() + DRAIN_DEADLINE
+    # Stop accepting (the kernel queue stays with the next generation); bounded by the deadline.
+    stopper = threading.Thread(target=lambda: [server.shutdown() for server in servers], daemon=True)
+    stopper.start()
+    stopper.join(DRAIN_DEADLINE)
     while time.monotonic() < deadline:
         with connections_lock:
             if open_connections[0] == 0:

@@ -146,6 +146,26 @@ final class MasterReexecTests: IntegrationTestCase {
         if let serving = eager.servingPid() { eager.track(serving) }
     }
 
+    /// The deploy workflow goes on after a re-execution: the new image watches watch.conf again
+    /// (a fresh inotify watch) and a Ver bump upgrades, with the release history kept.
+    func testWatchConfStillTriggersUpgradesAfterAReexecution() throws {
+        let hello = try startHello(mode: .watchConf(ver: "1", delaySecond: 0.3, passConfig: false))
+        let first = try XCTUnwrap(hello.servingPid())
+        hello.signal(SIGUSR2)
+        XCTAssertTrue(poll(timeout: 30) { hello.log.contains("master re-executed in place") }, hello.logExcerpt())
+        var afterExec: pid_t?
+        XCTAssertTrue(poll(timeout: 30) { afterExec = hello.servingPid(); return afterExec != nil && afterExec != first }, hello.logExcerpt())
+        XCTAssertTrue(poll(timeout: 10) { hello.logCount("watching") >= 2 }, "the new image does not watch watch.conf\n\(hello.logExcerpt())")
+        try hello.writeConfig(HelloProcess.watchConf(port: hello.port, ver: "2", delaySecond: 0.3))
+        var answer: HTTPResponse?
+        XCTAssertTrue(poll(timeout: 30) {
+            if case .success(let response) = hello.get(), response.bodyText.contains(#""ver":"2""#) { answer = response; return true }
+            return false
+        }, "Ver 2 never served after the re-execution\n\(hello.logExcerpt())")
+        if let pid = answer?.pid { hello.track(pid) }
+        XCTAssertEqual(hello.logLines(containing: "upgrade (hello.watch.conf changed): version 1 → 2").count, 1, hello.logExcerpt())
+    }
+
     /// A SIGHUP or SIGUSR2 that lands while the new image starts (its handlers not installed yet)
     /// must not end the master, as the default action of both would.
     func testSignalsDuringTheExecDoNotKillTheMaster() throws {

@@ -1,0 +1,85 @@
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import Baton
+
+/// The record a master hands to its next image: it survives the round trip through a memfd, keeps
+/// ages, and a record it cannot read is refused with the reason.
+final class MasterRecordTests: XCTestCase {
+    private func sample() -> MasterRecord {
+        let plan = MasterRecord.Plan(executable: "/srv/app/app", arguments: ["--port", "8080"], version: "7",
+                                     environment: ["A": "1"], listen: ["0.0.0.0:8080", "unix:/run/app.sock"])
+        var record = MasterRecord(
+            writtenAt: MasterRecord.bootTime(),
+            image: .init(path: "/srv/app/app", arguments: ["app", "--port", "8080"], executions: 3, processAge: 5_000_000_000),
+            listeners: [.init(fd: 8, name: "http", address: "0.0.0.0:8080"), .init(fd: 9, name: "web", address: nil)],
+            currentListeners: [8], notify: .init(fd: 10, path: "@baton/1/2"), control: .init(fd: 11, path: "/run/app/baton.sock"),
+            generations: [
+                .init(number: 4, pid: 100, version: "6", state: "draining", age: 3_000_000_000, readyAge: 2_900_000_000,
+                      drainAge: 1_000_000_000, status: "bye", plan: plan, listeners: [8], control: 12),
+                .init(number: 5, pid: 101, version: "7", state: "serving", age: 1_200_000_000, readyAge: 1_000_000_000,
+                      drainAge: nil, status: nil, plan: plan, listeners: [8], control: 13),
+            ],
+            nextNumber: 6, currentPlan: plan, previousPlan: nil, consecutiveFailures: 0,
+            lastUpgrade: .init(.succeeded(generation: 5, pid: 101, version: "7", readyAfter: .milliseconds(80), draining: [4])))
+        record.reexecFailures = 1
+        return record
+    }
+
+    func testRoundTripThroughAMemfd() throws {
+        let record = sample()
+        let fd = try record.writeToMemfd()
+        defer { close(fd) }
+        XCTAssertNotEqual(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0, "the record must not leak into children before the exec")
+        let read = try MasterRecord.read(from: fd)
+        XCTAssertEqual(read, record)
+        XCTAssertEqual(try read.generations[0].plan.launchPlan().listen, [.tcp(host: "0.0.0.0", port: 8080), .unix(path: "/run/app.sock")])
+        XCTAssertEqual(read.lastUpgrade?.outcome, .succeeded(generation: 5, pid: 101, version: "7", readyAfter: .milliseconds(80), draining: [4]))
+    }
+
+    func testAgesContinueFromWhenTheRecordWasWritten() {
+        var record = sample()
+        record.writtenAt = MasterRecord.bootTime() - 2_000_000_000  // written 2 s ago
+        let started = record.instant(age: 3_000_000_000)  // 3 s before writing: 5 s ago now
+        let age = started.duration(to: .now)
+        XCTAssertGreaterThanOrEqual(age, .seconds(5))
+        XCTAssertLessThan(age, .seconds(6))
+    }
+
+    func testANewerOrForeignRecordIsRefusedWithTheReason() throws {
+        func refusal(_ json: String) -> String {
+            let fd = temporaryFile(json)
+            defer { close(fd) }
+            do {
+                _ = try MasterRecord.read(from: fd)
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        XCTAssertTrue(refusal(#"{"format":"baton-master-record","version":99}"#).contains("version 99 is newer than this release reads"))
+        XCTAssertTrue(refusal(#"{"format":"something-else","version":1}"#).contains("not a master record"))
+        XCTAssertTrue(refusal("not json").contains("not JSON"))
+        XCTAssertTrue(refusal(#"{"format":"baton-master-record","version":1}"#).contains("unreadable"))
+    }
+
+    func testArgv0IsResolvedAsAShellWould() {
+        XCTAssertEqual(MasterImage.resolve("/srv/app/app"), "/srv/app/app")
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let cwd = String(cString: getcwd(&buffer, buffer.count)!)
+        XCTAssertEqual(MasterImage.resolve("./bin/app"), cwd + "/bin/app")
+        XCTAssertEqual(MasterImage.resolve("bin/app"), cwd + "/bin/app")
+        XCTAssertEqual(MasterImage.resolve("sh", environment: ["PATH": "/nonexistent:/bin"]), "/bin/sh")
+        XCTAssertNil(MasterImage.resolve("no-such-program-here", environment: ["PATH": "/nonexistent"]))
+    }
+
+    private func temporaryFile(_ text: String) -> Int32 {
+        var file = [CChar]("/tmp/baton-record-XXXXXX".utf8CString)
+        let fd = mkstemp(&file)
+        unlink(file)
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+        lseek(fd, 0, SEEK_SET)
+        return fd
+    }
+}
