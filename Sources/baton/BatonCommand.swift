@@ -14,7 +14,7 @@ struct BatonCommand: AsyncParsableCommand {
             binary now on disk as a new generation, waits until it is ready, then lets the old one \
             finish its requests and exit.
             """,
-        subcommands: [Run.self, Reload.self, Status.self, Stop.self, Check.self])
+        subcommands: [Run.self, Reload.self, Status.self, Metrics.self, Stop.self, Check.self])
 }
 
 /// Options shared by the commands that talk to a running master.

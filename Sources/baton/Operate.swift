@@ -89,6 +89,20 @@ extension BatonCommand {
         }
     }
 
+    struct Metrics: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the master's metrics (Prometheus text format).",
+            discussion: "Upgrades and re-executions by outcome, rollbacks, restarts, generations by state, time to ready and drain time, the serving version.")
+
+        @OptionGroup var options: ControlOptions
+
+        func run() async throws {
+            let response = try await ask("metrics", options)
+            print(response.message, terminator: response.message.hasSuffix("\n") ? "" : "\n")
+            if !response.ok { throw ExitCode(1) }
+        }
+    }
+
     struct Stop: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop the master gracefully and wait until it has exited.")
 

@@ -42,6 +42,9 @@ extension BatonCommand {
         @Option(help: "Control socket path (default: beside --config, under $RUNTIME_DIRECTORY, or ./.baton/control.sock).")
         var control: String?
 
+        @Option(help: ArgumentHelp("Serve the master's metrics over HTTP at ADDR/metrics (e.g. 127.0.0.1:9464); never an app port.", valueName: "addr"))
+        var metricsListen: String?
+
         @Flag(help: "When an upgrade finds the master's own binary changed on disk, re-execute the master too (default: only on SIGUSR2 or `baton reload --master`).")
         var reexecMasterOnUpgrade = false
 
@@ -82,6 +85,7 @@ extension BatonCommand {
             configuration.drainTimeout = .seconds(drainTimeout)
             configuration.probation = .seconds(probation)
             configuration.reexecMasterOnUpgrade = reexecMasterOnUpgrade
+            configuration.metricsListen = try metricsListen.map { try ListenAddress(parsing: $0) }
             configuration.controlSocket = control ?? ControlProtocol.socketPath(configPath: config)
             configuration.listenerNames = name
             try await Baton.runMaster(configuration, logger: logger)

@@ -33,6 +33,9 @@ struct Hello: AsyncParsableCommand {
     @Option(help: "Seconds after taking over within which a crash rolls back to the previous release.")
     var probation: Double = 10
 
+    @Option(help: ArgumentHelp("Serve the master's metrics over HTTP at ADDR/metrics (e.g. 127.0.0.1:9464); never an app port.", valueName: "addr"))
+    var metricsListen: String?
+
     @Flag(help: "When an upgrade finds the master's own binary changed on disk, re-execute the master too (default: only on SIGUSR2 or `baton reload --master`).")
     var reexecMasterOnUpgrade = false
 
@@ -73,6 +76,7 @@ struct Hello: AsyncParsableCommand {
         }
         configuration.probation = .milliseconds(Int64(probation * 1000))
         configuration.reexecMasterOnUpgrade = reexecMasterOnUpgrade
+        configuration.metricsListen = try metricsListen.map { try ListenAddress(parsing: $0) }
         configuration.controlSocket = ControlProtocol.socketPath(configPath: configPath)
         configuration.readyTimeout = .milliseconds(Int64(readyTimeout * 1000))
         configuration.drainTimeout = .milliseconds(Int64(drainTimeout * 1000))

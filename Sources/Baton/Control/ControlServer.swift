@@ -13,7 +13,7 @@ final class ControlServer: Sendable {
     let path: String
     /// The listening socket (kept open across a re-execution of the master).
     let fd: Int32
-    private let channel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let channel: NIOAsyncChannel<NIOAsyncChannel<ControlRequestDecoder.Frame, ByteBuffer>, Never>
 
     /// An answer, and what to do once it has been delivered.
     typealias Reply = (ControlProtocol.Response, (@Sendable () -> Void)?)
@@ -22,11 +22,13 @@ final class ControlServer: Sendable {
         self.path = path
         self.fd = fd
         self.channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            // A client that half-closes after its request (or instead of ending the line) still
+            // gets an answer.
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
             .bind(fd) { child in
                 child.eventLoop.makeCompletedFuture {
-                    try child.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(LineBasedFrameDecoder()))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: child)
+                    try child.pipeline.syncOperations.addHandler(ByteToMessageHandler(ControlRequestDecoder()))
+                    return try NIOAsyncChannel<ControlRequestDecoder.Frame, ByteBuffer>(wrappingChannelSynchronously: child)
                 }
             }
     }
@@ -91,23 +93,81 @@ final class ControlServer: Sendable {
         unlink(path)
     }
 
-    private static func answer(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, logger: Logger,
+    private static func answer(_ connection: NIOAsyncChannel<ControlRequestDecoder.Frame, ByteBuffer>, logger: Logger,
                                handle: @Sendable (ControlProtocol.Request) async -> Reply) async {
         var afterDelivery: (@Sendable () -> Void)?
         try? await connection.executeThenClose { inbound, outbound in
-            var lines = inbound.makeAsyncIterator()
-            guard let line = try await lines.next() else { return }
+            var frames = inbound.makeAsyncIterator()
+            guard let frame = try await frames.next() else { return }
             let response: ControlProtocol.Response
-            if line.readableBytes > ControlProtocol.maxRequestBytes {
-                response = .init(ok: false, message: "request too long (at most \(ControlProtocol.maxRequestBytes) bytes)")
-            } else if let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line.readableBytesView)) {
-                if request.command == "status" { logger.debug("control: status") } else { logger.info("control: \(request.command)") }
-                (response, afterDelivery) = await handle(request)
-            } else {
-                response = .init(ok: false, message: #"malformed request: expected one JSON line like {"command":"status"}"#)
+            switch frame {
+            case .tooLong:
+                response = .init(ok: false, message: "request too long (at most \(ControlProtocol.maxRequestBytes) bytes before the newline)")
+            case .truncated:
+                response = .init(ok: false, message: "request truncated: the input ended before a newline")
+            case .line(let line):
+                if let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line.readableBytesView)) {
+                    if request.command == "status" { logger.debug("control: status") } else { logger.info("control: \(request.command)") }
+                    (response, afterDelivery) = await handle(request)
+                } else {
+                    response = .init(ok: false, message: #"malformed request: expected one JSON line like {"command":"status"}"#)
+                }
             }
             try await outbound.write(ByteBuffer(bytes: ControlProtocol.encode(response)))
         }
         afterDelivery?()
+    }
+}
+
+/// Frames the one request line of a control connection, never buffering more than
+/// ``ControlProtocol/maxRequestBytes``: a longer line is answered as too long (and the rest of
+/// the input discarded) instead of growing the master's memory; input that ends before a newline
+/// is answered as truncated.
+struct ControlRequestDecoder: ByteToMessageDecoder {
+    enum Frame: Sendable {
+        case line(ByteBuffer)
+        case tooLong
+        case truncated
+    }
+    typealias InboundOut = Frame
+
+    /// Set once the connection's one frame is out: everything after it is discarded.
+    private var done = false
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        if done {
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            return .needMoreData
+        }
+        let limit = ControlProtocol.maxRequestBytes
+        if let newline = buffer.readableBytesView.firstIndex(of: 0x0A) {
+            let length = newline - buffer.readerIndex
+            done = true
+            if length > limit {
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+                context.fireChannelRead(wrapInboundOut(.tooLong))
+            } else {
+                let line = buffer.readSlice(length: length)!
+                buffer.moveReaderIndex(forwardBy: 1)
+                context.fireChannelRead(wrapInboundOut(.line(line)))
+            }
+            return .continue
+        }
+        if buffer.readableBytes > limit {
+            done = true
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            context.fireChannelRead(wrapInboundOut(.tooLong))
+        }
+        return .needMoreData
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        if !done {
+            done = true
+            buffer.moveReaderIndex(to: buffer.writerIndex)
+            context.fireChannelRead(wrapInboundOut(.truncated))
+        }
+        return .needMoreData
     }
 }

@@ -32,6 +32,8 @@ public final class BatonMaster: Service, Sendable {
 
     let configuration: MasterConfiguration
     let logger: Logger
+    /// What `baton metrics` and the metrics endpoint report.
+    let metrics = MasterMetrics()
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
     private let snapshot = NIOLockedValueBox<[Generation]>([])
@@ -95,6 +97,7 @@ public final class BatonMaster: Service, Sendable {
         var notify: NotifySocket?
         var watcher: ConfigWatcher?
         var control: ControlServer?
+        var metricsEndpoint: MetricsEndpoint?
         do {
             let onMessage: @Sendable (pid_t, NotifyMessage) -> Void = { pid, message in continuation.yield(.notified(pid, message)) }
             if let record {
@@ -108,6 +111,18 @@ public final class BatonMaster: Service, Sendable {
                 }
             }
             if let watcher { logger.info("watching \(watcher.path) for deploys") }
+            if let address = configuration.metricsListen {
+                guard !configuration.listen.contains(address) && !listeners.bound.contains(where: { $0.address == address }) else {
+                    throw BatonError.invalidAddress(address.description, "the metrics address must not be one of the app's listeners")
+                }
+                do {
+                    let metrics = self.metrics
+                    metricsEndpoint = try await MetricsEndpoint.start(on: address) { metrics.text() }
+                    logger.info("metrics on http://\(metricsEndpoint!.address)/metrics")
+                } catch {
+                    logger.error("no metrics endpoint on \(address): \(error); `baton metrics` still answers")
+                }
+            }
             if let adopted = record?.control {
                 control = try await ControlServer.adopt(fd: adopted.fd, path: adopted.path)
             } else {
@@ -133,6 +148,7 @@ public final class BatonMaster: Service, Sendable {
             watcher?.stop()
             notify?.close()
             await control?.close()
+            await metricsEndpoint?.close()
             listeners.closeAll()
             await spawner.shutdown()
         }
@@ -195,11 +211,13 @@ public final class BatonMaster: Service, Sendable {
             return await reexec(reason: "baton reload --master")
         case "status":
             return (.init(ok: true, message: "master pid \(getpid())", status: status()), nil)
+        case "metrics":
+            return (.init(ok: true, message: metrics.text()), nil)
         case "stop":
             continuation.yield(.shutdown)
             return (.init(ok: true, message: "master pid \(getpid()) is draining every generation and stopping", status: status()), nil)
         default:
-            return (.init(ok: false, message: "unknown command '\(request.command)' (expected reload, reload-master, status or stop)"), nil)
+            return (.init(ok: false, message: "unknown command '\(request.command)' (expected reload, reload-master, status, metrics or stop)"), nil)
         }
     }
 
@@ -273,7 +291,10 @@ public final class BatonMaster: Service, Sendable {
     }
 
     func post(_ event: Event) { continuation.yield(event) }
-    func publish(_ generations: [Generation]) { snapshot.withLockedValue { $0 = generations } }
+    func publish(_ generations: [Generation]) {
+        snapshot.withLockedValue { $0 = generations }
+        metrics.update(generations)
+    }
     func publish(_ outcome: UpgradeOutcome) { lastOutcome.withLockedValue { $0 = outcome } }
     func publish(_ progress: MasterProgress) { self.progress.withLockedValue { $0 = progress } }
 }

@@ -34,6 +34,9 @@ public struct MasterConfiguration: Sendable {
     public var watchFile: String?
     /// How long the watched file must stay unchanged before the upgrade (read at each change).
     public var watchQuietPeriod: @Sendable () -> Duration = { .seconds(5) }
+    /// Where to serve the metrics over HTTP (`GET /metrics`), e.g. `127.0.0.1:9464`; nil for
+    /// none (they are always on the control socket: `baton metrics`). Must not be one of `listen`.
+    public var metricsListen: ListenAddress?
     /// Where to serve the control protocol (``ControlProtocol``); nil for no control socket.
     public var controlSocket: String?
     /// Whether an upgrade triggered by SIGHUP, watch.conf or `baton reload` re-executes the

@@ -51,6 +51,9 @@ final class MasterLoop {
     var lastReexec: String? { didSet { publishProgress() } }
     /// The state a previous image handed over, adopted at ``run(events:)`` instead of starting.
     var adopted: MasterRecord?
+    /// Whether the attempt under way counts in `baton_upgrades_total` (not the first start,
+    /// restarts or rollbacks, which have counters of their own).
+    private var attemptIsUpgrade = false
 
     init(master: BatonMaster, listeners: ListenerSet, sockets: (notify: MasterRecord.Socket, control: MasterRecord.Socket?),
          spawner: Spawner, systemd: SystemdNotifier, image: MasterImage) {
@@ -143,9 +146,11 @@ final class MasterLoop {
     func start(_ start: Start, replies: [Reply]) async {
         let plan: LaunchPlan
         let reason: String
+        attemptIsUpgrade = false
         switch start {
         case .upgrade(let why, let announced):
             reason = why
+            attemptIsUpgrade = why != "start"
             if currentPlan != nil, !announced { systemd.reloading("upgrading (\(why))") }
             do {
                 plan = try configuration.launch()
@@ -156,8 +161,10 @@ final class MasterLoop {
             if let current = currentPlan { logger.notice("upgrade (\(why)): \(Self.changes(from: current, to: plan))") }
         case .restart(let previous):
             (plan, reason) = (previous, "restart")
+            master.metrics.restarted()
         case .rollback(let previous):
             (plan, reason) = (previous, "rollback")
+            master.metrics.rolledBack()
         }
         let number = nextNumber
         let pid: pid_t
@@ -200,6 +207,10 @@ final class MasterLoop {
     /// Ends the running upgrade attempt (if any), tells whoever asked, and starts the follow-up.
     func finishUpgrade(_ result: UpgradeOutcome, replies: [Reply]) {
         var outcome = result
+        if attemptIsUpgrade {
+            if case .succeeded = result { master.metrics.upgradeFinished(succeeded: true) } else { master.metrics.upgradeFinished(succeeded: false) }
+            attemptIsUpgrade = false
+        }
         switch result {
         case .succeeded:
             logger.info("\(outcome)")
@@ -276,6 +287,7 @@ final class MasterLoop {
         let now = ContinuousClock.Instant.now
         generations[index].state = .serving
         generations[index].readyAt = now
+        master.metrics.ready(after: generations[index].startedAt.duration(to: now))
         consecutiveFailures = 0
         let ready = generations[index]
         var draining: [Int] = []
@@ -335,6 +347,7 @@ final class MasterLoop {
         case .abandoned:
             logger.debug("\(generation.label) reaped after being killed (\(status))")
         case .draining:
+            if let started = generation.drainStartedAt { master.metrics.drained(after: started.duration(to: .now)) }
             let took = generation.drainStartedAt.map { $0.duration(to: .now).shortDescription } ?? "?"
             logger.info("\(generation.label) drained in \(took) (\(status))")
         case .serving:

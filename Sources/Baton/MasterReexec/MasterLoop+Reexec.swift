@@ -48,6 +48,7 @@ extension MasterLoop {
             answer = try await MasterCheck.run(image, record: makeRecord())
         } catch {
             reexecFailures += 1
+            master.metrics.reexecuted("refused")
             lastReexec = "refused (\(reason)): \(error)"
             logger.error("master re-execution refused, this image keeps running: \(error)")
             reply?(.refused("\(error)"))
@@ -95,6 +96,7 @@ extension MasterLoop {
         }
         reexecPending = false
         reexecFailures += 1
+        master.metrics.reexecuted("failed")
         lastReexec = "failed: \(failure)"
         logger.error("master re-execution failed, this image keeps running: \(failure)")
         systemd.ready("master re-execution failed: \(failure)")
@@ -122,6 +124,7 @@ extension MasterLoop {
             lastUpgrade: master.lastUpgrade.map(MasterRecord.Outcome.init))
         record.reexecFailures = reexecFailures
         record.lastReexec = lastReexec
+        record.metrics = master.metrics.totals
         return record
     }
 
@@ -150,6 +153,8 @@ extension MasterLoop {
         currentPlan = try record.currentPlan?.launchPlan()
         previousPlan = try record.previousPlan?.launchPlan()
         consecutiveFailures = record.consecutiveFailures
+        if let totals = record.metrics { master.metrics.resume(from: totals) }
+        master.metrics.reexecuted("succeeded")
         reexecFailures = record.reexecFailures ?? 0
         lastReexec = "re-executed \(image.path) (execution \(image.executions))"
         if let outcome = record.lastUpgrade?.outcome { master.publish(outcome) }

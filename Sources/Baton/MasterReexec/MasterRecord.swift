@@ -97,6 +97,8 @@ struct MasterRecord: Codable, Equatable {
     /// Re-executions refused or failed before this one, and the last one's note.
     var reexecFailures: Int?
     var lastReexec: String?
+    /// The metrics' counter totals.
+    var metrics: MasterMetrics.Totals?
 
     // MARK: Time
 

@@ -1,0 +1,123 @@
+import NIOConcurrencyHelpers
+import Prometheus
+
+/// The master's metrics in Prometheus text format (`baton metrics`, and optionally an HTTP
+/// endpoint of their own, see ``MetricsEndpoint``).
+///
+/// Counters survive a re-execution of the master (their totals travel in the hand-over record);
+/// histograms start again empty, which Prometheus treats as any counter reset.
+final class MasterMetrics: Sendable {
+    /// Totals kept beside the counters so that a re-execution can carry them over.
+    struct Totals: Codable, Equatable, Sendable {
+        var upgradesSucceeded = 0
+        var upgradesFailed = 0
+        var rollbacks = 0
+        var restarts = 0
+        var reexecutionsSucceeded = 0
+        var reexecutionsRefused = 0
+        var reexecutionsFailed = 0
+    }
+
+    private let registry: PrometheusCollectorRegistry
+    private let upgradesSucceeded: Counter
+    private let upgradesFailed: Counter
+    private let rollbacks: Counter
+    private let restarts: Counter
+    private let reexecutions: [String: Counter]
+    private let generations: [Generation.State: Gauge]
+    private let timeToReady: DurationHistogram
+    private let drainTime: DurationHistogram
+    private let state = NIOLockedValueBox<(totals: Totals, serving: Gauge?, servingLabels: [String])>((Totals(), nil, []))
+
+    init() {
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+        let upgrades = "baton_upgrades_total"
+        let upgradesHelp = "Upgrades (SIGHUP, watch.conf, baton reload) by outcome."
+        upgradesSucceeded = registry.makeCounter(name: upgrades, labels: [("outcome", "succeeded")], help: upgradesHelp)
+        upgradesFailed = registry.makeCounter(name: upgrades, labels: [("outcome", "failed")], help: upgradesHelp)
+        rollbacks = registry.makeCounter(name: "baton_rollbacks_total", help: "Rollbacks to the previous release after a crash within the probation.")
+        restarts = registry.makeCounter(name: "baton_worker_restarts_total", help: "Workers started again after no generation was serving.")
+        reexecutions = Dictionary(uniqueKeysWithValues: ["succeeded", "refused", "failed"].map { outcome in
+            (outcome, registry.makeCounter(name: "baton_master_reexecutions_total", labels: [("outcome", outcome)],
+                                           help: "Re-executions of the master's own binary in place, by outcome."))
+        })
+        generations = Dictionary(uniqueKeysWithValues: [Generation.State.starting, .serving, .draining, .abandoned].map { state in
+            (state, registry.makeGauge(name: "baton_generations", labels: [("state", state.rawValue)], help: "Worker generations by state."))
+        })
+        let buckets: [Duration] = [.milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+                                   .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60)]
+        timeToReady = registry.makeDurationHistogram(name: "baton_time_to_ready_seconds", buckets: buckets,
+                                                     help: "From spawning a generation to its READY=1.")
+        drainTime = registry.makeDurationHistogram(name: "baton_drain_seconds", buckets: buckets,
+                                                   help: "From SIGTERM to the exit of a draining generation.")
+    }
+
+    /// The totals so far (for the hand-over record).
+    var totals: Totals { state.withLockedValue { $0.totals } }
+
+    /// Continues from the totals a previous image of this master counted.
+    func resume(from totals: Totals) {
+        state.withLockedValue { $0.totals = totals }
+        upgradesSucceeded.increment(by: Int64(totals.upgradesSucceeded))
+        upgradesFailed.increment(by: Int64(totals.upgradesFailed))
+        rollbacks.increment(by: Int64(totals.rollbacks))
+        restarts.increment(by: Int64(totals.restarts))
+        reexecutions["succeeded"]?.increment(by: Int64(totals.reexecutionsSucceeded))
+        reexecutions["refused"]?.increment(by: Int64(totals.reexecutionsRefused))
+        reexecutions["failed"]?.increment(by: Int64(totals.reexecutionsFailed))
+    }
+
+    func upgradeFinished(succeeded: Bool) {
+        (succeeded ? upgradesSucceeded : upgradesFailed).increment()
+        state.withLockedValue { if succeeded { $0.totals.upgradesSucceeded += 1 } else { $0.totals.upgradesFailed += 1 } }
+    }
+
+    func rolledBack() {
+        rollbacks.increment()
+        state.withLockedValue { $0.totals.rollbacks += 1 }
+    }
+
+    func restarted() {
+        restarts.increment()
+        state.withLockedValue { $0.totals.restarts += 1 }
+    }
+
+    /// `outcome`: "succeeded", "refused" (the check failed) or "failed" (the exec failed).
+    func reexecuted(_ outcome: String) {
+        reexecutions[outcome]?.increment()
+        state.withLockedValue {
+            switch outcome {
+            case "succeeded": $0.totals.reexecutionsSucceeded += 1
+            case "refused": $0.totals.reexecutionsRefused += 1
+            default: $0.totals.reexecutionsFailed += 1
+            }
+        }
+    }
+
+    func ready(after duration: Duration) { timeToReady.record(duration) }
+
+    func drained(after duration: Duration) { drainTime.record(duration) }
+
+    /// Sets the generation gauges and the serving-version info metric from the table.
+    func update(_ table: [Generation]) {
+        for (state, gauge) in generations { gauge.set(to: Double(table.filter { $0.state == state }.count)) }
+        let serving = table.last { $0.state == .serving }
+        let labels = serving.map { [$0.version, String($0.number), String($0.pid)] } ?? []
+        state.withLockedValue { current in
+            guard current.servingLabels != labels else { return }
+            if let gauge = current.serving { registry.unregisterGauge(gauge) }
+            current.serving = serving.map {
+                let gauge = registry.makeGauge(name: "baton_serving_info",
+                                               labels: [("version", $0.version), ("generation", String($0.number)), ("pid", String($0.pid))],
+                                               help: "The generation serving now (value 1).")
+                gauge.set(to: 1.0)
+                return gauge
+            }
+            current.servingLabels = labels
+        }
+    }
+
+    /// Everything, in Prometheus text exposition format.
+    func text() -> String { registry.emitToString() }
+}
