@@ -1,0 +1,5 @@
+/// Baton's release version: the one source of truth. `baton --version` prints it and
+/// `Packaging/build.sh` reads it from this file for the package and tarball names.
+public enum BatonVersion {
+    public static let string = "0.1.0"
+}
