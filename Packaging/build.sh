@@ -9,7 +9,8 @@
 #
 #   bash Packaging/build.sh
 #
-# The binaries are `swift build -c release --static-swift-stdlib`: the Swift runtime, Foundation
+# The binaries are `swift build -c release --static-swift-stdlib` (Packaging/swift-build-static.sh,
+# which links libstdc++ in too): the Swift runtime, Foundation
 # and Dispatch are linked in, glibc stays dynamic, so a server needs nothing but glibc (the
 # version is printed at the end and written into the package's Depends). The version comes from
 # Sources/Baton/Version.swift (BatonVersion.string), the one source of truth; `baton --version`
@@ -32,15 +33,9 @@ version=$(sed -n 's/^ *public static let string = "\([^"]*\)".*/\1/p' Sources/Ba
 arch=amd64
 [ "$(uname -m)" = x86_64 ] || die "only x86_64 is packaged (this is $(uname -m))"
 
-# 1. Static release build (Swift runtime, Foundation, Dispatch linked in).
-scratch=.build-static
-flags=(-c release --static-swift-stdlib --scratch-path "$scratch")
-# (--product takes one product: the last one given wins, so one build per product.)
-for product in hello baton; do
-    say "swift build ${flags[*]} --product $product"
-    swift build "${flags[@]}" --product "$product"
-done
-bin=$(swift build "${flags[@]}" --show-bin-path)
+# 1. Static release build (Swift runtime, Foundation, Dispatch, libstdc++ linked in).
+say "static release build (Packaging/swift-build-static.sh)"
+bin=$(bash Packaging/swift-build-static.sh hello baton)
 
 for name in baton hello; do
     if ldd "$bin/$name" | grep -E 'libswift|libFoundation|libdispatch|/opt/swift' >&2; then
@@ -144,7 +139,7 @@ tar "${tar_flags[@]}" -C "$work" -czf "$dist/$name-debug.tar.gz" "$name-debug"
 if command -v lintian >/dev/null; then
     say "lintian $deb"
     lintian --info --tag-display-limit 0 "$deb" >"$dist/lintian.txt" 2>&1 || true
-    if [ -s "$dist/lintian.txt" ]; then cat "$dist/lintian.txt" >&2; else say "lintian: no findings"; fi
+    if grep -qv 'running with root privileges' "$dist/lintian.txt"; then cat "$dist/lintian.txt" >&2; else say "lintian: no findings"; fi
 else
     say "lintian not installed: skipped (apt-get install lintian)"
 fi
