@@ -70,8 +70,8 @@ echo baton-test >"$run/etc/hostname"
 cp "$deb" "$run/root/"   # (not /tmp: nspawn mounts a tmpfs there)
 mkdir -p /run/systemd/nspawn  # nspawn keeps its propagation folder there; a host without systemd has none
 say "dpkg -i $(basename "$deb") (systemd-nspawn, no boot)"
-systemd-nspawn -q -D "$run" --register=no --keep-unit dpkg -i "/root/$(basename "$deb")"
-systemd-nspawn -q -D "$run" --register=no --keep-unit sh -c 'baton --version; dpkg -L baton'
+systemd-nspawn -q -D "$run" --register=no --keep-unit dpkg -i "/root/$(basename "$deb")" | tr '\r' '\n' | grep -v -e '^(Reading database' -e '^$'
+systemd-nspawn -q -D "$run" --register=no --keep-unit sh -c 'echo "baton --version: $(baton --version)"; dpkg -L baton | while read -r f; do [ -d "$f" ] || echo "$f"; done'
 install -d -m 0755 "$run/srv/myapp"
 install -m 0755 "$hello" "$run/srv/myapp/app"
 # DelaySecond is long so that here only `systemctl reload` upgrades (an edit of watch.conf would
@@ -99,7 +99,7 @@ systemd-nspawn -q -D "$run" --boot --register=no --keep-unit --private-network -
 nspawn_pid=$!
 leader=
 for _ in $(seq 1 100); do
-    leader=$(ps -o pid= --ppid "$nspawn_pid" 2>/dev/null | head -1 | tr -d ' ')
+    leader=$(ps -o pid= --ppid "$nspawn_pid" 2>/dev/null | sed -n 1p | tr -d ' ')
     [ -n "$leader" ] && [ "$(cat "/proc/$leader/comm" 2>/dev/null)" = systemd ] && break
     leader=; sleep 0.1
 done
@@ -109,7 +109,7 @@ ct() { nsenter -t "$leader" -a "$@"; }
 for _ in $(seq 1 300); do ct test -S /run/systemd/private 2>/dev/null && break; sleep 0.1; done
 state=$(ct timeout 90 systemctl is-system-running --wait || true)
 echo "container PID 1: $(ct cat /proc/1/comm) (host pid $leader); systemctl is-system-running: $state"
-ct systemctl --version | head -1
+ct systemctl --version | sed -n 1p
 if [ "$state" != running ]; then ct systemctl --failed --no-pager || true; fi
 
 # 4. The template unit.
