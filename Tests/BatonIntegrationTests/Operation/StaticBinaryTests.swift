@@ -176,7 +176,8 @@ enum StaticBuild {
         let started = Date()
         // `swift build -c release --static-swift-stdlib --scratch-path .build-static`, product by
         // product, as Packaging/build.sh builds what it ships; prints the binaries' folder last.
-        let build = try runCommand("/bin/bash", [script, "hello", "baton"], directory: root,
+        // (run from the temp folder, where runCommand keeps its output file; the script cds to the root)
+        let build = try runCommand("/bin/bash", [script, "hello", "baton"], directory: FileManager.default.temporaryDirectory.path,
                                    environment: ProcessInfo.processInfo.environment, timeout: timeout)
         guard build.exitCode == 0 else {
             throw OperationError("bash Packaging/swift-build-static.sh hello baton failed (\(build.status)):\n\(build.output.suffix(6000))")
