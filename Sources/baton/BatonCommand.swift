@@ -14,6 +14,7 @@ struct BatonCommand: AsyncParsableCommand {
             binary now on disk as a new generation, waits until it is ready, then lets the old one \
             finish its requests and exit.
             """,
+        version: BatonVersion.string,
         subcommands: [Run.self, Reload.self, Status.self, Metrics.self, Stop.self, Check.self])
 }
 

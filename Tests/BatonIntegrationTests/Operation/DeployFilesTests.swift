@@ -61,6 +61,35 @@ final class DeployFilesTests: XCTestCase {
         }
     }
 
+    /// The packaged template: the same rules as hello-sync-reload.service (synchronous reload that
+    /// answers before systemd's timeout, the master drains), for the app in /srv/<instance>.
+    func testTemplateUnitRunsTheAppFolderWithASynchronousReload() throws {
+        let unit = settings(try read("deploy/systemd/baton@.service"))
+        XCTAssertEqual(unit["Type"], "notify")
+        XCTAssertEqual(unit["KillMode"], "mixed")
+        XCTAssertEqual(unit["NotifyAccess"], "main")
+        XCTAssertEqual(unit["NoNewPrivileges"], "yes")
+        XCTAssertEqual(unit["WorkingDirectory"], "/srv/%i")
+        XCTAssertEqual(unit["RuntimeDirectory"], "baton/%i")
+        XCTAssertEqual(unit["RuntimeDirectoryMode"], "0700")
+        let start = unit["ExecStart"] ?? ""
+        XCTAssertTrue(start.hasPrefix("/usr/bin/baton run --config /srv/%i/watch.conf"), start)
+        let reload = unit["ExecReload"] ?? ""
+        XCTAssertTrue(reload.hasPrefix("/usr/bin/baton reload"), reload)
+        guard let drain = option("--drain-timeout", in: start), let ready = option("--ready-timeout", in: start),
+              let stopTimeout = seconds(unit["TimeoutStopSec"]), let startTimeout = seconds(unit["TimeoutStartSec"]),
+              let reloadTimeout = option("--timeout", in: reload) else {
+            return XCTFail("baton@.service: --drain-timeout, --ready-timeout, reload --timeout, TimeoutStopSec and TimeoutStartSec must be set")
+        }
+        XCTAssertGreaterThan(stopTimeout, drain + 5)
+        XCTAssertGreaterThan(startTimeout, ready + 5)
+        XCTAssertLessThan(reloadTimeout, startTimeout)
+        XCTAssertGreaterThan(reloadTimeout, ready, "baton reload must wait longer than the master waits for readiness")
+        // Releases are staged in <app>/.baton: that must be the service's own writable state folder.
+        XCTAssertEqual(unit["StateDirectory"], "baton/%i")
+        XCTAssertEqual(unit["BindPaths"], "/var/lib/baton/%i:/srv/%i/.baton")
+    }
+
     func testSocketUnitHandsOneSocketToTheMaster() throws {
         let socket = settings(try read("deploy/systemd/hello.socket"))
         XCTAssertEqual(socket["Accept"], "no")
