@@ -415,7 +415,7 @@ else
 fi
 
 sleep 1.5   # nginx's access log flushes every second
-retried=$(grep -c '", ' "$TMP/nginx/logs/access.log" || true)
+retried=$(grep -c ', ' "$TMP/nginx/logs/access.log" || true)   # "502, 200": more than one upstream attempt
 upstream_errors=$(grep -c 'upstream' "$TMP/nginx/logs/error.log" || true)
 echo "NGINX retried_upstream=$retried upstream_errors=$upstream_errors (requests nginx had to send to another attempt; 0 means it hid nothing)"
 [ "$upstream_errors" = 0 ] || grep 'upstream' "$TMP/nginx/logs/error.log" | head -5 >&2
