@@ -73,7 +73,11 @@ remove_namespaces_and_links() {
 }
 for stale in /tmp/$PREFIX.*; do
     [ -d "$stale" ] || continue
-    if [ -f "$stale/nginx/nginx.pid" ]; then kill -QUIT "$(cat "$stale/nginx/nginx.pid")" 2>/dev/null || true; fi
+    # An nginx of ours still running: its pid file, and its command line names our folder.
+    if [ -f "$stale/nginx/nginx.pid" ] && pid=$(cat "$stale/nginx/nginx.pid") &&
+        tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF "$stale/nginx/"; then
+        kill -QUIT "$pid" 2>/dev/null || true
+    fi
 done
 if ip netns list 2>/dev/null | grep -q "^$PREFIX-" || ip -o link show | grep -q ": $PREFIX-"; then
     say "removing leftovers of an earlier run: $(ip netns list | grep "^$PREFIX-" | awk '{print $1}' | tr '\n' ' ')"
@@ -406,7 +410,8 @@ if [ "$ROLLBACK" = 1 ]; then
 fi
 
 # --- optional: Baton's own counters (`baton metrics`, when this build has it) -----------------------
-if "$BATON" help metrics >/dev/null 2>&1; then
+# (`baton help metrics` exits 0 even without the subcommand: look for it in the SUBCOMMANDS list.)
+if "$BATON" --help 2>/dev/null | grep -qE '^[[:space:]]+metrics([[:space:]]|$)'; then
     for n in $(seq "$HOSTS"); do
         "$BATON" metrics --config "$(app_dir "$n")/watch.conf" 2>/dev/null | grep '^baton_upgrades_total' | sed "s/^/METRICS h$n /" || true
     done
