@@ -159,7 +159,7 @@ public struct ReleaseStore: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         } catch {
-            throw StagingError(path: path, problem: "cannot be created: \(error.localizedDescription)")
+            throw StagingError(path: path, problem: "cannot be created: \(error)")  // localizedDescription is Foundation's
         }
     }
 
