@@ -19,6 +19,15 @@
 # and Benchmarks/timeline.png (requests/s per Baton generation in round 1; by plot_timeline.py).
 # Files: compare.lua (wrk script), poller.py (time to a new pid), tableflip/ and grace/ (Go peers).
 #
+# STARTUP=1 measures only start-up and footprint (issue 9), for SYSTEMS [baton baton-static
+# tableflip grace]: time from the trigger to a new pid's first answer (poll every 5 ms, then every
+# 2 ms), PSS / private dirty / RSS of each process (/proc/PID/smaps_rollup; Baton: master and worker
+# apart) after a short warm-up and again after the upgrades, and the binaries' sizes (as built and
+# stripped with `strip -o`). `baton-static` is `hello` built with --static-swift-stdlib into
+# .build-static and stripped (what a deploy ships). Writes its own section of BENCHMARKS.md
+# (between "<!-- startup:begin -->" and "<!-- startup:end -->"; by report.py --startup), leaving
+# the others alone. TTFA_TRIALS defaults to 7 per poll interval and round there; ROUNDS to 1.
+#
 # Go peers are built offline from Debian's packages in GOPATH mode (no module proxy needed).
 # Needs root for apt-get when something is missing (golang-go, the -dev packages, nginx, wrk).
 #
@@ -40,6 +49,12 @@ set -uo pipefail
 DURATION=${DURATION:-10}
 UPG_DURATION=${UPG_DURATION:-20}
 INTERVAL=${INTERVAL:-2}
+STARTUP=${STARTUP:-}
+if [[ $STARTUP == 1 ]]; then
+    ROUNDS=${ROUNDS:-1}
+    TTFA_TRIALS=${TTFA_TRIALS:-7}
+    SYSTEMS=${SYSTEMS:-"baton baton-static tableflip grace"}
+fi
 ROUNDS=${ROUNDS:-3}
 TTFA_TRIALS=${TTFA_TRIALS:-$(((5 + ROUNDS - 1) / ROUNDS < 2 ? 2 : (5 + ROUNDS - 1) / ROUNDS))}   # ≥ 5 in all
 CONNECTIONS=${CONNECTIONS:-64}
@@ -60,7 +75,7 @@ for s in $SYSTEMS; do mkdir -p "$WORK/cwd-$s"; done
 results="$WORK/results.txt"
 : >"$results"
 lua="$here/compare.lua"
-command_line="DURATION=$DURATION UPG_DURATION=$UPG_DURATION INTERVAL=$INTERVAL ROUNDS=$ROUNDS TTFA_TRIALS=$TTFA_TRIALS CONNECTIONS=$CONNECTIONS THREADS=$THREADS SYSTEMS=\"$SYSTEMS\"${SKIP_BUILD:+ SKIP_BUILD=$SKIP_BUILD} bash Benchmarks/compare/compare.sh"
+command_line="${STARTUP:+STARTUP=$STARTUP }DURATION=$DURATION UPG_DURATION=$UPG_DURATION INTERVAL=$INTERVAL ROUNDS=$ROUNDS TTFA_TRIALS=$TTFA_TRIALS CONNECTIONS=$CONNECTIONS THREADS=$THREADS SYSTEMS=\"$SYSTEMS\"${SKIP_BUILD:+ SKIP_BUILD=$SKIP_BUILD} bash Benchmarks/compare/compare.sh"
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 2; }
@@ -127,7 +142,7 @@ wait_gone() {   # wait_gone PID SECONDS
 
 group_of() {   # process group of system $1's servers
     case $1 in
-        baton | naive) echo "${MASTER[$1]}" ;;
+        baton | baton-static | naive) echo "${MASTER[$1]}" ;;
         *) pgid_of "$(master_pid "$1")" ;;
     esac
 }
@@ -148,6 +163,14 @@ core_ticks() {   # "user+nice+system irq+softirq total" clock ticks of CPU $1 fr
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo nan; }
+
+smaps_kb() {   # smaps_kb PID PREFIX: "PREFIXpss_kb=… PREFIXpriv_kb=… PREFIXrss_kb=…" (private = clean + dirty
+    # anonymous and file pages no other process maps; dirty: the part never written back)
+    awk -v p="$2" '/^Pss:/ {pss = $2} /^Private_Dirty:/ {pd = $2} /^Private_Clean:/ {pc = $2} /^Rss:/ {rss = $2}
+        END { if (rss == "") { pss = pd = pc = rss = "nan" }
+              printf "%spss_kb=%s %spriv_dirty_kb=%s %spriv_kb=%s %srss_kb=%s", p, pss, p, pd, p, (pd == "nan" ? "nan" : pd + pc), p, rss }' \
+        "/proc/$1/smaps_rollup" 2>/dev/null || printf '%spss_kb=nan' "$2"
+}
 
 answer_pid() {   # pid in the /hello answer on port $1 (new connection)
     curl -s --max-time 2 -H 'Connection: close' "http://127.0.0.1:$1/hello" | sed -n 's/.*"pid" *: *\([0-9][0-9]*\).*/\1/p'
@@ -188,6 +211,17 @@ build() {
     # A private copy: Baton re-executes this path at each upgrade, so a rebuild in the repo during
     # the run cannot change what is measured.
     cp "$repo/.build/release/hello" "$WORK/bin/hello"
+    if [[ " $SYSTEMS " == *" baton-static "* ]]; then
+        if [[ ${SKIP_BUILD:-} != 1 ]]; then
+            say "building hello (release, --static-swift-stdlib, .build-static)…"
+            (cd "$repo" && swift build -c release --static-swift-stdlib --scratch-path .build-static --product hello) \
+                >"$WORK/logs/swift-build-static.log" 2>&1 || die "static swift build failed: see $WORK/logs/swift-build-static.log"
+        fi
+        [[ -x $repo/.build-static/release/hello ]] || die "$repo/.build-static/release/hello not found"
+        # Its own folder, so that the process is still called `hello`; stripped, as shipped.
+        mkdir -p "$WORK/bin/static"
+        strip -o "$WORK/bin/static/hello" "$repo/.build-static/release/hello"
+    fi
     local p
     for p in tableflip grace; do build_go_peer "$p" "$WORK/bin/$p-gin" "$WORK/gocache" "$WORK/logs/go-build-$p.log"; done
 }
@@ -201,10 +235,11 @@ declare -A MASTER   # baton/naive: the hello master's pid
 pidfile() { echo "$WORK/run-$1.pid"; }
 
 start_hello() {   # start_hello SYSTEM
-    local s=$1
+    local s=$1 binary=$WORK/bin/hello
+    [[ $s == baton-static ]] && binary=$WORK/bin/static/hello
     # Its own working folder: Baton puts its control socket in ./.baton/ (never in the repository,
     # where a test's master could answer on it).
-    (cd "$WORK/cwd-$s" && exec setsid taskset -c "$SERVER_CPU" "$WORK/bin/hello" --port "${PORT[$s]}" \
+    (cd "$WORK/cwd-$s" && exec setsid taskset -c "$SERVER_CPU" "$binary" --port "${PORT[$s]}" \
         --drain-timeout 10 >>"$WORK/logs/$s.log" 2>&1 </dev/null) &
     MASTER[$s]=$!
     track_group "${MASTER[$s]}"
@@ -240,7 +275,7 @@ start_system() {   # start_system SYSTEM
     for ((t = 0; t < 250; t++)); do port_free "$port" && break; sleep 0.02; done
     port_free "$port" || die "port $port is busy"
     case $s in
-        baton | naive) start_hello "$s" ;;
+        baton | baton-static | naive) start_hello "$s" ;;
         tableflip)
             (cd "$WORK/cwd-$s" && exec setsid taskset -c "$SERVER_CPU" "$WORK/bin/tableflip-gin" -listen "127.0.0.1:$port" \
                 -pid-file "$pf" >>"$WORK/logs/$s.log" 2>&1 </dev/null) &
@@ -268,7 +303,7 @@ start_system() {   # start_system SYSTEM
 
 master_pid() {   # the pid to signal (the current one: it changes with tableflip, grace, nginx)
     case $1 in
-        baton | naive) echo "${MASTER[$1]}" ;;
+        baton | baton-static | naive) echo "${MASTER[$1]}" ;;
         nginx) cat "$WORK/nginx/nginx.pid" 2>/dev/null ;;
         *) cat "$(pidfile "$1")" 2>/dev/null ;;
     esac
@@ -300,7 +335,7 @@ trigger_system() {
     local s=$1 pid t
     pid=$(master_pid "$s")
     case $s in
-        baton) kill -HUP "$pid" ;;
+        baton | baton-static) kill -HUP "$pid" ;;
         tableflip) kill -HUP "$pid" ;;
         grace) kill -USR2 "$pid" ;;
         naive)
@@ -339,7 +374,7 @@ settle() {   # wait until the previous upgrade finished: a single generation ser
     local s=$1 t
     case $s in
         nginx) for ((t = 0; t < 250; t++)); do [[ ! -e $WORK/nginx/nginx.pid.oldbin ]] && break; sleep 0.02; done ;;
-        baton) for ((t = 0; t < 250; t++)); do (($(pgrep -c -P "${MASTER[$s]}") <= 1)) && break; sleep 0.02; done ;;
+        baton | baton-static) for ((t = 0; t < 250; t++)); do (($(pgrep -c -P "${MASTER[$s]}") <= 1)) && break; sleep 0.02; done ;;
     esac
     sleep 0.5
 }
@@ -387,10 +422,32 @@ rss() {   # rss SYSTEM ROUND LABEL
     local s=$1 r=$2 w m
     w=$(answer_pid "${PORT[$s]}")
     case $s in
-        baton | naive | nginx) m=$(master_pid "$s") ;;
+        baton | baton-static | naive | nginx) m=$(master_pid "$s") ;;
         *) m="" ;;
     esac
     record "$s $r $3 master_kb=${m:+$(rss_kb "$m")} worker_kb=$(rss_kb "$w")"
+}
+
+footprint() {   # footprint SYSTEM ROUND LABEL: PSS, private and RSS of the master (if any) and the worker
+    local s=$1 r=$2 w m=""
+    w=$(answer_pid "${PORT[$s]}")
+    case $s in
+        baton | baton-static | naive | nginx) m=$(master_pid "$s") ;;
+    esac
+    record "$s $r $3 ${m:+$(smaps_kb "$m" master_) }$(smaps_kb "$w" worker_) threads_master=${m:+$(ls "/proc/$m/task" 2>/dev/null | wc -l)} threads_worker=$(ls "/proc/$w/task" 2>/dev/null | wc -l)"
+}
+
+sizes() {   # the binaries' sizes, as built and stripped
+    local f name
+    for name in hello static/hello tableflip-gin grace-gin; do
+        f=$WORK/bin/$name
+        # the static one is run stripped: measure the build's own file (symbols, for nm)
+        [[ $name == static/hello ]] && f=$repo/.build-static/release/hello
+        [[ -f $f ]] || continue
+        strip -o "$WORK/stripped" "$f" 2>/dev/null || cp "$f" "$WORK/stripped"
+        record "size 0 ${name//\//-} bytes=$(stat -c %s "$f") stripped=$(stat -c %s "$WORK/stripped") rodata=$(size -A "$f" | awk '$1 == ".rodata" {print $2}') icu=$(nm "$f" 2>/dev/null | grep -c 'icudt\|ucol_open')"
+    done
+    rm -f "$WORK/stripped"
 }
 
 under_load() {   # under_load SYSTEM ROUND MODE
@@ -423,13 +480,13 @@ under_load() {   # under_load SYSTEM ROUND MODE
     say "  $s upgrades under load ($mode): $n upgrades, $(echo "$f" | grep -o 'connect=.*')"
 }
 
-ttfa() {   # ttfa SYSTEM ROUND: time from trigger to the first answer of a new pid
-    local s=$1 r=$2 i t0 out rf tf ppid t line
+ttfa() {   # ttfa SYSTEM ROUND [KIND]: time from trigger to the first answer of a new pid
+    local s=$1 r=$2 kind=${3:-ttfa} i t0 out rf tf ppid t line
     for ((i = 1; i <= TTFA_TRIALS; i++)); do
         settle "$s"
-        rf="$WORK/runs/poll-ready-$s" tf="$WORK/runs/poll-trigger-$s" out="$WORK/runs/ttfa-$s-r$r-$i.txt"
+        rf="$WORK/runs/poll-ready-$s" tf="$WORK/runs/poll-trigger-$s" out="$WORK/runs/$kind-$s-r$r-$i.txt"
         rm -f "$rf" "$tf"
-        taskset -c "$CLIENT_CPU" python3 "$here/poller.py" "${PORT[$s]}" "$rf" "$tf" >"$out" 2>&1 &
+        taskset -c "$CLIENT_CPU" env POLL_INTERVAL_MS="${POLL_INTERVAL_MS:-5}" python3 "$here/poller.py" "${PORT[$s]}" "$rf" "$tf" >"$out" 2>&1 &
         ppid=$!
         helpers+=("$ppid")
         for ((t = 0; t < 500; t++)); do [[ -s $rf ]] && break; sleep 0.02; done
@@ -440,8 +497,8 @@ ttfa() {   # ttfa SYSTEM ROUND: time from trigger to the first answer of a new p
         wait "$ppid"
         forget_helper "$ppid"
         line=$(sed -n 's/^CMP_TTFA //p' "$out")
-        record "$s $r ttfa $line"
-        say "  $s time to new pid #$i: $line"
+        record "$s $r $kind $line"
+        say "  $s time to new pid ($kind) #$i: $line"
     done
 }
 
@@ -474,6 +531,34 @@ say "work dir: $WORK"
 
 read -ra order <<<"$SYSTEMS"
 started=$SECONDS
+if [[ $STARTUP == 1 ]]; then
+    sizes
+    for ((r = 1; r <= ROUNDS; r++)); do
+        n=${#order[@]}
+        rot=()
+        for ((j = 0; j < n; j++)); do rot+=("${order[$(((j + r - 1) % n))]}"); done
+        for s in "${rot[@]}"; do
+            say "round $r/$ROUNDS: $s (port ${PORT[$s]}), start-up and footprint"
+            start_system "$s"
+            wrk_run "$WORK/runs/warmup-$s-r$r.txt" 2 keepalive "${PORT[$s]}"
+            sleep 0.5
+            footprint "$s" "$r" footprint
+            ttfa "$s" "$r" ttfa
+            POLL_INTERVAL_MS=2 ttfa "$s" "$r" ttfa2
+            settle "$s"
+            wrk_run "$WORK/runs/warmup2-$s-r$r.txt" 2 keepalive "${PORT[$s]}"
+            sleep 0.5
+            footprint "$s" "$r" footprint-after-upgrades
+            stop_system "$s"
+        done
+    done
+    echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/meta.txt"
+    echo "elapsed_s=$((SECONDS - started))" >>"$WORK/meta.txt"
+    say "writing the start-up section of $OUT"
+    python3 "$here/report.py" --startup "$WORK" "$OUT" || die "report failed"
+    say "done in $((SECONDS - started)) s; raw output kept in $WORK"
+    exit 0
+fi
 for ((r = 1; r <= ROUNDS; r++)); do
     # round-robin, rotated each round so that no system always runs first or last
     n=${#order[@]}

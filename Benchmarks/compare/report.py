@@ -2,6 +2,7 @@
 """Turns the raw output of compare.sh into BENCHMARKS.md.
 
 usage: report.py WORKDIR OUT.md PNG_PATH_RELATIVE_TO_OUT
+       report.py --startup WORKDIR OUT.md   (compare.sh STARTUP=1: only its own section of OUT.md)
 
 WORKDIR/results.txt has one line per measurement: "<system> <round> <kind> key=value …";
 WORKDIR/meta.txt has key=value machine facts. Medians are taken over rounds (and over trials for
@@ -428,7 +429,7 @@ def main():
     try:
         with open(out) as f:
             previous = f.read()
-        starts = [previous.index(m) for m in ("\n<!-- scale:begin -->", "\n## Soak") if m in previous]
+        starts = [previous.index(m) for m in ("\n<!-- startup:begin -->", "\n<!-- scale:begin -->", "\n## Soak") if m in previous]
         if starts:
             kept = previous[min(starts):]
     except OSError:
@@ -437,5 +438,137 @@ def main():
         f.write("\n".join(L).rstrip("\n") + "\n" + kept)
 
 
+STARTUP_NAMES = {
+    "baton": "**Baton** `hello`, dynamic (`swift build -c release`)",
+    "baton-static": "**Baton** `hello`, static stdlib, stripped",
+    "tableflip": "gin + cloudflare/tableflip",
+    "grace": "gin + facebookgo/grace",
+}
+
+
+def startup(workdir, out):
+    """Writes the section between <!-- startup:begin --> and <!-- startup:end --> of OUT."""
+    meta, rows, systems = parse(workdir)
+    peers = [s for s in ("tableflip", "grace") if s in systems]
+    knobs = dict(kv.split("=", 1) for kv in meta.get("knobs", "").split() if "=" in kv)
+    m = collections.defaultdict(dict)
+    for s in systems:
+        for kind in ("ttfa", "ttfa2"):
+            t = [d.get("ms") for d in rows[(s, kind)]]
+            m[s][kind] = med(t)
+            m[s][kind + "_n"] = len([v for v in t if isinstance(v, float) and v == v])
+            m[s][kind + "_all"] = sorted(v for v in t if isinstance(v, float) and v == v)
+        for label, prefix in (("footprint", ""), ("footprint-after-upgrades", "after_")):
+            for who in ("master", "worker"):
+                for key in ("pss", "priv_dirty", "priv", "rss"):
+                    m[s][f"{prefix}{who}_{key}"] = med([d.get(f"{who}_{key}_kb") / 1024 for d in rows[(s, label)]
+                                                        if isinstance(d.get(f"{who}_{key}_kb"), float)])
+            m[s][prefix + "total_pss"] = med([(d.get("master_pss_kb") if isinstance(d.get("master_pss_kb"), float) else 0.0)
+                                              + d["worker_pss_kb"] for d in rows[(s, label)]
+                                              if isinstance(d.get("worker_pss_kb"), float)]) 
+            if m[s][prefix + "total_pss"] is not None:
+                m[s][prefix + "total_pss"] /= 1024
+            m[s][prefix + "threads"] = [d.get("threads_master") for d in rows[(s, label)]] + [d.get("threads_worker") for d in rows[(s, label)]]
+
+    def best(metric):
+        vals = [m[p].get(metric) for p in peers if m[p].get(metric) is not None]
+        return min(vals) if vals else None
+
+    tf = lambda metric: m["tableflip"].get(metric) if "tableflip" in systems else None
+
+    def c(v, metric, kind="ms"):
+        ref = tf(metric)
+        text = fmt(v, kind)
+        if v is None or not ref:
+            return text
+        return f"{text} ({v / ref:.2f}×)"
+
+    L = []
+    L.append("<!-- startup:begin -->")
+    L.append("## Start-up and footprint (issue 9, item 5)")
+    L.append("")
+    L.append("Written by `Benchmarks/compare/compare.sh` with `STARTUP=1` (this section only; the others come from a full "
+             "run). One run, one machine; each system started fresh, pinned to core "
+             f"{knobs.get('SERVER_CPU', '?')}, the poller to core {knobs.get('CLIENT_CPU', '?')}. Ratios in brackets are "
+             "against **tableflip**. The machine is shared with other engineers' builds: compare ratios within this run.")
+    L.append("")
+    L.append(f"- date: {meta.get('date', '?')}; elapsed: {meta.get('elapsed_s', '?')} s; load average at start / end: "
+             f"{meta.get('loadavg_start', '?')} / {meta.get('loadavg_end', '?')}")
+    L.append(f"- {meta.get('swift', '?')}; {meta.get('go', '?')}; {meta.get('hello_binary', '?')}")
+    L.append("- command (from the repository root):")
+    L.append("")
+    L.append("  ```sh")
+    L.append(f"  {meta.get('command', '?')}")
+    L.append("  ```")
+    L.append("")
+    L.append("### Time from the trigger to a new pid's first answer (ms, median)")
+    L.append("")
+    L.append("A new connection every 5 ms (as in the full run) and every 2 ms; the first answer from a pid not seen "
+             "before the trigger ends a trial.")
+    L.append("")
+    L.append("| system | poll 5 ms | poll 2 ms | all trials, 2 ms |")
+    L.append("|---|---|---|---|")
+    for s in systems:
+        L.append(f"| {STARTUP_NAMES.get(s, s)} | {c(m[s]['ttfa'], 'ttfa')} (n={m[s]['ttfa_n']}) | "
+                 f"{c(m[s]['ttfa2'], 'ttfa2')} (n={m[s]['ttfa2_n']}) | {', '.join(f'{v:.1f}' for v in m[s]['ttfa2_all'])} |")
+    L.append("")
+    L.append("### Memory per process (MiB, from `/proc/PID/smaps_rollup`)")
+    L.append("")
+    L.append("PSS counts each shared page once in all (split among the processes that map it); private: pages no "
+             "other process maps (private dirty: the part written to, i.e. heap, stacks, relocated data). Taken after "
+             "a 2 s keep-alive warm-up (first generation) and again after the upgrade trials (a later generation). "
+             "The Go peers run one process (tableflip and grace start the new copy and the old one exits): its "
+             "numbers are in the worker columns; total = master + worker.")
+    L.append("")
+    L.append("| system | master PSS | master private (dirty) | worker PSS | worker private (dirty) | total PSS | total PSS after upgrades | RSS master / worker |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for s in systems:
+        def mp(who, prefix=""):
+            a, b = m[s].get(f"{prefix}{who}_priv"), m[s].get(f"{prefix}{who}_priv_dirty")
+            return "—" if a is None else f"{a:.1f} ({b:.1f})"
+        L.append(f"| {STARTUP_NAMES.get(s, s)} | {fmt(m[s].get('master_pss'), 'mib') if m[s].get('master_pss') is not None else '— (none)'} | "
+                 f"{mp('master')} | {c(m[s].get('worker_pss'), 'worker_pss', 'mib')} | {mp('worker')} | "
+                 f"{c(m[s].get('total_pss'), 'total_pss', 'mib')} | {c(m[s].get('after_total_pss'), 'after_total_pss', 'mib')} | "
+                 f"{fmt(m[s].get('master_rss'), 'mib') if m[s].get('master_rss') is not None else '—'} / {fmt(m[s].get('worker_rss'), 'mib')} |")
+    L.append("")
+    sizes = {d_kind: d for (sys_, d_kind), ds in rows.items() if sys_ == "size" for d in ds}
+    if sizes:
+        L.append("### Binary size (what a deploy uploads)")
+        L.append("")
+        L.append("| binary | as built (MB) | stripped (MB) | `.rodata` (MB) | ICU symbols (`nm`) |")
+        L.append("|---|---|---|---|---|")
+        labels = {"hello": "`hello`, dynamic (`.build/release`)", "static-hello": "`hello`, `--static-swift-stdlib` (`.build-static/release`)",
+                  "tableflip-gin": "gin + tableflip (Go)", "grace-gin": "gin + grace (Go)"}
+        go = sizes.get("tableflip-gin", {}).get("bytes")
+        for k in ("hello", "static-hello", "tableflip-gin", "grace-gin"):
+            d = sizes.get(k)
+            if not d:
+                continue
+            ratio = f" ({d['stripped'] / go:.2f}× tableflip as built)" if go and k != "tableflip-gin" else ""
+            rod = d.get("rodata")
+            L.append(f"| {labels[k]} | {d['bytes'] / 1e6:.1f} | {d['stripped'] / 1e6:.1f}{ratio} | "
+                     f"{rod / 1e6 if isinstance(rod, float) else 0:.1f} | {int(d.get('icu', 0))} |")
+        L.append("")
+    L.append("<!-- startup:end -->")
+    section = "\n".join(L) + "\n"
+
+    try:
+        with open(out) as f:
+            previous = f.read()
+    except OSError:
+        previous = ""
+    begin, end = "<!-- startup:begin -->", "<!-- startup:end -->\n"
+    if begin in previous and end in previous:
+        text = previous[:previous.index(begin)] + section + previous[previous.index(end) + len(end):]
+    else:  # first time: before the scale section (report.py keeps everything from here on)
+        at = min([previous.index(x) + 1 for x in ("\n<!-- scale:begin -->", "\n## Soak") if x in previous] or [len(previous)])
+        text = previous[:at] + section + "\n" + previous[at:]
+    with open(out, "w") as f:
+        f.write(text)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--startup"]:
+        startup(sys.argv[2], sys.argv[3])
+    else:
+        main()

@@ -2,42 +2,131 @@
 #include "CBaton.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+// Why not posix_spawn: LISTEN_PID must equal the worker's own pid, which posix_spawn cannot know
+// before exec; the alternative, a `/bin/sh -c 'LISTEN_PID=$$ … exec'` shim, costs a second exec
+// (and the shell's own start-up) on every upgrade. So this does what glibc's posix_spawn does
+// (clone with CLONE_VM|CLONE_VFORK on a small private stack) plus one thing: it writes the
+// child's pid into a slot of a pre-built environment before execve.
+//
+// The child shares the parent's memory (and the calling thread's TLS, errno included) until it
+// execs, in a process with many threads: it may only make async-signal-safe calls (no malloc, no
+// locks, no printf), and every buffer it touches is prepared by the parent beforehand. The parent
+// thread is suspended until the child has exec'd or exited (CLONE_VFORK), so the child reports a
+// failure simply by storing errno in `struct child` before _exit: no pipe is needed.
+
+#define MAX_FDS 64
+#define STACK_SIZE (64 * 1024)
+
+struct child {
+    const char *path;
+    char *const *argv;
+    char **envp;
+    char *listen_pid;   // "LISTEN_PID=" + room for the digits, or NULL
+    const int *moved;   // the sources, duplicated above the target range
+    int nfds;
+    int first_free;     // 3 + nfds: every descriptor from here up is closed
+    volatile int err;   // set by the child when something fails, read by the parent afterwards
+};
+
+// Decimal digits of `value` written at `out` (NUL-terminated): snprintf is not async-signal-safe.
+static void format_pid(char *out, pid_t value) {
+    char digits[16];
+    int n = 0;
+    do { digits[n++] = (char)('0' + value % 10); value /= 10; } while (value > 0 && n < 16);
+    while (n > 0) *out++ = digits[--n];
+    *out = '\0';
+}
+
+static int child_main(void *arg) {
+    struct child *c = arg;
+    // 1. Every disposition back to default while all signals are still blocked (the parent
+    //    blocked them before clone): a handler of the master must never run in this child, which
+    //    shares the master's memory. Errors are expected and ignored (SIGKILL, SIGSTOP, and the
+    //    two signals glibc reserves for itself).
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &dfl, NULL);
+    // 2. Listeners (and the control fd) at 3, 4, …; dup2 clears close-on-exec on the copy.
+    for (int i = 0; i < c->nfds; i++)
+        if (dup2(c->moved[i], 3 + i) < 0) goto fail;
+    // 3. Nothing else: NIO leaves accepted and client sockets and its epoll fd without
+    //    close-on-exec, so each generation would inherit every connection of the previous one.
+    if (syscall(SYS_close_range, (unsigned)c->first_free, ~0U, 0) != 0) {
+        struct rlimit limit;   // kernels before 5.9: close them one by one
+        if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &limit) != 0) goto fail;
+        for (rlim_t fd = (rlim_t)c->first_free; fd < limit.rlim_cur && fd < (1u << 20); fd++) close((int)fd);
+    }
+    // 4. The one thing posix_spawn cannot do: LISTEN_PID is this process's pid.
+    if (c->listen_pid) format_pid(c->listen_pid + sizeof "LISTEN_PID=" - 1, getpid());
+    // 5. Swift and NIO threads block most signals and the mask survives exec: empty it.
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) goto fail;
+    execve(c->path, c->argv, c->envp);
+fail:
+    c->err = errno ? errno : EINVAL;
+    _exit(127);
+}
+
 int baton_spawn(const char *path, char *const argv[], char *const envp[],
-                const int *fds, int nfds, pid_t *pid) {
-    if (nfds < 0 || nfds > 64) return EINVAL;
-    int first_free = 3 + nfds;
-    int moved[64];
+                const int *fds, int nfds, int set_listen_pid, pid_t *pid) {
+    if (nfds < 0 || nfds > MAX_FDS) return EINVAL;
+    struct child c = {.path = path, .argv = argv, .nfds = nfds, .first_free = 3 + nfds};
+    int moved[MAX_FDS];
     int made = 0, err = 0;
-    // Duplicate every source above the target range first, so that placing one listener at
-    // 3+i can never clobber another source that happens to live there.
+    char listen_pid[32] = "LISTEN_PID=";
+    char **env = NULL;
+    char *stack = NULL;
+    // Duplicate every source above the target range first (close-on-exec, so the worker never
+    // keeps these copies), so that placing one listener at 3+i can never clobber another source
+    // that happens to live there.
     for (; made < nfds; made++) {
-        moved[made] = fcntl(fds[made], F_DUPFD_CLOEXEC, first_free);
+        moved[made] = fcntl(fds[made], F_DUPFD_CLOEXEC, c.first_free);
         if (moved[made] < 0) { err = errno; goto out; }
     }
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    if ((err = posix_spawn_file_actions_init(&actions))) goto out;
-    if ((err = posix_spawnattr_init(&attr))) { posix_spawn_file_actions_destroy(&actions); goto out; }
-    for (int i = 0; i < nfds && !err; i++)
-        err = posix_spawn_file_actions_adddup2(&actions, moved[i], 3 + i);  // dup2 clears CLOEXEC
-    // NIO opens client sockets and its epoll fd without CLOEXEC: close everything else.
-    if (!err) err = posix_spawn_file_actions_addclosefrom_np(&actions, first_free);
-    // Swift/NIO threads block most signals and posix_spawn copies the caller's mask.
-    sigset_t none, all;
-    sigemptyset(&none);
+    c.moved = moved;
+    // The child's environment: `envp` without any LISTEN_PID, then the slot the child fills in.
+    size_t count = 0;
+    while (envp[count]) count++;
+    env = malloc((count + 2) * sizeof *env);
+    stack = malloc(STACK_SIZE);
+    if (!env || !stack) { err = ENOMEM; goto out; }
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++)
+        if (!set_listen_pid || strncmp(envp[i], "LISTEN_PID=", strlen("LISTEN_PID=")) != 0) env[n++] = envp[i];
+    if (set_listen_pid) { env[n++] = listen_pid; c.listen_pid = listen_pid; }
+    env[n] = NULL;
+    c.envp = env;
+
+    // Block every signal around clone (see child_main, step 1); the child empties its mask itself.
+    sigset_t all, previous;
     sigfillset(&all);
-    if (!err) err = posix_spawnattr_setsigmask(&attr, &none);
-    if (!err) err = posix_spawnattr_setsigdefault(&attr, &all);
-    if (!err) err = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    if (!err) err = posix_spawn(pid, path, &actions, &attr, argv, envp);
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&actions);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    // CLONE_VFORK: this thread resumes once the child exec'd or exited. SIGCHLD: an ordinary
+    // child for waitpid. The stack grows down: pass its (16-byte aligned) top.
+    char *top = (char *)(((unsigned long)(stack + STACK_SIZE)) & ~15UL);
+    pid_t child = clone(child_main, top, CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
+    if (child < 0) err = errno;
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    if (child > 0 && c.err) {
+        // exec failed: reap the child here, so the caller sees an error and no exit status 127.
+        err = c.err;
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {}
+    } else if (child > 0) {
+        *pid = child;
+    }
 out:
     for (int i = 0; i < made; i++) close(moved[i]);
+    free(env);
+    free(stack);
     return err;
 }

@@ -1,6 +1,13 @@
 import ArgumentParser
 import Baton
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 extension BatonCommand {
     struct Reload: AsyncParsableCommand {
@@ -83,7 +90,10 @@ extension BatonCommand {
 
         static func age(_ seconds: Double) -> String {
             let whole = Int(seconds)
-            if whole < 60 { return String(format: "%.1fs", seconds) }
+            if whole < 60 {   // "%.1fs" by hand: String(format:) needs all of Foundation
+                let tenths = Int((seconds * 10).rounded())
+                return "\(tenths / 10).\(tenths % 10)s"
+            }
             if whole < 3600 { return "\(whole / 60)m\(whole % 60)s" }
             return "\(whole / 3600)h\(whole % 3600 / 60)m"
         }

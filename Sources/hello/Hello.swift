@@ -1,7 +1,14 @@
 import ArgumentParser
 import Baton
 import BatonHummingbird
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Hummingbird
 import Logging
 

@@ -40,7 +40,8 @@ final class SpawnerTests: XCTestCase {
         let plan = LaunchPlan(
             executable: "/bin/sh",
             arguments: ["-c", "exec python3 -c \"$PY\""],
-            version: "7", environment: ["REPORT": report, "PY": Self.reporter])
+            // A LISTEN_PID from the plan (or anywhere) is replaced by the child's own.
+            version: "7", environment: ["REPORT": report, "PY": Self.reporter, "LISTEN_PID": "1"])
         // Listed in reverse fd order, so that placing one must not clobber the other.
         let listeners = [second, first]
         let env = WorkerEnvironment.make(inherited: ProcessEnvironment.current(), plan: plan, listeners: listeners,
@@ -62,9 +63,10 @@ final class SpawnerTests: XCTestCase {
 
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as! [String: Any]
         let childEnv = json["env"] as! [String: String]
-        XCTAssertEqual(json["pid"] as? Int, Int(pid), "the shim execs in place: the pid we got is the worker's")
+        XCTAssertEqual(json["pid"] as? Int, Int(pid), "the pid we got is the worker's (sh execs python3 in place)")
         XCTAssertEqual(json["ppid"] as? Int, Int(getpid()))
         XCTAssertEqual(childEnv["LISTEN_PID"], String(pid), "LISTEN_PID must equal the worker's own pid")
+        XCTAssertEqual(childEnv.keys.filter { $0 == "LISTEN_PID" }.count, 1)
         XCTAssertEqual(childEnv["LISTEN_FDS"], "2")
         XCTAssertEqual(childEnv["LISTEN_FDNAMES"], "second:first")
         XCTAssertEqual(childEnv["BATON_GENERATION"], "4")
@@ -107,5 +109,68 @@ final class SpawnerTests: XCTestCase {
         } catch {
             XCTAssertEqual("\(error)", "cannot start /tmp: Is a directory")
         }
+    }
+
+    /// Failures of execve itself (past the checks made before spawning) are errors of `spawn`,
+    /// with their errno (the child that failed to exec is reaped by `baton_spawn`).
+    func testExecFailureIsReportedWithErrno() async throws {
+        let spawner = Spawner()
+        defer { Task { await spawner.shutdown() } }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("baton-exec-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cases: [(String, String)] = [
+            ("#!/nonexistent/interpreter\n", "No such file or directory"),  // missing interpreter
+            ("\u{7f}ELF but not really", "Exec format error"),             // not a program at all
+        ]
+        for (index, (content, message)) in cases.enumerated() {
+            let path = "\(dir)/app\(index)"
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(content.utf8), attributes: [.posixPermissions: 0o755]))
+            do {
+                let pid = try await spawner.spawn(LaunchPlan(executable: path), environment: [:], listeners: [])
+                XCTFail("spawned \(path) as pid \(pid)")
+            } catch {
+                XCTAssertEqual("\(error)", "cannot start \(path): \(message)")
+            }
+        }
+    }
+
+    /// The control descriptor goes right after the listeners; the child's mask is empty even when
+    /// every signal is blocked in the spawning thread.
+    func testExtraDescriptorFollowsListenersAndMaskIsEmpty() async throws {
+        let listener = try Listener.bind(.tcp(host: "127.0.0.1", port: 0), name: "web")
+        defer { listener.close() }
+        var control: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&control), 0)
+        defer { close(control[0]); close(control[1]) }
+        var all = sigset_t(), previous = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_SETMASK, &all, &previous)
+        let spawner = Spawner()
+        pthread_sigmask(SIG_SETMASK, &previous, nil)
+        // The child reports its pid, LISTEN_PID and blocked mask, then (as ls, same process) its
+        // descriptors, all on the pipe's write end: fd 4.
+        let script = #"echo pid=$$ env=$LISTEN_PID $(grep SigBlk /proc/$$/status) >&4; exec ls /proc/self/fd >&4"#
+        let pid = try await spawner.spawn(LaunchPlan(executable: "/bin/sh", arguments: ["-c", script]),
+                                          environment: ["PATH": "/usr/bin:/bin"], listeners: [listener], extra: [control[1]])
+        await spawner.shutdown()
+        close(control[1])
+        control[1] = -1
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(pid, &status, 0), pid)
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 512)
+        while true {
+            let n = read(control[0], &buffer, buffer.count)
+            guard n > 0 else { break }
+            output += buffer[0..<n]
+        }
+        let lines = String(decoding: output, as: UTF8.self).split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.first, "pid=\(pid) env=\(pid) SigBlk: 0000000000000000")
+        // 0 1 2 inherited as they are, 3 the listener, 4 the control pipe, and nothing else but
+        // the directory ls itself opened after the exec.
+        let fds = lines.dropFirst().compactMap { Int($0) }
+        XCTAssertEqual(Array(fds.prefix(5)), [0, 1, 2, 3, 4], "\(lines)")
+        XCTAssertLessThanOrEqual(fds.count, 6, "\(lines)")
     }
 }

@@ -1,4 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// watch.conf, the deploy file of the seed workflow:
 /// `{"HttpPort": "8080", "Ver": "1", "DelaySecond": 5, "BinName": "app"}`.
@@ -33,28 +40,37 @@ public struct WatchConfig: Sendable, Equatable {
 
     /// Reads and validates the file at `path`.
     public static func load(path: String) throws -> WatchConfig {
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw WatchConfigError(path: path, key: nil, problem: "cannot be read (\((error as NSError).localizedDescription))")
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw WatchConfigError(path: path, key: nil, problem: "cannot be read (\(String(cString: strerror(errno))))") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw WatchConfigError(path: path, key: nil, problem: "cannot be read (\(String(cString: strerror(errno))))") }
+            if n == 0 { break }
+            bytes += buffer[0..<n]
         }
-        return try parse(data, path: path)
+        return try parse(Data(bytes), path: path)
     }
 
     /// Parses and validates watch.conf contents; `path` is only used in error messages.
     public static func parse(_ data: Data, path: String) throws -> WatchConfig {
         func fail(_ key: String?, _ problem: String) -> WatchConfigError { WatchConfigError(path: path, key: key, problem: problem) }
-        let object: [String: Any]
+        let object: [String: JSONValue]
         do {
-            guard let parsed = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            guard case .object(let parsed) = try JSONDecoder().decode(JSONValue.self, from: data) else {
                 throw fail(nil, "must be a JSON object like {\"HttpPort\": \"8080\", \"Ver\": \"1\", \"DelaySecond\": 5, \"BinName\": \"app\"}")
             }
             object = parsed
         } catch let error as WatchConfigError {
             throw error
+        } catch DecodingError.dataCorrupted(let context) {
+            let underlying = context.underlyingError.map { " \($0)" } ?? ""
+            throw fail(nil, "is not valid JSON (\(context.debugDescription)\(underlying))")
         } catch {
-            throw fail(nil, "is not valid JSON (\((error as NSError).userInfo[NSDebugDescriptionErrorKey] ?? error))")
+            throw fail(nil, "is not valid JSON (\(error))")
         }
         if let unknown = object.keys.filter({ !knownKeys.contains($0) }).sorted().first {
             throw fail(unknown, "is not a known key (expected one of \(knownKeys.sorted().joined(separator: ", ")))")
@@ -63,35 +79,54 @@ public struct WatchConfig: Sendable, Equatable {
 
         let port: Int
         switch object["HttpPort"] {
-        case let text as String where Int(text) != nil: port = Int(text)!
-        case let number as NSNumber where !isBool(number) && Double(number.intValue) == number.doubleValue: port = number.intValue
+        case .string(let text) where Int(text) != nil: port = Int(text)!
+        case .number(let number) where number.rounded() == number && abs(number) < 1e9: port = Int(number)
         default: throw fail("HttpPort", "must be a port number from 1 to 65535, as a string or a number")
         }
         guard (1...65535).contains(port) else { throw fail("HttpPort", "must be from 1 to 65535, not \(port)") }
 
-        guard let version = object["Ver"] as? String, !version.isEmpty, version.count <= 128,
+        guard case .string(let version) = object["Ver"], !version.isEmpty, version.count <= 128,
               version.allSatisfy({ $0.isLetter || $0.isNumber || "._-+".contains($0) }) else {
             throw fail("Ver", "must be a non-empty string of letters, digits and . _ - + (at most 128)")
         }
-        guard let delayNumber = object["DelaySecond"] as? NSNumber, !isBool(delayNumber),
-              delayNumber.doubleValue.isFinite, (0...3600).contains(delayNumber.doubleValue) else {
+        guard case .number(let delay) = object["DelaySecond"], delay.isFinite, (0...3600).contains(delay) else {
             throw fail("DelaySecond", "must be a number of seconds from 0 to 3600")
         }
-        guard let binName = object["BinName"] as? String, !binName.isEmpty else {
+        guard case .string(let binName) = object["BinName"], !binName.isEmpty else {
             throw fail("BinName", "must be a non-empty file name")
         }
         var sha256: String?
         if let value = object["Sha256"] {
-            guard let text = value as? String, text.count == 64, text.allSatisfy(\.isHexDigit) else {
+            guard case .string(let text) = value, text.count == 64, text.allSatisfy(\.isHexDigit) else {
                 throw fail("Sha256", "must be the binary's SHA-256 as 64 hex digits (sha256sum prints it)")
             }
             sha256 = text.lowercased()
         }
-        return WatchConfig(httpPort: port, version: version, delaySeconds: delayNumber.doubleValue, binName: binName, sha256: sha256)
+        return WatchConfig(httpPort: port, version: version, delaySeconds: delay, binName: binName, sha256: sha256)
     }
 
-    private static func isBool(_ number: NSNumber) -> Bool {
-        String(cString: number.objCType) == "c"  // JSON true/false
+}
+
+/// Any JSON value, decoded with `JSONDecoder` (FoundationEssentials has no JSONSerialization).
+/// `true`/`false` stay booleans, never numbers.
+enum JSONValue: Decodable, Sendable, Equatable {
+    case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([JSONValue].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: JSONValue].self))
+        }
     }
 }
 

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The seed workflow as a ``MasterConfiguration``: the app folder holds `watch.conf` and the
 /// binary it names; a change to the file (after `DelaySecond`) upgrades to the binary it names,

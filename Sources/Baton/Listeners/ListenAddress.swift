@@ -30,7 +30,9 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .tcp(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        // A Character, not a String: String.contains(String) resolves to Foundation's (visible
+        // here through Crypto), which alone would link all of Foundation and ICU.
+        case .tcp(let host, let port): return host.contains(":" as Character) ? "[\(host)]:\(port)" : "\(host):\(port)"
         case .unix(let path): return "unix:\(path)"
         }
     }

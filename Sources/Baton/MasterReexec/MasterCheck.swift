@@ -53,7 +53,8 @@ enum MasterCheck {
         let pid: pid_t
         do {
             pid = try Spawner.spawnNow(path: image.path, argv: image.arguments,
-                                       envp: environment.map { "\($0.key)=\($0.value)" }, fds: [memfd, ends[1]])
+                                       envp: environment.map { "\($0.key)=\($0.value)" }, fds: [memfd, ends[1]],
+                                       setListenPID: false)
         } catch {
             close(ends[1])
             throw error

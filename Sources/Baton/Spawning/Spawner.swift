@@ -4,20 +4,21 @@ import Glibc
 import CBaton
 import NIOPosix
 
-/// Starts worker processes with `posix_spawn` (no fork of the Swift runtime).
+/// Starts worker processes directly: `baton_spawn` (CBaton) clones the calling thread with
+/// CLONE_VM|CLONE_VFORK as posix_spawn does, and execs the worker itself, no shell in between and
+/// no fork of the Swift runtime.
 ///
-/// The child gets the listeners at fd 3, 4, …, no other descriptor, an empty signal mask and
-/// default signal dispositions. `LISTEN_PID` must equal the worker's own pid, which posix_spawn
-/// cannot know before exec, so the child is `/bin/sh`, which sets it from `$$` and execs the
-/// worker in the same process.
+/// The child gets the listeners at fd 3, 4, …, no other descriptor, an empty signal mask, default
+/// signal dispositions, and `LISTEN_PID` equal to its own pid (which only the child can know:
+/// the C helper writes it into a pre-built environment before execve). A failing execve (say a
+/// script whose interpreter is missing) is an error of `spawn`, not an exit status of the worker.
 ///
-/// Every spawn runs on one dedicated thread that lives as long as the spawner: a worker's
-/// parent-death signal (`PR_SET_PDEATHSIG`) fires when the *thread* that spawned it exits, so
-/// spawning from a pooled thread that later retires would kill a healthy worker.
+/// Every spawn runs on one dedicated thread that lives as long as the spawner: a worker of an
+/// older release (protocol 1) may use the parent-death signal (`PR_SET_PDEATHSIG`), which fires
+/// when the *thread* that spawned it exits, so spawning from a pooled thread that later retires
+/// would kill a healthy worker. (Workers of this release watch the master process instead.)
 final class Spawner: Sendable {
-    static let shell = "/bin/sh"
-    static let shim = "LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\""
-
+    /// Also the thread a master re-execution runs `execve` on (see `execInPlace`).
     let thread: NIOThreadPool
 
     init() {
@@ -29,8 +30,8 @@ final class Spawner: Sendable {
         try? await thread.shutdownGracefully()
     }
 
-    /// Checks that `path` is a regular, executable file, so a missing or non-executable binary is
-    /// reported as such instead of as an exit status of the shell.
+    /// Checks that `path` is a regular, executable file, so that a directory is reported as such
+    /// (execve would say "Permission denied").
     static func checkExecutable(_ path: String) throws {
         var info = stat()
         guard stat(path, &info) == 0 else { throw BatonError.spawnFailed(path, errno) }
@@ -42,20 +43,20 @@ final class Spawner: Sendable {
     /// right after them; returns the child's pid.
     func spawn(_ plan: LaunchPlan, environment: [String: String], listeners: [Listener], extra: [Int32] = []) async throws -> pid_t {
         try Self.checkExecutable(plan.executable)
-        let argv = [Self.shell, "-c", Self.shim, plan.executable] + plan.arguments
+        let argv = [plan.executable] + plan.arguments
         let envp = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let fds = listeners.map(\.fd) + extra
         return try await thread.runIfActive {
-            try Self.spawnNow(path: Self.shell, argv: argv, envp: envp, fds: fds)
+            try Self.spawnNow(path: plan.executable, argv: argv, envp: envp, fds: fds, setListenPID: true)
         }
     }
 
-    /// The synchronous spawn; `path` is exec'd directly (no shim). Exposed for tests.
-    static func spawnNow(path: String, argv: [String], envp: [String], fds: [Int32]) throws -> pid_t {
+    /// The synchronous spawn on the calling thread. Exposed for tests.
+    static func spawnNow(path: String, argv: [String], envp: [String], fds: [Int32], setListenPID: Bool) throws -> pid_t {
         var pid: pid_t = 0
         let rc = withCStringArray(argv) { cArgv in
             withCStringArray(envp) { cEnvp in
-                baton_spawn(path, cArgv, cEnvp, fds, Int32(fds.count), &pid)
+                baton_spawn(path, cArgv, cEnvp, fds, Int32(fds.count), setListenPID ? 1 : 0, &pid)
             }
         }
         guard rc == 0 else { throw BatonError.spawnFailed(path, rc) }

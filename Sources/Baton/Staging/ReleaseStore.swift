@@ -2,7 +2,11 @@
 import Glibc
 #endif
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Where deployed binaries are kept and started from: `<app>/.baton/releases/<Ver>-<sha>/<name>`.
 ///
@@ -50,7 +54,7 @@ public struct ReleaseStore: Sendable {
     public func stage(binName: String, version: String, expectedSHA256: String? = nil) throws -> Release {
         let inspection = try inspect(binName: binName, expectedSHA256: expectedSHA256)
         let (source, bytes, sha) = (inspection.path, inspection.bytes, inspection.sha256)
-        let name = (source as NSString).lastPathComponent
+        let name = source.split(separator: "/").last.map(String.init) ?? source
         let folder = "\(root)/\(version)-\(sha.prefix(12))"
         let target = "\(folder)/\(name)"
         if FileManager.default.fileExists(atPath: target) {
@@ -87,7 +91,7 @@ public struct ReleaseStore: Sendable {
 
         let bytes = try readAll(fd, path: source, size: Int(info.st_size))
         if let problem = ExecutableCheck.problem(in: bytes) { throw StagingError(path: source, problem: problem) }
-        let sha = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        let sha = SHA256.hash(data: bytes).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
         if let expected = expectedSHA256?.lowercased(), expected != sha {
             throw StagingError(path: source, problem: "SHA-256 is \(sha), watch.conf expects \(expected)")
         }
@@ -155,7 +159,7 @@ public struct ReleaseStore: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         } catch {
-            throw StagingError(path: path, problem: "cannot be created: \(error.localizedDescription)")
+            throw StagingError(path: path, problem: "cannot be created: \(error)")  // localizedDescription is Foundation's
         }
     }
 

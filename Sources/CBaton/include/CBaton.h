@@ -6,12 +6,15 @@
 #include <sys/types.h>
 #include <stddef.h>
 
-/// Spawns `path` with `argv`/`envp` via posix_spawn. The `nfds` descriptors in `fds` are placed
-/// at 3, 4, … (close-on-exec cleared); every other descriptor from 3 up is closed in the child;
-/// the signal mask is emptied and every signal's disposition reset to default.
-/// Returns 0 and stores the pid, or an errno value.
+/// Starts `path` with `argv`/`envp` (clone with CLONE_VM|CLONE_VFORK, then execve: no shell, no
+/// fork of the Swift runtime). The `nfds` descriptors in `fds` are placed at 3, 4, … (close-on-exec
+/// cleared); every other descriptor from 3 up is closed in the child; the signal mask is emptied
+/// and every signal's disposition reset to default. With `set_listen_pid`, the child's environment
+/// is `envp` without any LISTEN_PID plus `LISTEN_PID=<the child's own pid>`.
+/// Returns 0 and stores the pid, or an errno value: also when execve itself failed (missing
+/// interpreter, bad format, …), in which case the child is already reaped.
 int baton_spawn(const char *path, char *const argv[], char *const envp[],
-                const int *fds, int nfds, pid_t *pid);
+                const int *fds, int nfds, int set_listen_pid, pid_t *pid);
 
 /// Opens a non-blocking, close-on-exec datagram socket bound to the unix address `path`
 /// ('@' prefix: abstract namespace), with SO_PASSCRED so that each datagram received carries
