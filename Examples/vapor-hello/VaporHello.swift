@@ -7,7 +7,7 @@ import Vapor
 
 /// `hello` as a Vapor app under Baton: `GET /hello` answers which version and which worker process
 /// served, `GET /sleep?ms=N` after N ms, `POST /echo` returns the body, `GET /stream?chunks=N&ms=M`
-/// streams N lines M ms apart. Started by hand it is the Baton master and runs itself as the
+/// streams N lines M ms apart, `/ws` is a WebSocket echoing text. Started by hand it is the Baton master and runs itself as the
 /// worker; SIGHUP upgrades it to the `vapor-hello` binary now on disk.
 @main
 struct VaporHello: AsyncParsableCommand {
@@ -98,6 +98,12 @@ struct VaporHello: AsyncParsableCommand {
             var headers = HTTPHeaders()
             headers.contentType = request.headers.contentType ?? .binary
             return Response(status: .ok, headers: headers, body: .init(buffer: request.body.data ?? ByteBuffer()))
+        }
+        // A WebSocket that echoes text messages.
+        app.webSocket("ws") { _, ws async in
+            ws.onText { ws, text async in
+                try? await ws.send(text)
+            }
         }
         // N lines, M ms apart, each written as soon as it is produced.
         app.get("stream") { request -> Response in

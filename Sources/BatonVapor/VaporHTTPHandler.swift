@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+import NIOWebSocket
 import Vapor
 
 /// Turns NIO's HTTP/1 parts into Vapor `Request`s, answers them with the application's responder
@@ -228,11 +229,37 @@ final class VaporHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 for handler in handlers { pipeline.removeHandler(handler, promise: nil) }
             }
             .flatMap { _ in protocolUpgrader.upgrade(context: context, upgradeRequest: head) }
-            .flatMapThrowing { _ in context.pipeline.syncOperations.removeHandler(self, promise: nil) }
+            .flatMapThrowing { _ in
+                let pipeline = context.pipeline.syncOperations
+                if protocolUpgrader.supportedProtocol.lowercased() == "websocket" {
+                    // Last: its close frame goes through the frame encoder the upgrader added.
+                    try pipeline.addHandler(WebSocketDrainHandler())
+                }
+                pipeline.removeHandler(self, promise: nil)
+            }
             .whenFailure { error in
                 self.shared.logger.debug("upgrade failed: \(error)")
                 context.close(promise: nil)
             }
+    }
+}
+
+/// Ends an upgraded WebSocket connection when the worker drains: sends a close frame with status
+/// 1001 (going away), to which the client answers with its own close, and the application's
+/// `WebSocket` then closes the connection. Without it an open WebSocket would hold the drain
+/// until its deadline.
+private final class WebSocketDrainHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is DrainConnectionEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        var data = context.channel.allocator.buffer(capacity: 2)
+        data.write(webSocketErrorCode: .goingAway)
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
     }
 }
 

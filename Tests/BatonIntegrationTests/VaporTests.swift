@@ -153,6 +153,39 @@ final class VaporTests: IntegrationTestCase {
     }
 }
 
+extension VaporTests {
+    /// `Response.upgrader` works: `/ws` upgrades to a WebSocket that echoes text; when the worker
+    /// drains (an upgrade), the WebSocket gets a close frame 1001 (going away) at once rather
+    /// than holding the drain until its deadline.
+    func testVaporWebSocketUpgradeAndDrain() throws {
+        let hello = try startVaporHello()
+        let worker = try XCTUnwrap(hello.servingPid())
+        hello.track(worker)
+        let socket = try RawHTTP(port: hello.port)
+        let upgrade = try socket.exchange(method: "GET", path: "/ws", headers: [
+            "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+        ])
+        XCTAssertEqual(upgrade.status, 101, upgrade.text)
+        XCTAssertEqual(upgrade.header("sec-websocket-accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+
+        // A masked text frame "ping", echoed unmasked.
+        let mask: [UInt8] = [1, 2, 3, 4]
+        let payload = Array("ping".utf8).enumerated().map { $0.element ^ mask[$0.offset % 4] }
+        try socket.send([0x81, 0x80 | UInt8(payload.count)] + mask + payload)
+        XCTAssertEqual(try socket.readBytes(6), [0x81, 4] + Array("ping".utf8))
+
+        // An upgrade: the old worker sends close 1001 and exits well before any deadline.
+        let sent = Date()
+        hello.signal(SIGHUP)
+        let close = try socket.readBytes(4)
+        XCTAssertEqual(close, [0x88, 2, 0x03, 0xE9], "expected a close frame with 1001")
+        try socket.send([0x88, 0x82] + mask + [0x03 ^ 1, 0xE9 ^ 2])
+        XCTAssertTrue(poll(timeout: 10) { !Proc.isAlive(worker) }, "the old worker still runs 10 s after the upgrade")
+        XCTAssertLessThan(Date().timeIntervalSince(sent), 10)
+        XCTAssertEqual(hello.stop(timeout: 40), .exited(0))
+    }
+}
+
 /// A raw HTTP/1 client for what `HTTPConnection` does not do: any method and body, HTTP/1.0,
 /// and when the first body byte and the end of a response arrived.
 final class RawHTTP {
@@ -205,6 +238,12 @@ final class RawHTTP {
         buffer += chunk[..<n]
     }
 
+    /// The next `count` bytes, whatever they are (after an upgrade).
+    func readBytes(_ count: Int) throws -> [UInt8] {
+        while buffer.count < count { try fill() }
+        return take(count)
+    }
+
     private func take(_ count: Int) -> [UInt8] {
         defer { buffer.removeFirst(count) }
         return Array(buffer[..<count])
@@ -231,7 +270,7 @@ final class RawHTTP {
             guard let colon = header.firstIndex(of: ":") else { throw HTTPFailure.malformed(header) }
             response.headers.append((String(header[..<colon]), header[header.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
-        if method == "HEAD" || status == 204 || status == 304 {
+        if method == "HEAD" || status == 101 || status == 204 || status == 304 {
             response.completedAt = Date()
             return response
         }
