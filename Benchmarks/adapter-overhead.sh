@@ -17,9 +17,14 @@ case $ADAPTER in
     *) echo "ADAPTER must be hummingbird or vapor" >&2; exit 2 ;;
 esac
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-(cd "$repo" && swift build -c release --product "$baton_product" >/dev/null 2>&1 && swift build -c release --product "$plain_product" >/dev/null 2>&1)
+# CONFIG=debug measures debug builds (only when no release build can be had: debug serves ~5x
+# fewer requests); SKIP_BUILD=1 uses what .build/$CONFIG holds.
+CONFIG=${CONFIG:-release}
+if [ "${SKIP_BUILD:-}" != 1 ]; then
+    (cd "$repo" && swift build -c "$CONFIG" --product "$baton_product" >/dev/null 2>&1 && swift build -c "$CONFIG" --product "$plain_product" >/dev/null 2>&1)
+fi
 work=$(mktemp -d /tmp/baton-overhead.XXXXXX)
-cp "$repo/.build/release/$baton_product" "$repo/.build/release/$plain_product" "$work/"
+cp "$repo/.build/$CONFIG/$baton_product" "$repo/.build/$CONFIG/$plain_product" "$work/"
 cd "$work"
 server=
 stop() { [ -n "$server" ] && { kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }; server=; }
