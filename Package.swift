@@ -10,6 +10,10 @@ let package = Package(
         .library(name: "BatonHummingbird", targets: ["BatonHummingbird"]),
         .executable(name: "hello", targets: ["hello"]),
         .executable(name: "baton", targets: ["baton"]),
+        // Vapor apps under Baton. SwiftPM builds only what a product needs: a package that uses
+        // BatonHummingbird resolves Vapor's packages but never compiles them (README, "Vapor").
+        .library(name: "BatonVapor", targets: ["BatonVapor"]),
+        .executable(name: "vapor-hello", targets: ["vapor-hello"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -23,6 +27,7 @@ let package = Package(
         // load at every worker start); "ConfigurationSupport" (swift-configuration) is unused.
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
     ],
     targets: [
         // The GNU-only libc calls Swift's Glibc module cannot see (no _GNU_SOURCE).
@@ -72,6 +77,30 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .target(
+            name: "BatonVapor",
+            dependencies: [
+                "Baton", "BatonNIO",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The Vapor demo: the routes of `hello` plus /echo and /stream, served by BatonVapor.
+        .executableTarget(
+            name: "vapor-hello",
+            dependencies: [
+                "Baton", "BatonVapor",
+                .product(name: "Vapor", package: "vapor"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/vapor-hello"
+        ),
         .executableTarget(
             name: "baton",
             dependencies: [
@@ -86,6 +115,12 @@ let package = Package(
             dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
             path: "Benchmarks/PlainHummingbird"
         ),
+        // Benchmark baseline: vapor-hello's routes on stock Vapor (`app.execute()` on a port).
+        .executableTarget(
+            name: "plain-vapor",
+            dependencies: [.product(name: "Vapor", package: "vapor")],
+            path: "Benchmarks/PlainVapor"
+        ),
         .testTarget(name: "BatonTests", dependencies: ["Baton", "CBaton"]),
         .testTarget(
             name: "BatonNIOTests",
@@ -98,6 +133,6 @@ let package = Package(
         // Process-level tests: they start the real `hello` and `baton` binaries, load them and
         // upgrade them (Operation/: `baton run|reload|status|stop` with the Python worker,
         // sd_notify to systemd, socket activation).
-        .testTarget(name: "BatonIntegrationTests", dependencies: ["hello", "baton"]),
+        .testTarget(name: "BatonIntegrationTests", dependencies: ["hello", "baton", "vapor-hello"]),
     ]
 )

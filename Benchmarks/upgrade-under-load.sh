@@ -16,6 +16,10 @@
 #   HELLO_BIN=path   serve this binary instead (no build)
 #   PYTHON_WORKER=1  serve Examples/python-worker/app.py under `baton run` (release `baton`,
 #                    BATON_BIN=path to use another) instead of hello
+#   PLAIN_VAPOR=1    the baseline without Baton: stock Vapor (`plain-vapor`, release; PLAIN_BIN=path
+#                    to use another) "upgraded" by a plain restart: SIGTERM, wait for exit, start
+#                    again, every INTERVAL seconds. (HELLO_BIN=.build/release/vapor-hello measures
+#                    the Vapor demo under Baton.)
 #   KEEP_TMP=1       keep the temp dir (log, wrk output) even on success
 #   PIN=1            server (master and workers) on core 0, wrk on core 1: a saturated server core
 #   NOFILE=20000     open-file limit for server and wrk (this machine's hard limit is 20,000)
@@ -52,12 +56,15 @@ fi
 
 product=hello
 [[ "${PYTHON_WORKER:-}" == 1 ]] && product=baton
-if [[ "${SKIP_BUILD:-}" != 1 && -z "${HELLO_BIN:-}" && -z "${BATON_BIN:-}" ]]; then
+plain=""
+[[ "${PLAIN_VAPOR:-}" == 1 ]] && { product=plain-vapor; plain=1; }
+if [[ "${SKIP_BUILD:-}" != 1 && -z "${HELLO_BIN:-}" && -z "${BATON_BIN:-}" && -z "${PLAIN_BIN:-}" ]]; then
     say "building $product (release)…"
     (cd "$repo" && swift build -c release --product "$product") >&2 || die "release build failed"
 fi
 bin=${HELLO_BIN:-"$repo/.build/release/hello"}
 [[ $product == baton ]] && bin=${BATON_BIN:-"$repo/.build/release/baton"}
+[[ $product == plain-vapor ]] && bin=${PLAIN_BIN:-"$repo/.build/release/plain-vapor"}
 [[ -x "$bin" ]] || die "$bin not found"
 
 # ---------------------------------------------------------------- server
@@ -148,7 +155,20 @@ http_get() {   # prints the body of GET /hello, fails on error or non-2xx
 }
 serving_pid() { http_get | sed -n 's/.*"pid"[[:space:]]*:[[:space:]]*\([0-9][0-9]*\).*/\1/p'; }
 
-if [[ $product == baton ]]; then
+start_plain() {   # the plain server, in the background; sets master
+    (cd "$tmp" && exec "${server_cpu[@]}" "$tmp/plain-vapor" serve --hostname 127.0.0.1 --port "$PORT") >>"$log" 2>&1 &
+    master=$!
+}
+restart_plain() {   # a plain restart: SIGTERM, wait for the exit, start again
+    kill -TERM "$master" 2>/dev/null || true
+    wait "$master" 2>/dev/null || true
+    start_plain
+}
+
+if [[ -n $plain ]]; then
+    cp "$bin" "$tmp/plain-vapor"
+    start_plain
+elif [[ $product == baton ]]; then
     cp "$bin" "$tmp/baton"
     (cd "$tmp" && exec "${server_cpu[@]}" "$tmp/baton" run --listen "127.0.0.1:$PORT" -- python3 "$repo/Examples/python-worker/app.py") >"$log" 2>&1 &
 else
@@ -158,7 +178,7 @@ else
 CONF
     "${server_cpu[@]}" "$tmp/hello" --config "$tmp/watch.conf" >"$log" 2>&1 &
 fi
-master=$!
+[[ -n $plain ]] || master=$!
 say "master $master on port $PORT (dir $tmp)"
 
 for _ in $(seq 1 300); do
@@ -170,6 +190,7 @@ first_pid=$(serving_pid) || die "hello does not answer on port $PORT"
 say "first worker $first_pid serves: $(http_get)"
 
 wait_single_generation() {   # bounded: old generations have drained and exited
+    [[ -z $plain ]] || return 0
     local kids
     for _ in $(seq 1 400); do
         kids=$(children "$master" | wc -l)
@@ -200,7 +221,7 @@ run_mode() {   # $1: mode name; rest: extra wrk arguments
         kill -0 "$wrk_pid" 2>/dev/null || break
         # No upgrade in the last second: it would only land after the measurement.
         (( SECONDS - started <= DURATION - 1 )) || continue
-        kill -HUP "$master"
+        if [[ -n $plain ]]; then restart_plain; else kill -HUP "$master"; fi
         hups=$((hups + 1))
     done
     local wrk_rc=0
@@ -243,7 +264,9 @@ done
 # ---------------------------------------------------------------- master check
 wait_single_generation || status=1
 master_ok=yes
-if ! is_alive "$master"; then
+if [[ -n $plain ]]; then
+    master_ok="n/a (plain restarts: a new pid each time)"
+elif ! is_alive "$master"; then
     master_ok="no: master $master is gone"
 else
     last_pid=$(serving_pid || true)

@@ -1,4 +1,5 @@
 import Baton
+import BatonNIO
 import Hummingbird
 import HummingbirdCore
 import Logging

@@ -6,18 +6,8 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
-/// Settings of a ``BatonServer``.
-public struct BatonServerConfiguration: Sendable {
-    /// Hard deadline of a drain: connections still open then are closed. Keep it below the
-    /// master's drain timeout, so the worker ends on its own terms rather than by SIGKILL.
-    public var drainDeadline: Duration = .seconds(25)
-    /// How long a keep-alive connection must have been quiet (since its last request or response)
-    /// before a drain closes it without waiting for another request; see ``ConnectionDrainHandler``.
-    public var idleGrace: TimeAmount = .seconds(1)
-
-    /// The defaults.
-    public init() {}
-}
+/// Settings of a ``BatonServer``: the drain settings every Baton adapter shares.
+public typealias BatonServerConfiguration = DrainConfiguration
 
 /// Serves a Hummingbird child channel (HTTP/1.1 by default) on the listeners a Baton master
 /// passed to this worker, reports readiness, and drains on graceful shutdown (SIGTERM).
@@ -45,61 +35,26 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
 
     /// Binds the inherited listeners, reports `READY=1`, serves until graceful shutdown, drains.
     public func run() async throws {
-        let registry = ConnectionRegistry()
         let (accepted, acceptor) = AsyncStream.makeStream(of: ChildChannel.Value.self)
         let childChannel = self.childChannel
         let logger = self.logger
-        let bootstrap = ClientBootstrap(group: eventLoopGroup)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-        let acceptors = try worker.listeners.map {
-            try Acceptor(listener: $0, bootstrap: bootstrap, registry: registry, logger: logger) { channel in
-                childChannel.setup(channel: channel, logger: logger).map { acceptor.yield($0) }
-            }
+        let connections = try WorkerConnections(worker: worker, eventLoopGroup: eventLoopGroup, logger: logger) { channel in
+            childChannel.setup(channel: channel, logger: logger).map { acceptor.yield($0) }
         }
         try worker.ready(status: "generation \(worker.generation) serving")
         logger.info("worker generation \(worker.generation) (version \(worker.version)) serving on \(worker.listeners.map(\.name).joined(separator: ", "))")
 
+        let deadline = configuration.drainDeadline
         await withDiscardingTaskGroup { group in
             group.addTask {
                 try? await gracefulShutdown()
-                await self.drain(acceptors: acceptors, registry: registry)
+                await connections.drain(deadline: deadline)
                 acceptor.finish()
             }
             for await value in accepted {
                 group.addTask { await childChannel.handle(value: value, logger: logger) }
             }
         }
-    }
-
-    private func drain(acceptors: [Acceptor], registry: ConnectionRegistry) async {
-        let started = ContinuousClock.now
-        // Without orders (an older master) every queue is taken: the safe choice when this may be
-        // the last generation on a socket.
-        let shared = worker.drainOrders()?.sharedListeners ?? []
-        for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
-        try? worker.stopping()
-        let listeners = worker.listeners
-        let sharedNames = listeners.indices.filter { shared.contains($0) }.map { listeners[$0].name }
-        let ownNames = listeners.indices.filter { !shared.contains($0) }.map { listeners[$0].name }
-        let left = sharedNames.isEmpty ? "" : "; queue of \(sharedNames.joined(separator: ", ")) left to the generation that shares it"
-        let taken = ownNames.isEmpty ? "" : "; queue of \(ownNames.joined(separator: ", ")) taken (last user)"
-        logger.info("worker generation \(worker.generation) draining \(registry.openCount) connection(s)\(left)\(taken)")
-        registry.startDraining()
-        let deadline = configuration.drainDeadline
-        let logger = self.logger
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await registry.waitUntilAllClosed(); return true }
-            group.addTask { (try? await Task.sleep(for: deadline)) != nil }
-            if await group.next() != true {
-                if !Task.isCancelled {
-                    logger.warning("drain deadline (\(deadline)) passed with \(registry.openCount) connection(s) open: closing them")
-                }
-                registry.closeAll()
-            }
-            group.cancelAll()
-        }
-        let took = ContinuousClock.now - started
-        logger.info("worker generation \(worker.generation) drained in \(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000) ms")
     }
 }
 

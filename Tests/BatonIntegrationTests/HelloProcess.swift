@@ -29,26 +29,27 @@ enum ExitStatus: Equatable, CustomStringConvertible {
     }
 }
 
-/// Where `swift build` / `swift test` put the `hello` executable.
+/// Where `swift build` / `swift test` put the `hello` executable (or another product, such as
+/// `vapor-hello`).
 enum HelloBinary {
-    static func locate() throws -> URL {
+    static func locate(_ name: String = "hello") throws -> URL {
         let fm = FileManager.default
         var candidates: [URL] = []
-        if let explicit = ProcessInfo.processInfo.environment["BATON_HELLO_BINARY"] {
+        if name == "hello", let explicit = ProcessInfo.processInfo.environment["BATON_HELLO_BINARY"] {
             candidates.append(URL(fileURLWithPath: explicit))
         }
         // On Linux the test bundle is an executable in the products directory.
         if let exe = try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            candidates.append(URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("hello"))
+            candidates.append(URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent(name))
         }
-        candidates.append(Bundle.main.bundleURL.appendingPathComponent("hello"))
+        candidates.append(Bundle.main.bundleURL.appendingPathComponent(name))
         for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
-            candidates.append(bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("hello"))
+            candidates.append(bundle.bundleURL.deletingLastPathComponent().appendingPathComponent(name))
         }
         for candidate in candidates where fm.isExecutableFile(atPath: candidate.path) {
             return candidate
         }
-        throw HelloError("hello binary not found; looked at \(candidates.map(\.path)). Build it with `swift build --product hello` or set BATON_HELLO_BINARY.")
+        throw HelloError("\(name) binary not found; looked at \(candidates.map(\.path)). Build it with `swift build --product \(name)` or set BATON_HELLO_BINARY.")
     }
 }
 
@@ -87,13 +88,15 @@ final class HelloProcess {
 
     /// Copies the binary, starts the master on a free port (working directory: the temp folder)
     /// and waits (bounded) until `/hello` answers 200. `launcher` (absolute path first) is a
-    /// command that execs the master, such as `["/usr/bin/taskset", "-c", "0"]`.
-    init(extraArguments: [String] = [], readyTimeout: TimeInterval = 30, mode: Mode = .port, launcher: [String] = []) throws {
+    /// command that execs the master, such as `["/usr/bin/taskset", "-c", "0"]`. `binary` names
+    /// another product with hello's routes and options (`vapor-hello`).
+    init(extraArguments: [String] = [], readyTimeout: TimeInterval = 30, mode: Mode = .port, launcher: [String] = [],
+         binary: String = "hello") throws {
         let fm = FileManager.default
-        sourceBinary = try HelloBinary.locate()
+        sourceBinary = try HelloBinary.locate(binary)
         directory = fm.temporaryDirectory.appendingPathComponent("baton-it-\(UUID().uuidString.prefix(8))")
         try fm.createDirectory(at: directory, withIntermediateDirectories: true)
-        executable = directory.appendingPathComponent("hello")
+        executable = directory.appendingPathComponent(binary)
         logURL = directory.appendingPathComponent("hello.log")
         try fm.copyItem(at: sourceBinary, to: executable)
         chmod(executable.path, 0o755)

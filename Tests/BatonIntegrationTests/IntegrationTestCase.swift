@@ -41,9 +41,10 @@ class IntegrationTestCase: XCTestCase {
     }
 
     /// Starts a hello master (cleaned up in tearDown) and waits until it serves; see
-    /// `HelloProcess.init` for `launcher`.
-    func startHello(_ extraArguments: [String] = [], mode: HelloProcess.Mode = .port, launcher: [String] = []) throws -> HelloProcess {
-        let hello = try HelloProcess(extraArguments: extraArguments, mode: mode, launcher: launcher)
+    /// `HelloProcess.init` for `launcher` and `binary`.
+    func startHello(_ extraArguments: [String] = [], mode: HelloProcess.Mode = .port, launcher: [String] = [],
+                    binary: String = "hello") throws -> HelloProcess {
+        let hello = try HelloProcess(extraArguments: extraArguments, mode: mode, launcher: launcher, binary: binary)
         hellos.append(hello)
         return hello
     }
