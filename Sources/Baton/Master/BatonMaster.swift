@@ -214,8 +214,9 @@ public final class BatonMaster: Service, Sendable {
         case "metrics":
             return (.init(ok: true, message: metrics.text()), nil)
         case "stop":
-            continuation.yield(.shutdown)
-            return (.init(ok: true, message: "master pid \(getpid()) is draining every generation and stopping", status: status()), nil)
+            // Once the answer is out: with nothing to drain the master could exit before writing it.
+            return (.init(ok: true, message: "master pid \(getpid()) is draining every generation and stopping", status: status()),
+                    { [continuation] in continuation.yield(.shutdown) })
         default:
             return (.init(ok: false, message: "unknown command '\(request.command)' (expected reload, reload-master, status, metrics or stop)"), nil)
         }
