@@ -78,6 +78,17 @@ final class ConfigWatcherTests: XCTestCase {
         XCTAssertEqual(settledCount(), 0)
     }
 
+    /// An upgrade that reads the file during the quiet period absorbs the change; a later change
+    /// still triggers.
+    func testAbsorbedChangeDoesNotTriggerButALaterOneDoes() throws {
+        try write(#"{"Ver":"2"}"#)
+        XCTAssertTrue(try XCTUnwrap(watcher).absorbPendingChanges(), "the write should count as pending")
+        XCTAssertEqual(settledCount(), 0, "an absorbed change must not trigger")
+        XCTAssertFalse(try XCTUnwrap(watcher).absorbPendingChanges(), "nothing pending any more")
+        try write(#"{"Ver":"3"}"#)
+        XCTAssertEqual(settledCount(), 1, "a change after the absorption triggers")
+    }
+
     func testTwoEditsFarApartAreTwoChanges() throws {
         try write("{}")
         XCTAssertEqual(settledCount(), 1)

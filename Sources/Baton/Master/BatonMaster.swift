@@ -39,6 +39,7 @@ public final class BatonMaster: Service, Sendable {
     private let snapshot = NIOLockedValueBox<[Generation]>([])
     private let lastOutcome = NIOLockedValueBox<UpgradeOutcome?>(nil)
     private let progress = NIOLockedValueBox<MasterProgress?>(nil)
+    private let watcherBox = NIOLockedValueBox<ConfigWatcher?>(nil)
     private let processStart = NIOLockedValueBox(ContinuousClock.now)
     /// When this process started (before any re-execution of its image).
     var processStartedAt: ContinuousClock.Instant { processStart.withLockedValue { $0 } }
@@ -111,6 +112,7 @@ public final class BatonMaster: Service, Sendable {
                 }
             }
             if let watcher { logger.info("watching \(watcher.path) for deploys") }
+            watcherBox.withLockedValue { $0 = watcher }
             if let address = configuration.metricsListen {
                 guard !configuration.listen.contains(address) && !listeners.bound.contains(where: { $0.address == address }) else {
                     throw BatonError.invalidAddress(address.description, "the metrics address must not be one of the app's listeners")
@@ -292,6 +294,14 @@ public final class BatonMaster: Service, Sendable {
     }
 
     func post(_ event: Event) { continuation.yield(event) }
+
+    /// An upgrade reads the watched file now: a change to it that waits out its quiet period is
+    /// covered by this upgrade and must not trigger another one (a deploy that writes watch.conf
+    /// and then runs `baton reload`). Returns the watched path when a change was pending.
+    func configIsBeingRead() -> String? {
+        guard let watcher = watcherBox.withLockedValue({ $0 }) else { return nil }
+        return watcher.absorbPendingChanges() ? watcher.path : nil
+    }
     func publish(_ generations: [Generation]) {
         snapshot.withLockedValue { $0 = generations }
         metrics.update(generations)

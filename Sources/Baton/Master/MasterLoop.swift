@@ -152,6 +152,9 @@ final class MasterLoop {
             reason = why
             attemptIsUpgrade = why != "start"
             if currentPlan != nil, !announced { systemd.reloading("upgrading (\(why))") }
+            if let path = master.configIsBeingRead() {
+                logger.info("the pending change of \(path) is part of this upgrade (\(why)); it will not trigger another")
+            }
             do {
                 plan = try configuration.launch()
             } catch {

@@ -18,13 +18,15 @@ public final class ConfigWatcher: Sendable {
     private let fd: Int32
     private let queue = DispatchQueue(label: "baton.config-watcher")
     private let source: any DispatchSourceRead
-    private let state = NIOLockedValueBox<(generation: Int, quietPeriod: Duration)>((0, .zero))
+    private let state = NIOLockedValueBox<(generation: Int, pending: Bool)>((0, false))
+    private let name: String
 
     /// Starts watching `path`. `quietPeriod` is read again at each event (watch.conf's
     /// `DelaySecond` may change with the file); `onChange` runs on a private queue.
     public init(path: String, quietPeriod: @escaping @Sendable () -> Duration, onChange: @escaping @Sendable () -> Void) throws {
         self.path = path
         let (folder, name) = Self.split(path)
+        self.name = name
         let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard fd >= 0 else { throw BatonError.errno("inotify_init1") }
         let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB)
@@ -43,15 +45,39 @@ public final class ConfigWatcher: Sendable {
             let delay = quietPeriod()
             let generation = state.withLockedValue { current -> Int in
                 current.generation += 1
+                current.pending = true
                 return current.generation
             }
             queue.asyncAfter(deadline: .now() + .nanoseconds(Int(delay.nanoseconds))) {
                 // Only the last event of a burst fires.
-                if state.withLockedValue({ $0.generation }) == generation { onChange() }
+                let fire = state.withLockedValue { current -> Bool in
+                    guard current.generation == generation else { return false }
+                    current.pending = false
+                    return true
+                }
+                if fire { onChange() }
             }
         }
         source.setCancelHandler { _ = Glibc.close(fd) }
         source.resume()
+    }
+
+    /// Treats every change made so far as handled: an upgrade is about to read the file anyway
+    /// (`baton reload` right after a deploy wrote watch.conf), so the quiet period under way ends
+    /// without a second upgrade. A change made after this call triggers as usual. Returns whether
+    /// a change was pending.
+    public func absorbPendingChanges() -> Bool {
+        // Events the kernel has queued but the read source has not handled yet count too.
+        let fd = self.fd, name = self.name, state = self.state
+        return queue.sync {
+            let unread = Self.readEvents(fd).contains(name)
+            return state.withLockedValue { current -> Bool in
+                let pending = current.pending || unread
+                current.generation += 1
+                current.pending = false
+                return pending
+            }
+        }
     }
 
     /// Stops watching.
