@@ -62,16 +62,16 @@ final class MetricsAndControlTests: IntegrationTestCase {
         let control = hello.directory.appendingPathComponent(".baton/control.sock").path
         let rssBefore = try XCTUnwrap(Self.rssKiB(hello.masterPid))
 
-        let huge = try Self.exchange(control, send: [UInt8](repeating: UInt8(ascii: "x"), count: 10 << 20), halfClose: true)
+        let huge = try unixRoundTrip(path: control, sendBytes: [UInt8](repeating: UInt8(ascii: "x"), count: 10 << 20), halfClose: true)
         XCTAssertTrue(huge.contains(#""ok":false"#) && huge.contains("request too long"), huge)
-        let cut = try Self.exchange(control, send: Array(#"{"command":"status"}"#.utf8), halfClose: true)
+        let cut = try unixRoundTrip(path: control, sendBytes: Array(#"{"command":"status"}"#.utf8), halfClose: true)
         XCTAssertTrue(cut.contains(#""ok":false"#) && cut.contains("truncated"), cut)
-        let empty = try Self.exchange(control, send: [], halfClose: true)
+        let empty = try unixRoundTrip(path: control, sendBytes: [], halfClose: true)
         XCTAssertTrue(empty.contains(#""ok":false"#), empty)
 
         let rssAfter = try XCTUnwrap(Self.rssKiB(hello.masterPid))
         XCTAssertLessThan(rssAfter - rssBefore, 4096, "the master grew by \(rssAfter - rssBefore) KiB")
-        let status = try Self.exchange(control, send: Array("{\"command\":\"status\"}\n".utf8), halfClose: false)
+        let status = try unixRoundTrip(path: control, send: "{\"command\":\"status\"}\n")
         XCTAssertTrue(status.contains(#""ok":true"#), status)
         XCTAssertTrue(hello.isRunning)
     }
@@ -80,34 +80,6 @@ final class MetricsAndControlTests: IntegrationTestCase {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
         return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
-    }
-
-    /// Sends `bytes` (a send the server stops reading may fail: that is fine), optionally
-    /// half-closes, and returns the answer line.
-    static func exchange(_ path: String, send bytes: [UInt8], halfClose: Bool) throws -> String {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw OperationError("socket") }
-        defer { close(fd) }
-        var tv = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        guard try withUnixAddress(path, { connect(fd, $0, $1) }) == 0 else { throw OperationError("connect \(path)") }
-        var sent = 0
-        while sent < bytes.count {
-            let count = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, min($0.count, 1 << 16), Int32(MSG_NOSIGNAL)) }
-            if count <= 0 { break }
-            sent += count
-        }
-        if halfClose { shutdown(fd, Int32(SHUT_WR)) }
-        var received: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while !received.contains(10) {
-            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count > 0 { received += chunk[0..<count]; continue }
-            if count < 0 && errno == EINTR { continue }
-            break
-        }
-        return String(decoding: received, as: UTF8.self)
     }
 }
 #endif

@@ -310,6 +310,12 @@ final class NotifyListener {
 
 /// Sends one raw line to a unix stream socket and reads one line back (bounded).
 func unixRoundTrip(path: String, send line: String, timeout: TimeInterval = 10) throws -> String {
+    try unixRoundTrip(path: path, sendBytes: Array(line.utf8), timeout: timeout)
+}
+
+/// Sends `bytes` (a send the server stops reading may fail when `halfClose`: the answer is what
+/// counts), optionally half-closes, and reads one line back (bounded).
+func unixRoundTrip(path: String, sendBytes bytes: [UInt8], halfClose: Bool = false, timeout: TimeInterval = 10) throws -> String {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw OperationError("socket: \(String(cString: strerror(errno)))") }
     defer { close(fd) }
@@ -319,10 +325,14 @@ func unixRoundTrip(path: String, send line: String, timeout: TimeInterval = 10) 
     guard try withUnixAddress(path, { connect(fd, $0, $1) }) == 0 else {
         throw OperationError("connect \(path): \(String(cString: strerror(errno)))")
     }
-    let bytes = Array(line.utf8)
-    guard bytes.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == bytes.count else {
+    var sent = 0
+    while sent < bytes.count {
+        let count = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, min($0.count, 1 << 16), Int32(MSG_NOSIGNAL)) }
+        if count > 0 { sent += count; continue }
+        if halfClose { break }
         throw OperationError("send: \(String(cString: strerror(errno)))")
     }
+    if halfClose { shutdown(fd, Int32(SHUT_WR)) }
     var received: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
     while !received.contains(10) {
