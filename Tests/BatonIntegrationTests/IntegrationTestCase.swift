@@ -74,6 +74,37 @@ class IntegrationTestCase: XCTestCase {
         return pid
     }
 
+    /// Upgrades by SIGHUP `upgrades` times under `load`, each time waiting (bounded) for a new
+    /// worker pid, a child of the master; then lets the old generations drain, stops the load and
+    /// checks what every such test asserts: no failed or stuck request, one pid per generation,
+    /// one generation left. Returns the load's report and the surviving children.
+    func upgradeBySIGHUP(_ hello: HelloProcess, under load: LoadRunner, times upgrades: Int,
+                         file: StaticString = #filePath, line: UInt = #line) -> (report: LoadReport, survivors: [pid_t]) {
+        for upgrade in 1...upgrades {
+            let known = load.stats.snapshot.pids
+            hello.signal(SIGHUP)
+            guard let newPid = load.waitForPid(notIn: known, timeout: 40) else {
+                XCTFail("upgrade \(upgrade): no new worker pid answered within 40 s; \(load.stats.snapshot)", file: file, line: line)
+                break
+            }
+            hello.track(newPid)
+            XCTAssertEqual(Proc.stat(newPid)?.ppid, hello.masterPid, "upgrade \(upgrade): new worker \(newPid) is not a child of the master",
+                           file: file, line: line)
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        // Old generations drain and exit while the load goes on.
+        let survivors = waitForChildren(hello, count: 1, timeout: 45, "after \(upgrades) upgrades", file: file, line: line)
+        let report = load.stop()
+        hello.track(report.pids)
+        print("load during \(upgrades) upgrades of \(hello.executable.lastPathComponent): \(report)")
+        XCTAssertEqual(report.failures, 0, "failed requests: \(report)", file: file, line: line)
+        XCTAssertEqual(report.stuckClients, 0, "\(report)", file: file, line: line)
+        XCTAssertGreaterThan(report.successes, 0, file: file, line: line)
+        XCTAssertGreaterThanOrEqual(report.pids.count, upgrades + 1, "distinct worker pids: \(report)", file: file, line: line)
+        XCTAssertEqual(survivors.count, 1, file: file, line: line)
+        return (report, survivors)
+    }
+
     /// Waits (bounded) until the master has exactly the given children; fails otherwise.
     @discardableResult
     func waitForChildren(_ hello: HelloProcess, toBe expected: [pid_t]? = nil, count: Int? = nil,

@@ -17,29 +17,7 @@ final class UpgradeTests: IntegrationTestCase {
         let masterFDs = try XCTUnwrap(Proc.openFDCount(master), "cannot read /proc/\(master)/fd")
 
         let upgrades = 5
-        for upgrade in 1...upgrades {
-            let known = load.stats.snapshot.pids
-            hello.signal(SIGHUP)
-            guard let newPid = load.waitForPid(notIn: known, timeout: 40) else {
-                XCTFail("upgrade \(upgrade): no new worker pid answered within 40 s; \(load.stats.snapshot)")
-                break
-            }
-            hello.track(newPid)
-            XCTAssertEqual(Proc.stat(newPid)?.ppid, master, "upgrade \(upgrade): new worker \(newPid) is not a child of the master")
-            Thread.sleep(forTimeInterval: 0.5)
-        }
-
-        // Old generations drain and exit while the load goes on.
-        let survivors = waitForChildren(hello, count: 1, timeout: 45, "after \(upgrades) upgrades")
-        let report = load.stop()
-        hello.track(report.pids)
-        print("load during \(upgrades) upgrades: \(report)")
-
-        XCTAssertEqual(report.failures, 0, "failed requests: \(report)")
-        XCTAssertEqual(report.stuckClients, 0, "\(report)")
-        XCTAssertGreaterThan(report.successes, 0)
-        XCTAssertGreaterThanOrEqual(report.pids.count, upgrades + 1, "distinct worker pids: \(report)")
-        XCTAssertEqual(survivors.count, 1)
+        let (report, survivors) = upgradeBySIGHUP(hello, under: load, times: upgrades)
         if let last = report.pidOrder.last { XCTAssertEqual(survivors, [last], "the newest generation should be the one left") }
 
         // Same master, still alive, serving through its newest worker.

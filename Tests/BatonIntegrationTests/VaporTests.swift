@@ -21,28 +21,7 @@ final class VaporTests: IntegrationTestCase {
         waitForChildren(hello, toBe: [first], timeout: 10, "before the first upgrade")
 
         let upgrades = 5
-        for upgrade in 1...upgrades {
-            let known = load.stats.snapshot.pids
-            hello.signal(SIGHUP)
-            guard let newPid = load.waitForPid(notIn: known, timeout: 40) else {
-                XCTFail("upgrade \(upgrade): no new worker pid answered within 40 s; \(load.stats.snapshot)")
-                break
-            }
-            hello.track(newPid)
-            XCTAssertEqual(Proc.stat(newPid)?.ppid, master, "upgrade \(upgrade): new worker \(newPid) is not a child of the master")
-            Thread.sleep(forTimeInterval: 0.5)
-        }
-
-        let survivors = waitForChildren(hello, count: 1, timeout: 45, "after \(upgrades) upgrades")
-        let report = load.stop()
-        hello.track(report.pids)
-        print("vapor-hello load during \(upgrades) upgrades: \(report)")
-
-        XCTAssertEqual(report.failures, 0, "failed requests: \(report)")
-        XCTAssertEqual(report.stuckClients, 0, "\(report)")
-        XCTAssertGreaterThan(report.successes, 0)
-        XCTAssertGreaterThanOrEqual(report.pids.count, upgrades + 1, "distinct worker pids: \(report)")
-        XCTAssertEqual(survivors.count, 1)
+        let (report, survivors) = upgradeBySIGHUP(hello, under: load, times: upgrades)
         if let last = report.pidOrder.last { XCTAssertEqual(survivors, [last], "the newest generation should be the one left") }
         XCTAssertTrue(Proc.isAlive(master))
         XCTAssertEqual(hello.logCount("drained in"), upgrades * 2, "each old worker and the master log its drain")
