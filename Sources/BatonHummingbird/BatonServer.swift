@@ -41,14 +41,14 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
         let connections = try WorkerConnections(worker: worker, eventLoopGroup: eventLoopGroup, logger: logger) { channel in
             childChannel.setup(channel: channel, logger: logger).map { acceptor.yield($0) }
         }
-        try worker.ready(status: "generation \(worker.generation) serving")
+        try connections.ready(status: "generation \(worker.generation) serving")
         logger.info("worker generation \(worker.generation) (version \(worker.version)) serving on \(worker.listeners.map(\.name).joined(separator: ", "))")
 
-        let deadline = configuration.drainDeadline
+        let (deadline, handoffWindow) = (configuration.drainDeadline, configuration.handoffWindow)
         await withDiscardingTaskGroup { group in
             group.addTask {
                 try? await gracefulShutdown()
-                await connections.drain(deadline: deadline)
+                await connections.drain(deadline: deadline, handoffWindow: handoffWindow)
                 acceptor.finish()
             }
             for await value in accepted {

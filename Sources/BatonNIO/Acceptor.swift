@@ -13,22 +13,17 @@ import NIOPosix
 /// in debug builds); for this loop it is the normal case. Once ``stop(takeQueued:)`` returns nothing more is
 /// accepted; connections that arrive later wait in the kernel's queue for the next generation.
 ///
-/// Each connection's pipeline starts with a ``ConnectionSocketHandler`` for its descriptor (the
-/// drain rules need to see the socket); `initializer` adds the rest.
-///
 /// `@unchecked Sendable`: `accept` runs on the source's serial queue, and once more in ``stop(takeQueued:)``
 /// after the source's cancellation has completed, never twice at once.
-public final class Acceptor: @unchecked Sendable {
+final class Acceptor: @unchecked Sendable {
     private let listener: Listener
     private let source: any DispatchSourceRead
     private let stopped = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
 
     private let accept: () -> Void
 
-    /// Starts accepting; each connection is made a channel with `bootstrap` (its options and event
-    /// loops), set up by `initializer` and registered in `registry`.
-    public init(listener: Listener, bootstrap: ClientBootstrap, registry: ConnectionRegistry, logger: Logger,
-                initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) throws {
+    /// Starts accepting; each connection goes to `adopter`.
+    init(listener: Listener, adopter: ConnectionAdopter, logger: Logger) throws {
         try listener.makeNonBlocking()
         self.listener = listener
         // Accepts until the queue is empty (EAGAIN).
@@ -42,22 +37,7 @@ public final class Acceptor: @unchecked Sendable {
                     return
                 }
                 guard let connection else { return }
-                registry.willAccept()
-                bootstrap.channelInitializer { channel in
-                    do {
-                        try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: connection), name: ConnectionSocketHandler.name)
-                    } catch {
-                        return channel.eventLoop.makeFailedFuture(error)
-                    }
-                    return initializer(channel)
-                }.withConnectedSocket(connection).whenComplete { result in
-                    switch result {
-                    case .success(let channel): registry.accepted(channel)
-                    case .failure(let error):
-                        logger.debug("connection setup failed: \(error)")
-                        registry.acceptFailed()
-                    }
-                }
+                adopter.adopt(connection)
             }
         }
         self.accept = accept
@@ -81,7 +61,7 @@ public final class Acceptor: @unchecked Sendable {
     /// socket, leave the queue to it (`takeQueued: false`): connections taken now would only be
     /// served once and closed, and a client that has not sent its request yet could not be told
     /// apart from an idle one.
-    public func stop(takeQueued: Bool) async {
+    func stop(takeQueued: Bool) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             stopped.withLockedValue { $0 = continuation }
             source.cancel()

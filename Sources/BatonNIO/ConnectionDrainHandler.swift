@@ -1,9 +1,15 @@
 import NIOCore
 import NIOHTTP1
 
-/// Tells one connection that its worker is draining.
+/// Tells one connection that its worker is draining, and where keep-alive connections go, if
+/// the next generation takes them.
 public struct DrainConnectionEvent: Sendable {
-    public init() {}
+    /// The next generation's inbox; nil: close keep-alive connections gracefully.
+    public var handoff: ConnectionHandoff?
+
+    public init(handoff: ConnectionHandoff? = nil) {
+        self.handoff = handoff
+    }
 }
 
 /// Ends a keep-alive connection without a client ever seeing an error, and keeps HTTP/1.1's
@@ -23,6 +29,14 @@ public struct DrainConnectionEvent: Sendable {
 ///   receive buffer long before NIO reads it, and closing then would reset it. The remaining
 ///   race — a client sending at the very moment the server closes a connection that was quiet
 ///   that long — is HTTP/1.1's own (RFC 9112 §9.6).
+///
+/// With a ``ConnectionHandoff`` in the event (the next generation takes connections), responses
+/// keep the connection alive instead, and the connection is handed to the next generation as
+/// soon as it is idle at a request boundary: no request in flight or arriving, the last response
+/// written, and nothing of a next request read (see ``ConnectionActivity/atRequestBoundary``).
+/// A busy connection goes after its response; one that stays idle but not at a boundary, or is
+/// still here when the hand-over window ends or the hand-over fails, is closed as above.
+///
 /// Always: a request with `Connection: close` gets it echoed and the connection closes after
 /// the response; an HTTP/1.0 request without keep-alive is closed after its response; an
 /// HTTP/1.0 keep-alive request gets `Connection: keep-alive` back.
@@ -45,6 +59,11 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     private var responseCloses = false
     private var closing = false
     private var idleCheck: Scheduled<Void>?
+    /// Where this connection goes when it is idle, while draining with a hand-over.
+    private var handoff: ConnectionHandoff?
+    /// Response ends written but not yet on the wire.
+    private var unwrittenEnds = 0
+    private var handOverRetry: Scheduled<Void>?
 
     /// A handler that closes a draining connection once it has been idle for `idleGrace`.
     public init(idleGrace: TimeAmount = .seconds(1)) {
@@ -70,10 +89,12 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
             pending.append(PendingRequest(keepAlive: head.isKeepAlive, isHTTP10: head.version == .http1_0))
             idleCheck?.cancel()
             idleCheck = nil
-        case .body:
-            break
+            activity.lastBodyChunk = nil
+        case .body(let chunk):
+            activity.lastBodyChunk = chunk
         case .end:
             activity.requestArriving = false
+            activity.requestsEnded += 1
         }
         context.fireChannelRead(data)
     }
@@ -84,7 +105,7 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
             let request = pending.first ?? PendingRequest(keepAlive: true, isHTTP10: false)
             let appCloses = head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
             // A pipelined request already waiting gets its answer first: the last one closes.
-            responseCloses = (draining && pending.count <= 1) || !request.keepAlive || appCloses
+            responseCloses = (draining && handoff == nil && pending.count <= 1) || !request.keepAlive || appCloses
             if responseCloses {
                 head.headers.replaceOrAdd(name: "connection", value: "close")
             } else if request.isHTTP10 {
@@ -103,6 +124,17 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
                 written.futureResult.assumeIsolated().whenComplete { _ in
                     context.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
                 }
+            } else if handoff != nil {
+                // Hand the connection over once this response is on the wire.
+                unwrittenEnds += 1
+                let written = promise ?? context.eventLoop.makePromise()
+                context.write(data, promise: written)
+                written.futureResult.assumeIsolated().whenComplete { _ in
+                    self.unwrittenEnds -= 1
+                    self.handOverRetry?.cancel()  // this is the moment to try
+                    self.handOverRetry = nil
+                    self.handOverIfIdle(context: context)
+                }
             } else {
                 context.write(data, promise: promise)
                 // The response began before the drain, without `Connection: close`: the client
@@ -113,19 +145,72 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard event is DrainConnectionEvent else {
+        guard let drain = event as? DrainConnectionEvent else {
             context.fireUserInboundEventTriggered(event)
             return
         }
         guard !draining else { return }
         draining = true
-        if pending.isEmpty { scheduleIdleCheck(context: context) }
+        if let next = drain.handoff, next.isOpen, activity.fd != nil {
+            handoff = next
+            handOverIfIdle(context: context)
+        } else if pending.isEmpty {
+            scheduleIdleCheck(context: context)
+        }
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
         idleCheck?.cancel()
         idleCheck = nil
+        handOverRetry?.cancel()
+        handOverRetry = nil
         context.fireChannelInactive()
+    }
+
+    /// Hands the connection over if it is idle at a request boundary now; otherwise a later
+    /// event (a response written, a timer) calls again.
+    private func handOverIfIdle(context: ChannelHandlerContext) {
+        guard let next = handoff, !closing, pending.isEmpty, unwrittenEnds == 0, handOverRetry == nil else { return }
+        guard next.isOpen else { return fallBack(context: context) }
+        guard !activity.requestArriving, activity.atRequestBoundary else {
+            // Part of a next request may be read already (or one is arriving): it is answered
+            // here, and the connection goes after that answer. If nothing completes it, close.
+            return retryHandOver(context: context, in: max(idleGrace, activity.longestPause * 2), thenFallBack: true)
+        }
+        closing = true
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        promise.futureResult.assumeIsolated().whenFailure { error in
+            self.closing = false
+            if let failure = error as? HandOverFailure, case .full = failure.outcome {
+                self.retryHandOver(context: context, in: .milliseconds(2), thenFallBack: false)
+            } else {
+                self.fallBack(context: context)
+            }
+        }
+        context.triggerUserOutboundEvent(HandOverEvent(handoff: next), promise: promise)
+    }
+
+    /// Tries again after `delay`; with `thenFallBack`, closes gracefully if nothing changed.
+    private func retryHandOver(context: ChannelHandlerContext, in delay: TimeAmount, thenFallBack: Bool) {
+        let endedBefore = activity.requestsEnded
+        handOverRetry = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            self.handOverRetry = nil
+            if thenFallBack, self.activity.requestsEnded == endedBefore, self.pending.isEmpty, !self.activity.atRequestBoundary {
+                self.fallBack(context: context)
+            } else {
+                self.handOverIfIdle(context: context)
+            }
+        }
+    }
+
+    /// No hand-over for this connection: the graceful close of a drain without one.
+    private func fallBack(context: ChannelHandlerContext) {
+        guard let next = handoff else { return }
+        handoff = nil
+        next.fellBack()
+        handOverRetry?.cancel()
+        handOverRetry = nil
+        if pending.isEmpty { scheduleIdleCheck(context: context) }
     }
 
     /// When the connection counts as idle if nothing happens until then.

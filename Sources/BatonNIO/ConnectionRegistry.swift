@@ -13,6 +13,7 @@ public final class ConnectionRegistry: Sendable {
         /// Accepted, not yet a channel.
         var settingUp = 0
         var draining = false
+        var handoff: ConnectionHandoff?
         var waiters: [CheckedContinuation<Void, Never>] = []
         /// Nothing open, nothing being set up.
         var isIdle: Bool { open.isEmpty && settingUp == 0 }
@@ -34,13 +35,13 @@ public final class ConnectionRegistry: Sendable {
     /// Called once the accepted connection is a channel.
     public func accepted(_ channel: any Channel) {
         let id = ObjectIdentifier(channel)
-        let draining = state.withLockedValue { state -> Bool in
+        let drain = state.withLockedValue { state -> (draining: Bool, handoff: ConnectionHandoff?) in
             state.settingUp -= 1
             state.open[id] = channel
-            return state.draining
+            return (state.draining, state.handoff)
         }
         // The drain may have started while NIO was setting this connection up.
-        if draining { Self.sendDrain(to: channel) }
+        if drain.draining { Self.sendDrain(to: channel, handoff: drain.handoff) }
         channel.closeFuture.whenComplete { _ in
             self.update { $0.open[id] = nil }
         }
@@ -61,13 +62,15 @@ public final class ConnectionRegistry: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Starts draining every open connection.
-    public func startDraining() {
+    /// Starts draining every open connection (and any registered later), handing keep-alive
+    /// connections over through `handoff` when there is one.
+    public func startDraining(handoff: ConnectionHandoff? = nil) {
         let channels = state.withLockedValue { state -> [any Channel] in
             state.draining = true
+            state.handoff = handoff
             return Array(state.open.values)
         }
-        for channel in channels { Self.sendDrain(to: channel) }
+        for channel in channels { Self.sendDrain(to: channel, handoff: handoff) }
     }
 
     /// Returns once no connection is open.
@@ -87,7 +90,7 @@ public final class ConnectionRegistry: Sendable {
         for channel in state.withLockedValue({ Array($0.open.values) }) { channel.close(promise: nil) }
     }
 
-    private static func sendDrain(to channel: any Channel) {
-        channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+    private static func sendDrain(to channel: any Channel, handoff: ConnectionHandoff?) {
+        channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent(handoff: handoff))
     }
 }

@@ -7,6 +7,18 @@ public struct GracefulCloseEvent: Sendable {
     public init() {}
 }
 
+/// Asks the ``ConnectionSocketHandler`` of a connection to send its socket to the next
+/// generation through `handoff` and close this process's descriptor. The promise fails with
+/// ``ConnectionHandoff/Outcome`` `.full` (try again) or `.closed` (close gracefully instead).
+struct HandOverEvent: Sendable {
+    let handoff: ConnectionHandoff
+}
+
+/// Why a ``HandOverEvent`` did not hand the connection over.
+struct HandOverFailure: Error {
+    let outcome: ConnectionHandoff.Outcome
+}
+
 /// What a connection's handlers know about its socket: when it was last used, whether a request
 /// is arriving, and what waits unread in the kernel. Owned by the connection's event loop.
 public final class ConnectionActivity {
@@ -19,6 +31,14 @@ public final class ConnectionActivity {
     /// The longest this client has been quiet between a response (or its connect) and its next
     /// request: how long its silence may last without meaning it is done.
     public internal(set) var longestPause: TimeAmount = .zero
+    /// Every byte read so far belonged to a request read in full: the HTTP decoder holds nothing
+    /// of a next request, so the socket can go to another process with nothing lost (what the
+    /// client sent since waits in the kernel and travels with it).
+    public internal(set) var atRequestBoundary = true
+    /// Requests read in full (counted by the ``ConnectionDrainHandler``).
+    var requestsEnded = 0
+    /// The last body chunk decoded since the current read began, if any.
+    var lastBodyChunk: ByteBuffer?
 
     init(fd: Int32?) {
         self.fd = fd
@@ -76,7 +96,28 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
         }
         activity.lastActivity = now
         activity.requestArriving = true
+        let bytes = unwrapInboundIn(data)
+        let endedBefore = activity.requestsEnded
+        activity.lastBodyChunk = nil
         context.fireChannelRead(data)
+        // The HTTP decoder above has just decoded these bytes.
+        activity.atRequestBoundary = activity.requestsEnded > endedBefore && Self.endsWithRequest(bytes, lastBodyChunk: activity.lastBodyChunk)
+        activity.lastBodyChunk = nil
+    }
+
+    /// Whether `bytes`, read just now and in which a request ended, end with that request. A
+    /// request without a body ends with the blank line after its head, and bytes of a next
+    /// request cannot end so without completing that request's head (which the decoder would
+    /// have passed on). A body's last chunk must be the very memory that ends `bytes`. Anything
+    /// else (a chunked body, a copy made by the decoder) counts as "maybe not", which only means
+    /// the connection waits for its next request before it is handed over.
+    static func endsWithRequest(_ bytes: ByteBuffer, lastBodyChunk: ByteBuffer?) -> Bool {
+        let count = bytes.readableBytes
+        if count >= 4, bytes.getBytes(at: bytes.readerIndex + count - 4, length: 4) == [13, 10, 13, 10] { return true }
+        guard let chunk = lastBodyChunk, chunk.readableBytes > 0, chunk.readableBytes <= count else { return false }
+        let chunkEnd = chunk.withUnsafeReadableBytes { buffer in buffer.baseAddress.map { $0 + buffer.count } }
+        let bytesEnd = bytes.withUnsafeReadableBytes { buffer in buffer.baseAddress.map { $0 + buffer.count } }
+        return chunkEnd != nil && chunkEnd == bytesEnd
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
@@ -93,13 +134,28 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     }
 
     public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        if let handOver = event as? HandOverEvent {
+            guard !lingering, let fd = activity.fd else {
+                promise?.fail(HandOverFailure(outcome: .closed))
+                return
+            }
+            let outcome = handOver.handoff.handOver(fd)
+            guard case .sent = outcome else {
+                promise?.fail(HandOverFailure(outcome: outcome))
+                return
+            }
+            promise?.succeed()
+            // The next generation holds the socket now: this close only drops our descriptor.
+            context.close(promise: nil)
+            return
+        }
         guard event is GracefulCloseEvent else {
             context.triggerUserOutboundEvent(event, promise: promise)
             return
         }
         promise?.succeed()
         guard !lingering else { return }
-        guard activity.requestArriving || activity.pendingInput > 0 else {
+        guard activity.requestArriving || !activity.atRequestBoundary || activity.pendingInput > 0 else {
             context.close(promise: nil)
             return
         }

@@ -11,21 +11,26 @@ public struct DrainConfiguration: Sendable {
     /// How long a keep-alive connection must have been quiet (since its last request or response)
     /// before a drain closes it without waiting for another request; see ``ConnectionDrainHandler``.
     public var idleGrace: TimeAmount = .seconds(1)
+    /// How long a drain hands idle keep-alive connections to the next generation (when it takes
+    /// them); a connection not handed over by then is closed gracefully.
+    public var handoffWindow: Duration = .seconds(10)
 
     /// The defaults.
     public init() {}
 }
 
 /// The framework-neutral half of serving on a Baton worker: an ``Acceptor`` on every listener
-/// the master passed, a ``ConnectionRegistry`` of what they accepted, and the drain.
+/// the master passed, a reader of the connection inbox where the previous generation hands its
+/// keep-alive connections over, a ``ConnectionRegistry`` of all of them, and the drain.
 ///
 /// An adapter builds each connection's HTTP pipeline in `initializer` (with a
-/// ``ConnectionDrainHandler`` in it), reports readiness once this exists, and calls
-/// ``drain(deadline:)`` on graceful shutdown.
+/// ``ConnectionDrainHandler`` in it), reports readiness with ``ready(status:)`` once this exists,
+/// and calls ``drain(deadline:handoffWindow:)`` on graceful shutdown.
 public final class WorkerConnections: Sendable {
     /// Every connection accepted and not closed yet.
     public let registry = ConnectionRegistry()
     private let acceptors: [Acceptor]
+    private let inbox: ConnectionInboxReader?
     private let worker: BatonWorker
     private let logger: Logger
 
@@ -36,22 +41,36 @@ public final class WorkerConnections: Sendable {
         self.worker = worker
         self.logger = logger
         let registry = self.registry
-        let bootstrap = ClientBootstrap(group: eventLoopGroup)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-        self.acceptors = try worker.listeners.map {
-            try Acceptor(listener: $0, bootstrap: bootstrap, registry: registry, logger: logger, initializer: initializer)
+        func adopter() -> ConnectionAdopter {
+            ConnectionAdopter(group: eventLoopGroup, registry: registry, logger: logger, initializer: initializer)
         }
+        self.acceptors = try worker.listeners.map { try Acceptor(listener: $0, adopter: adopter(), logger: logger) }
+        self.inbox = worker.connectionInboxFD.map { ConnectionInboxReader(fd: $0, adopter: adopter(), logger: logger) }
+    }
+
+    /// Tells the master this worker serves (`READY=1`), and that it takes connections handed
+    /// over by the previous generation when it has a connection inbox.
+    public func ready(status: String? = nil) throws {
+        try worker.ready(status: status, takesConnections: inbox != nil)
     }
 
     /// Drains: stops accepting (leaving the kernel queue of a listener shared with a newer
     /// generation to it, taking it otherwise), sends `STOPPING=1`, tells every connection to
     /// finish, and returns once the last one has closed or `deadline` has passed (then closing
     /// what is left).
-    public func drain(deadline: Duration) async {
+    ///
+    /// When the master's orders carry the next generation's connection inbox, keep-alive
+    /// connections are handed over there at their next request boundary for up to
+    /// `handoffWindow`, instead of being closed; see ``ConnectionDrainHandler``.
+    public func drain(deadline: Duration, handoffWindow: Duration = DrainConfiguration().handoffWindow) async {
         let started = ContinuousClock.now
         // Without orders (an older master) every queue is taken: the safe choice when this may be
         // the last generation on a socket.
-        let shared = worker.drainOrders()?.sharedListeners ?? []
+        let orders = worker.drainOrders()
+        let shared = orders?.sharedListeners ?? []
+        let handoff = orders?.connectionInbox.map {
+            ConnectionHandoff(inbox: $0, window: .milliseconds(handoffWindow.milliseconds), logger: self.logger)
+        }
         for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
         try? worker.stopping()
         let listeners = worker.listeners
@@ -59,9 +78,10 @@ public final class WorkerConnections: Sendable {
         let ownNames = listeners.indices.filter { !shared.contains($0) }.map { listeners[$0].name }
         let left = sharedNames.isEmpty ? "" : "; queue of \(sharedNames.joined(separator: ", ")) left to the generation that shares it"
         let taken = ownNames.isEmpty ? "" : "; queue of \(ownNames.joined(separator: ", ")) taken (last user)"
-        logger.info("worker generation \(worker.generation) draining \(registry.openCount) connection(s)\(left)\(taken)")
+        let handing = handoff == nil ? "" : "; handing keep-alive connections to the next generation"
+        logger.info("worker generation \(worker.generation) draining \(registry.openCount) connection(s)\(left)\(taken)\(handing)")
         let registry = self.registry
-        registry.startDraining()
+        registry.startDraining(handoff: handoff)
         let logger = self.logger
         await withTaskGroup(of: Bool.self) { group in
             group.addTask { await registry.waitUntilAllClosed(); return true }
@@ -74,7 +94,22 @@ public final class WorkerConnections: Sendable {
             }
             group.cancelAll()
         }
-        let took = ContinuousClock.now - started
-        logger.info("worker generation \(worker.generation) drained in \(took.components.seconds * 1000 + took.components.attoseconds / 1_000_000_000_000_000) ms")
+        inbox?.stop()
+        handoff?.close()
+        let took = (ContinuousClock.now - started).milliseconds
+        let received = inbox.map { $0.count > 0 ? "; had taken over \($0.count) connection(s) from the generation before" : "" } ?? ""
+        if let (handedOver, closed) = handoff?.counts {
+            logger.info("worker generation \(worker.generation) drained in \(took) ms: \(handedOver) connection(s) handed over, \(closed) closed\(received)")
+        } else {
+            logger.info("worker generation \(worker.generation) drained in \(took) ms\(received)")
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

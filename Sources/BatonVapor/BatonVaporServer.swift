@@ -67,7 +67,7 @@ public final class BatonVaporServer: Server, Sendable {
             }
         }
         state.withLockedValue { $0 = connections }
-        try worker.ready(status: "generation \(worker.generation) serving")
+        try connections.ready(status: "generation \(worker.generation) serving")
         logger.info("worker generation \(worker.generation) (version \(worker.version)) serving on \(worker.listeners.map(\.name).joined(separator: ", "))")
     }
 
@@ -81,10 +81,10 @@ public final class BatonVaporServer: Server, Sendable {
         try pipeline.addHandler(VaporHTTPHandler(shared: shared, httpHandlers: [encoder, decoder, errors, drain]))
     }
 
-    /// Drains (see ``BatonNIO/WorkerConnections/drain(deadline:)``) and completes ``onShutdown``.
+    /// Drains (see ``BatonNIO/WorkerConnections/drain(deadline:handoffWindow:)``) and completes ``onShutdown``.
     public func shutdown() async {
         guard let connections = state.withLockedValue({ state in defer { state = nil }; return state }) else { return }
-        await connections.drain(deadline: configuration.drain.drainDeadline)
+        await connections.drain(deadline: configuration.drain.drainDeadline, handoffWindow: configuration.drain.handoffWindow)
         shutdownPromise.succeed()
     }
 

@@ -32,8 +32,10 @@ final class AcceptorTests: XCTestCase {
     /// copy keeps the socket, as the other generation's would).
     private func makeAcceptor() throws -> Acceptor {
         let copy = Listener(fd: fcntl(listener.fd, F_DUPFD_CLOEXEC, 3), name: listener.name)
-        return try Acceptor(listener: copy, bootstrap: ClientBootstrap(group: group), registry: registry,
-                            logger: Logger(label: "test")) { channel in channel.eventLoop.makeSucceededVoidFuture() }
+        let adopter = ConnectionAdopter(group: group, registry: registry, logger: Logger(label: "test")) {
+            channel in channel.eventLoop.makeSucceededVoidFuture()
+        }
+        return try Acceptor(listener: copy, adopter: adopter, logger: Logger(label: "test"))
     }
 
     private func connectClients(_ count: Int) throws {

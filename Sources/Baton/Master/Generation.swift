@@ -38,6 +38,10 @@ public struct Generation: Sendable, Equatable {
     public let listeners: [Listener]
     /// The master's end of the worker's ``WorkerControl`` channel.
     let control: Int32
+    /// The sending end of the worker's ``ConnectionInbox`` (-1: none).
+    var inbox: Int32 = -1
+    /// It said `BATON_HANDOFF=1` when ready: it serves connections sent to its inbox.
+    var takesConnections = false
 
     var label: String { "generation \(number) (pid \(pid), version \(version.isEmpty ? "-" : version))" }
 }

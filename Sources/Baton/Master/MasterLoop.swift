@@ -173,14 +173,17 @@ final class MasterLoop {
         let pid: pid_t
         let given: [Listener]
         var control: WorkerControl?
+        var inbox: ConnectionInbox?
         do {
             given = try listeners.listeners(for: plan.listen)
             control = try WorkerControl.make()
+            inbox = try ConnectionInbox.make()
             let environment = WorkerEnvironment.make(
                 inherited: ProcessEnvironment.current(), plan: plan, listeners: given,
                 generation: number, notifySocketPath: sockets.notify.path, masterPID: getpid(), control: true)
-            defer { close(control!.workerEnd) }  // the worker has its copy now (or never will)
-            pid = try await spawner.spawn(plan, environment: environment, listeners: given, extra: [control!.workerEnd])
+            // The worker has its copies now (or never will).
+            defer { close(control!.workerEnd); close(inbox!.receiverEnd) }
+            pid = try await spawner.spawn(plan, environment: environment, listeners: given, extra: [control!.workerEnd, inbox!.receiverEnd])
             do {
                 try watcher.watch(pid) { [master] pid, status in master.post(.exited(pid, status)) }
             } catch {
@@ -192,12 +195,13 @@ final class MasterLoop {
             }
         } catch {
             if let control { close(control.masterEnd) }
+            if let inbox { close(inbox.senderEnd) }
             finishUpgrade(.failed(reason: "generation \(number) (version \(plan.version)): \(error)"), replies: replies)
             return
         }
         nextNumber += 1
         let generation = Generation(number: number, pid: pid, version: plan.version, state: .starting, startedAt: .now,
-                                    plan: plan, listeners: given, control: control!.masterEnd)
+                                    plan: plan, listeners: given, control: control!.masterEnd, inbox: inbox!.senderEnd)
         generations.append(generation)
         upgrade = (number, replies)
         logger.info("\(generation.label) starting (\(reason)): \(plan.executable)")
@@ -290,12 +294,13 @@ final class MasterLoop {
         let now = ContinuousClock.Instant.now
         generations[index].state = .serving
         generations[index].readyAt = now
+        generations[index].takesConnections = message.takesConnections
         master.metrics.ready(after: generations[index].startedAt.duration(to: now))
         consecutiveFailures = 0
         let ready = generations[index]
         var draining: [Int] = []
         for other in generations.indices where other != index && generations[other].state == .serving {
-            beginDrain(other)
+            beginDrain(other, successor: index)
             draining.append(generations[other].number)
         }
         if currentPlan != ready.plan {
@@ -319,16 +324,32 @@ final class MasterLoop {
 
     // MARK: Draining and exits
 
-    func beginDrain(_ index: Int) {
+    /// Sends generation `index` its drain orders and SIGTERM. When `successor` (the generation
+    /// that just became ready) takes connections and the drainer can hand them over, the orders
+    /// carry the successor's connection inbox.
+    func beginDrain(_ index: Int, successor: Int? = nil) {
         generations[index].state = .draining
         generations[index].drainStartedAt = .now
         // First what the worker must know to drain well: which queues others go on serving.
         let accepting = Set(generations.filter { $0.state == .starting || $0.state == .serving }.flatMap(\.listeners))
         let shared = generations[index].listeners.indices.filter { listeners.adopted || accepting.contains(generations[index].listeners[$0]) }
-        _ = WorkerControl.send(DrainOrders(sharedListeners: Set(shared)), on: generations[index].control)
+        var orders = DrainOrders(sharedListeners: Set(shared))
+        var keepAlives = ""
+        if let successor {
+            let (old, new) = (generations[index], generations[successor])
+            if !new.takesConnections || new.inbox < 0 {
+                keepAlives = "; \(new.label) does not take connections over (no BATON_HANDOFF=1: a worker in another language or an older release), so keep-alive connections are closed gracefully"
+            } else if !old.takesConnections {
+                keepAlives = "; it cannot hand connections over (an older release or another language), so keep-alive connections are closed gracefully"
+            } else {
+                orders.connectionInbox = new.inbox
+                keepAlives = "; idle keep-alive connections go to generation \(new.number)"
+            }
+        }
+        _ = WorkerControl.send(orders, on: generations[index].control)
         kill(generations[index].pid, SIGTERM)
         let number = generations[index].number
-        logger.info("\(generations[index].label) draining (SIGTERM)")
+        logger.info("\(generations[index].label) draining (SIGTERM)\(keepAlives)")
         after(configuration.drainTimeout) { .drainTimeout(generation: number) }
     }
 
@@ -342,6 +363,7 @@ final class MasterLoop {
         guard let index = generations.firstIndex(where: { $0.pid == pid }) else { return }
         let generation = generations.remove(at: index)
         close(generation.control)
+        if generation.inbox >= 0 { close(generation.inbox) }
         defer { closeUnusedListeners() }
         switch generation.state {
         case .starting:

@@ -85,7 +85,7 @@ extension MasterLoop {
             environment[MasterRecord.environmentKey] = String(memfd)
             if let socket = systemd.socket { environment["NOTIFY_SOCKET"] = socket }
             let keep = listeners.bound.map(\.listener.fd) + [sockets.notify.fd] + (sockets.control.map { [$0.fd] } ?? [])
-                + generations.map(\.control).filter { $0 >= 0 } + [memfd]
+                + generations.flatMap { [$0.control, $0.inbox] }.filter { $0 >= 0 } + [memfd]
             systemd.reloading("re-executing the master: \(image.path)")
             logger.notice("re-executing the master in place: \(image.path) (execution \(record.image.executions), \(generations.count) generation(s) handed over)")
             let code = await spawner.execInPlace(path: image.path, argv: image.arguments, environment: environment, keep: keep)
@@ -117,7 +117,8 @@ extension MasterLoop {
             generations: generations.map {
                 .init(number: $0.number, pid: $0.pid, version: $0.version, state: $0.state.rawValue, age: age($0.startedAt),
                       readyAge: $0.readyAt.map(age), drainAge: $0.drainStartedAt.map(age), status: $0.status,
-                      plan: .init($0.plan), listeners: $0.listeners.map(\.fd), control: $0.control)
+                      plan: .init($0.plan), listeners: $0.listeners.map(\.fd), control: $0.control,
+                      inbox: $0.inbox >= 0 ? $0.inbox : nil, takesConnections: $0.takesConnections)
             },
             nextNumber: nextNumber, currentPlan: currentPlan.map(MasterRecord.Plan.init),
             previousPlan: previousPlan.map(MasterRecord.Plan.init), consecutiveFailures: consecutiveFailures,
@@ -143,7 +144,8 @@ extension MasterLoop {
             var generation = Generation(
                 number: entry.number, pid: entry.pid, version: entry.version, state: state,
                 startedAt: record.instant(age: entry.age), plan: try entry.plan.launchPlan(),
-                listeners: try entry.listeners.map(listener), control: entry.control)
+                listeners: try entry.listeners.map(listener), control: entry.control,
+                inbox: entry.inbox ?? -1, takesConnections: entry.takesConnections ?? false)
             generation.readyAt = entry.readyAge.map(record.instant)
             generation.drainStartedAt = entry.drainAge.map(record.instant)
             generation.status = entry.status
@@ -173,6 +175,7 @@ extension MasterLoop {
                 logger.error("\(generation.label) cannot be watched after the re-execution (\(error)); forgetting it")
                 generations.removeAll { $0.pid == generation.pid }
                 close(generation.control)
+                if generation.inbox >= 0 { close(generation.inbox) }
                 continue
             }
             if generation.state == .draining, let started = generation.drainStartedAt {

@@ -77,6 +77,9 @@ struct MasterRecord: Codable, Equatable {
         var plan: Plan
         var listeners: [Int32]
         var control: Int32
+        /// The sending end of its connection inbox (absent in records of older releases).
+        var inbox: Int32?
+        var takesConnections: Bool?
     }
     var generations: [GenerationEntry]
     var nextNumber: Int

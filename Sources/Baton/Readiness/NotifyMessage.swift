@@ -21,6 +21,10 @@ public struct NotifyMessage: Sendable, Equatable {
     public var isReady: Bool { self["READY"] == "1" }
     /// `STOPPING=1`.
     public var isStopping: Bool { self["STOPPING"] == "1" }
+    /// `BATON_HANDOFF=1` (Baton's own, with `READY=1`): the worker serves connections handed to
+    /// its connection inbox.
+    public var takesConnections: Bool { self[Self.takesConnectionsKey] == "1" }
+    static let takesConnectionsKey = "BATON_HANDOFF"
     /// The `STATUS=` text, if any.
     public var status: String? { self["STATUS"] }
 

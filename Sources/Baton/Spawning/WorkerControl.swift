@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBaton
 
 /// What the master tells a worker as it asks it to drain (sent just before SIGTERM).
 ///
@@ -12,19 +13,26 @@ public struct DrainOrders: Sendable, Equatable {
     /// Positions (0 = fd 3) of the listeners whose accept queue another generation, or systemd,
     /// goes on serving: leave what is queued there.
     public var sharedListeners: Set<Int>
+    /// The next generation's ``ConnectionInbox`` (a descriptor of this process, sent along with
+    /// the orders): hand idle keep-alive connections over there instead of closing them. Nil when
+    /// the next generation cannot take connections; then close them gracefully.
+    public var connectionInbox: Int32?
 
-    /// Orders naming the listeners (by position) whose queue the worker must leave alone.
-    public init(sharedListeners: Set<Int>) {
+    /// Orders naming the listeners (by position) whose queue the worker must leave alone, and
+    /// where connections go, if anywhere.
+    public init(sharedListeners: Set<Int>, connectionInbox: Int32? = nil) {
         self.sharedListeners = sharedListeners
+        self.connectionInbox = connectionInbox
     }
 
-    /// The protocol line: `drain shared=0,2`.
+    /// The protocol line: `drain shared=0,2`, with ` handoff=1` when an inbox is attached.
     var line: String {
-        "drain shared=\(sharedListeners.sorted().map(String.init).joined(separator: ","))\n"
+        "drain shared=\(sharedListeners.sorted().map(String.init).joined(separator: ","))\(connectionInbox == nil ? "" : " handoff=1")\n"
     }
 
-    /// Parses the last `drain` line of `text`; nil if there is none or it is malformed.
-    init?(parsing text: String) {
+    /// Parses the last `drain` line of `text`; nil if there is none or it is malformed. With
+    /// `handoff=1` in the line, `inbox` is the descriptor that came with it.
+    init?(parsing text: String, inbox: Int32? = nil) {
         guard let line = text.split(separator: "\n").last(where: { $0.hasPrefix("drain ") }) else { return nil }
         var shared: Set<Int>?
         for field in line.dropFirst("drain ".count).split(separator: " ") where field.hasPrefix("shared=") {
@@ -35,6 +43,7 @@ public struct DrainOrders: Sendable, Equatable {
         }
         guard let shared else { return nil }
         self.sharedListeners = shared
+        self.connectionInbox = line.split(separator: " ").contains("handoff=1") ? inbox : nil
     }
 }
 
@@ -56,22 +65,58 @@ struct WorkerControl {
         return WorkerControl(masterEnd: fds[0], workerEnd: fds[1])
     }
 
-    /// Sends `orders` without blocking; a worker that is gone or never reads simply misses them
-    /// (MSG_NOSIGNAL: a dead reader must not raise SIGPIPE in the master).
+    /// Sends `orders` without blocking, with their ``DrainOrders/connectionInbox`` (a descriptor
+    /// of the master) attached as SCM_RIGHTS; a worker that is gone or never reads simply misses
+    /// them (MSG_NOSIGNAL: a dead reader must not raise SIGPIPE in the master). A worker of an
+    /// older release reads with plain `recv`, which discards the attached descriptor.
     static func send(_ orders: DrainOrders, on fd: Int32) -> Bool {
         let bytes = Array(orders.line.utf8)
-        return bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) } == bytes.count
+        return bytes.withUnsafeBytes { baton_send_fd(fd, $0.baseAddress, $0.count, orders.connectionInbox ?? -1) } == bytes.count
     }
 
-    /// Reads what the master sent so far on the worker's end, without blocking.
-    static func receive(on fd: Int32) -> String {
+    /// Reads what the master sent so far on the worker's end, without blocking, and the last
+    /// descriptor that came with it (close-on-exec; earlier ones are closed).
+    static func receive(on fd: Int32) -> (text: String, descriptor: Int32?) {
         var text: [UInt8] = []
+        var descriptor: Int32?
         var buffer = [UInt8](repeating: 0, count: 512)
         while text.count < 65536 {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            var received: Int32 = -1
+            let n = buffer.withUnsafeMutableBytes { baton_recv_fd(fd, $0.baseAddress, $0.count, &received) }
+            if received >= 0 {
+                if let earlier = descriptor { close(earlier) }
+                descriptor = received
+            }
             guard n > 0 else { break }
             text += buffer[0..<n]
         }
-        return String(decoding: text, as: UTF8.self)
+        return (String(decoding: text, as: UTF8.self), descriptor)
+    }
+}
+
+/// A worker's inbox for the connections the generation before it hands over when it drains: a
+/// `SOCK_SEQPACKET` unix socket pair. The worker gets the receiving end at the descriptor after
+/// its control channel (`BATON_HANDOFF_FD`); the master keeps the sending end and passes a copy
+/// to the previous generation with its ``DrainOrders``, once this worker said it takes
+/// connections (`BATON_HANDOFF=1` with `READY=1`).
+///
+/// Each message is ``ConnectionInbox/message`` with one connected socket attached (SCM_RIGHTS).
+/// It is handed over at a request boundary: every byte the old generation read was part of a
+/// request it answered, and whatever the client sent since waits in the socket's receive queue,
+/// which travels with it. The receiver serves it as if it had accepted it.
+public struct ConnectionInbox {
+    /// The master's end (close-on-exec).
+    let senderEnd: Int32
+    /// The worker's end, closed in the master once the worker is spawned.
+    let receiverEnd: Int32
+
+    /// The payload of a hand-over message, version 1.
+    public static let message = "baton-connection 1"
+
+    static func make() throws -> ConnectionInbox {
+        var fds: [Int32] = [-1, -1]
+        let type = Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        guard socketpair(AF_UNIX, type, 0, &fds) == 0 else { throw BatonError.errno("socketpair for a worker's connection inbox") }
+        return ConnectionInbox(senderEnd: fds[0], receiverEnd: fds[1])
     }
 }

@@ -9,6 +9,9 @@ public enum WorkerEnvironment {
     public static let listenPID = "LISTEN_PID"
     /// The worker's end of its ``WorkerControl`` channel: the descriptor after the listeners.
     public static let controlFD = "BATON_CONTROL_FD"
+    /// The receiving end of the worker's ``ConnectionInbox``: the descriptor after the control
+    /// channel (protocol 3).
+    public static let connectionInboxFD = "BATON_HANDOFF_FD"
     /// The master⇄worker protocol version the master speaks (absent: 1).
     public static let protocolVersion = "BATON_PROTOCOL"
     /// The protocol this release speaks.
@@ -18,7 +21,11 @@ public enum WorkerEnvironment {
     /// - 2: the master may re-execute itself in place (same pid, every thread but one gone), so a
     ///   worker must watch the master *process* (a pidfd), never its spawning thread. A version-2
     ///   master still execs from the thread that spawned its workers, so version-1 workers survive.
-    public static let currentProtocol = 2
+    /// - 3: the worker gets a ``ConnectionInbox`` (`BATON_HANDOFF_FD`); one that serves what
+    ///   arrives there says `BATON_HANDOFF=1` with `READY=1`, and a draining worker's orders may
+    ///   carry the next generation's inbox (`handoff=1`, the descriptor attached). A worker that
+    ///   ignores all of it drains as in version 2.
+    public static let currentProtocol = 3
 
     /// Variables never passed on from the master's own environment: they describe the master's
     /// own activation (systemd's sockets, notify socket, watchdog) or an earlier Baton hand-over.
@@ -29,7 +36,8 @@ public enum WorkerEnvironment {
 
     /// The environment of a new worker: the master's inheritable variables, the protocol
     /// variables (all but `LISTEN_PID`, which only the child can know), then `plan.environment`.
-    /// With `control`, the control channel is announced at the descriptor after the listeners.
+    /// With `control`, the control channel is announced at the descriptor after the listeners and
+    /// the connection inbox at the one after that.
     static func make(
         inherited: [String: String],
         plan: LaunchPlan,
@@ -47,7 +55,10 @@ public enum WorkerEnvironment {
         result[version] = plan.version
         result[self.masterPID] = String(masterPID)
         result[protocolVersion] = String(currentProtocol)
-        if control { result[controlFD] = String(3 + listeners.count) }
+        if control {
+            result[controlFD] = String(3 + listeners.count)
+            result[connectionInboxFD] = String(4 + listeners.count)
+        }
         for (name, value) in plan.environment { result[name] = value }
         return result
     }

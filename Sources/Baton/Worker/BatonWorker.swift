@@ -18,15 +18,20 @@ public struct BatonWorker: Sendable {
     public let notifySocket: String?
     /// The worker's end of the master's control channel (`BATON_CONTROL_FD`), if it was given one.
     public let controlFD: Int32?
+    /// The receiving end of this worker's ``ConnectionInbox`` (`BATON_HANDOFF_FD`), if it was
+    /// given one: where the previous generation hands its keep-alive connections over.
+    public let connectionInboxFD: Int32?
 
     /// A hand-over made by hand (tests, or a custom launcher); see ``fromEnvironment()``.
-    public init(generation: Int, version: String, masterPID: pid_t, listeners: [Listener], notifySocket: String?, controlFD: Int32? = nil) {
+    public init(generation: Int, version: String, masterPID: pid_t, listeners: [Listener], notifySocket: String?,
+                controlFD: Int32? = nil, connectionInboxFD: Int32? = nil) {
         self.generation = generation
         self.version = version
         self.masterPID = masterPID
         self.listeners = listeners
         self.notifySocket = notifySocket
         self.controlFD = controlFD
+        self.connectionInboxFD = connectionInboxFD
     }
 
     /// Takes over what a Baton master passed to this process, or returns nil when this process
@@ -45,18 +50,21 @@ public struct BatonWorker: Sendable {
         guard let listeners = try SocketActivation.adoptListeners(environment: environment) else {
             throw BatonError.invalidEnvironment("started by a Baton master but LISTEN_PID does not name this process")
         }
-        // The control channel sits right after the listeners; anything else named there is ignored.
-        var controlFD: Int32?
-        if let fd = environment[WorkerEnvironment.controlFD].flatMap(Int32.init), fd == 3 + Int32(listeners.count),
-           fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 {
-            controlFD = fd
+        // The control channel sits right after the listeners, the connection inbox after it;
+        // anything else named there is ignored.
+        func adopt(_ variable: String, at expected: Int32) -> Int32? {
+            guard let fd = environment[variable].flatMap(Int32.init), fd == expected, fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else { return nil }
+            return fd
         }
+        let controlFD = adopt(WorkerEnvironment.controlFD, at: 3 + Int32(listeners.count))
+        let inboxFD = adopt(WorkerEnvironment.connectionInboxFD, at: 4 + Int32(listeners.count))
         let worker = BatonWorker(
             generation: generation, version: environment[WorkerEnvironment.version] ?? "",
             masterPID: masterPID, listeners: listeners, notifySocket: environment[WorkerEnvironment.notifySocket],
-            controlFD: controlFD)
+            controlFD: controlFD, connectionInboxFD: inboxFD)
         for name in [WorkerEnvironment.generation, WorkerEnvironment.version, WorkerEnvironment.masterPID,
-                     WorkerEnvironment.notifySocket, WorkerEnvironment.controlFD, WorkerEnvironment.protocolVersion] {
+                     WorkerEnvironment.notifySocket, WorkerEnvironment.controlFD, WorkerEnvironment.connectionInboxFD,
+                     WorkerEnvironment.protocolVersion] {
             unsetenv(name)
         }
         signal(SIGHUP, SIG_IGN)
@@ -78,15 +86,27 @@ public struct BatonWorker: Sendable {
     }
 
     /// What the master said when it asked this worker to drain (it writes them before SIGTERM);
-    /// nil when it said nothing (an older master, no control channel).
+    /// nil when it said nothing (an older master, no control channel). The caller owns the
+    /// orders' ``DrainOrders/connectionInbox`` descriptor.
     public func drainOrders() -> DrainOrders? {
         guard let controlFD else { return nil }
-        return DrainOrders(parsing: WorkerControl.receive(on: controlFD))
+        let (text, descriptor) = WorkerControl.receive(on: controlFD)
+        guard let orders = DrainOrders(parsing: text, inbox: descriptor) else {
+            if let descriptor { close(descriptor) }
+            return nil
+        }
+        if let descriptor, orders.connectionInbox != descriptor { close(descriptor) }
+        return orders
     }
 
-    /// Tells the master this worker accepts connections (`READY=1`).
-    public func ready(status: String? = nil) throws {
-        try SDNotify.send(NotifyMessage([("READY", "1")] + (status.map { [("STATUS", $0)] } ?? [])), to: notifySocket)
+    /// Tells the master this worker accepts connections (`READY=1`). With `takesConnections`, it
+    /// also says it serves connections handed to its ``connectionInboxFD`` (`BATON_HANDOFF=1`), so
+    /// the master lets the previous generation hand its keep-alive connections over.
+    public func ready(status: String? = nil, takesConnections: Bool = false) throws {
+        var fields: [(String, String)] = [("READY", "1")]
+        if let status { fields.append(("STATUS", status)) }
+        if takesConnections { fields.append((NotifyMessage.takesConnectionsKey, "1")) }
+        try SDNotify.send(NotifyMessage(fields), to: notifySocket)
     }
 
     /// Tells the master this worker is draining (`STOPPING=1`).

@@ -42,6 +42,17 @@ int baton_accept(int fd);
 /// count, or -1 with errno set. (ioctl is variadic, which Swift cannot call.)
 int baton_pending_input(int fd);
 
+/// Sends `len` bytes of `buf` on the unix socket `sock` as one message, with `fd` attached as
+/// SCM_RIGHTS when it is >= 0 (the receiver gets its own descriptor for the same open file).
+/// Never blocks (MSG_DONTWAIT) and never raises SIGPIPE. Returns the bytes sent, or -1 with errno
+/// set (EAGAIN: the receiver's queue is full).
+ssize_t baton_send_fd(int sock, const void *buf, size_t len, int fd);
+
+/// Receives one message from `sock` without blocking into `buf` (at most `len` bytes). The first
+/// descriptor attached as SCM_RIGHTS is stored in `fd` (close-on-exec), -1 when none; further
+/// ones are closed. Returns the byte count (0: the peer closed), or -1 with errno set.
+ssize_t baton_recv_fd(int sock, void *buf, size_t len, int *fd);
+
 /// memfd_create(name, MFD_CLOEXEC): an anonymous file. Returns the fd or -1 with errno set.
 int baton_memfd_create(const char *name);
 
