@@ -127,6 +127,16 @@ final class HTTPConnection {
         return try readResponse(closeConnection: closeConnection)
     }
 
+    /// Sends `text` as it is (a request, or part of one).
+    func send(raw text: String) throws(HTTPFailure) {
+        try send(Array(text.utf8))
+    }
+
+    /// Reads one full response to a request sent with ``send(raw:)``.
+    func readResponse() throws(HTTPFailure) -> HTTPResponse {
+        try readResponse(closeConnection: false)
+    }
+
     private func send(_ bytes: [UInt8]) throws(HTTPFailure) {
         var sent = 0
         while sent < bytes.count {

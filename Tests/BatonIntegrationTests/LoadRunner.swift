@@ -14,6 +14,8 @@ struct LoadReport: Sendable, CustomStringConvertible {
     var pidOrder: [pid_t] = []
     /// Successful responses that carried `Connection: close` (keep-alive clients then reconnect).
     var closingResponses = 0
+    /// Connections the keep-alive clients opened (one each, plus one per reconnect).
+    var keepAliveConnects = 0
     /// Client threads that did not finish within the stop timeout (0 after a clean stop).
     var stuckClients = 0
     /// The slowest successful request, in seconds (connect included for new connections).
@@ -26,6 +28,7 @@ struct LoadReport: Sendable, CustomStringConvertible {
 
     var description: String {
         var text = "\(successes) ok, \(failures) failed, \(closingResponses) with Connection: close, "
+        text += "\(keepAliveConnects) keep-alive connects, "
         text += "slowest \(Int(slowest * 1000)) ms, "
         text += "pids (first-seen order, answers): "
         text += pidOrder.map { "\($0):\(answersByPid[$0] ?? 0)" }.joined(separator: " ")
@@ -78,6 +81,12 @@ final class LoadStats: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return stopping
+    }
+
+    func connected() {
+        lock.lock()
+        report.keepAliveConnects += 1
+        lock.unlock()
     }
 
     func endedByRefusal() {
@@ -171,7 +180,12 @@ final class LoadRunner: @unchecked Sendable {
             let start = Date()
             do throws(HTTPFailure) {
                 let conn: HTTPConnection
-                if let connection { conn = connection } else { conn = try HTTPConnection(port: port) }
+                if let connection {
+                    conn = connection
+                } else {
+                    conn = try HTTPConnection(port: port)
+                    stats.connected()
+                }
                 connection = conn
                 let response = try conn.get("/hello")
                 if response.connectionClose {

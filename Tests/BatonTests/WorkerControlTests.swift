@@ -27,6 +27,37 @@ final class WorkerControlTests: XCTestCase {
         XCTAssertNil(DrainOrders(parsing: ""))
     }
 
+    /// Orders with `handoff=1` carry the next generation's connection inbox as SCM_RIGHTS: what
+    /// the worker gets is a working descriptor of the same socket.
+    func testDrainOrdersCarryTheNextGenerationsInbox() throws {
+        let control = try WorkerControl.make()
+        defer { close(control.masterEnd); close(control.workerEnd) }
+        let inbox = try ConnectionInbox.make()
+        defer { close(inbox.senderEnd); close(inbox.receiverEnd) }
+        let worker = BatonWorker(generation: 2, version: "1", masterPID: getpid(), listeners: [], notifySocket: nil,
+                                 controlFD: control.workerEnd)
+        XCTAssertTrue(WorkerControl.send(DrainOrders(sharedListeners: [0], connectionInbox: inbox.senderEnd), on: control.masterEnd))
+        let orders = try XCTUnwrap(worker.drainOrders())
+        XCTAssertEqual(orders.sharedListeners, [0])
+        let received = try XCTUnwrap(orders.connectionInbox, "no descriptor came with handoff=1")
+        defer { close(received) }
+        XCTAssertNotEqual(received, inbox.senderEnd, "a new descriptor in the receiving process")
+        XCTAssertEqual(fcntl(received, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC, "received close-on-exec")
+        // It is the inbox's sending end: a message sent on it arrives at the receiving end.
+        let message = Array(ConnectionInbox.message.utf8)
+        XCTAssertEqual(message.withUnsafeBytes { send(received, $0.baseAddress, $0.count, 0) }, message.count)
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let n = buffer.withUnsafeMutableBytes { recv(inbox.receiverEnd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        XCTAssertEqual(Array(buffer[0..<max(0, n)]), message)
+    }
+
+    func testHandoffFlagWithoutDescriptorMeansNoHandoff() {
+        XCTAssertEqual(DrainOrders(parsing: "drain shared=0 handoff=1\n", inbox: nil), DrainOrders(sharedListeners: [0]))
+        XCTAssertEqual(DrainOrders(parsing: "drain shared=0 handoff=1\n", inbox: 9), DrainOrders(sharedListeners: [0], connectionInbox: 9))
+        XCTAssertEqual(DrainOrders(parsing: "drain shared=0\n", inbox: 9), DrainOrders(sharedListeners: [0]), "a descriptor without handoff=1 is not used")
+        XCTAssertEqual(DrainOrders(sharedListeners: [1], connectionInbox: 5).line, "drain shared=1 handoff=1\n")
+    }
+
     func testSendingToAWorkerThatIsGoneFailsQuietly() throws {
         let control = try WorkerControl.make()
         defer { close(control.masterEnd) }

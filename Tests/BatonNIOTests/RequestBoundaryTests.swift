@@ -1,0 +1,67 @@
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import XCTest
+@testable import BatonNIO
+
+/// When a connection may go to another process: only when every byte read so far belonged to a
+/// request read in full, so the HTTP decoder holds nothing of the next one.
+final class RequestBoundaryTests: XCTestCase {
+    private var channel: EmbeddedChannel!
+    private var socket: ConnectionSocketHandler!
+
+    override func setUpWithError() throws {
+        socket = ConnectionSocketHandler(fd: nil)
+        channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(socket, name: ConnectionSocketHandler.name)
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
+        try channel.pipeline.syncOperations.addHandler(ConnectionDrainHandler())
+    }
+
+    override func tearDown() {
+        _ = try? channel.finish(acceptAlreadyClosed: true)
+    }
+
+    private func read(_ text: String) throws -> Bool {
+        try channel.writeInbound(ByteBuffer(string: text))
+        while try channel.readInbound(as: HTTPServerRequestPart.self) != nil {}
+        return socket.activity.atRequestBoundary
+    }
+
+    func testNothingReadYetIsABoundary() {
+        XCTAssertTrue(socket.activity.atRequestBoundary)
+    }
+
+    func testCompleteRequestWithoutBody() throws {
+        XCTAssertTrue(try read("GET /hello HTTP/1.1\r\nHost: a\r\n\r\n"))
+    }
+
+    func testHalfARequestIsNot() throws {
+        XCTAssertFalse(try read("GET /hello HTTP/1.1\r\nHo"))
+        XCTAssertTrue(try read("st: a\r\n\r\n"), "completed by the next read")
+    }
+
+    func testARequestFollowedByPartOfTheNextIsNot() throws {
+        XCTAssertFalse(try read("GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHo"))
+    }
+
+    func testBodyEndingTheReadIs() throws {
+        XCTAssertFalse(try read("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n01234"), "body not complete")
+        XCTAssertTrue(try read("56789"), "the read ends exactly with the body")
+    }
+
+    func testBodyFollowedByPartOfTheNextRequestIsNot() throws {
+        XCTAssertFalse(try read("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nxyGET / HTTP/1.1\r\n"))
+    }
+
+    func testBodyFollowedByBytesThatRepeatItsEndIsNot() throws {
+        // The bytes read end with "GE" as the body does, but the body is not what ends them: the
+        // start of a next request (GET) is.
+        XCTAssertFalse(try read("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nGEGE"))
+    }
+
+    func testCompleteRequestWithBodyInOneRead() throws {
+        // The body is a slice of the bytes read, so its end is theirs.
+        XCTAssertTrue(try read("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"))
+    }
+}
