@@ -23,7 +23,7 @@ final class Acceptor: @unchecked Sendable {
     private let accept: () -> Void
 
     /// Starts accepting; each connection goes to `adopter`.
-    init(listener: Listener, adopter: ConnectionAdopter, logger: Logger) throws {
+    init(listener: Listener, index: Int, adopter: ConnectionAdopter, logger: Logger) throws {
         try listener.makeNonBlocking()
         self.listener = listener
         // Accepts until the queue is empty (EAGAIN).
@@ -37,7 +37,7 @@ final class Acceptor: @unchecked Sendable {
                     return
                 }
                 guard let connection else { return }
-                adopter.adopt(connection)
+                adopter.adopt(connection, listener: index)
             }
         }
         self.accept = accept

@@ -25,15 +25,16 @@ final class ConnectionAdopter: @unchecked Sendable {
         self.initializer = initializer
     }
 
-    /// Takes `fd` (owned from now on: NIO closes it with the channel).
-    func adopt(_ fd: Int32) {
+    /// Takes `fd` (owned from now on: NIO closes it with the channel), a connection to the
+    /// listener at position `listener` (nil: unknown).
+    func adopt(_ fd: Int32, listener: Int?) {
         registry.willAccept()
         let initializer = self.initializer
         let registry = self.registry
         let logger = self.logger
         bootstrap.channelInitializer { channel in
             do {
-                try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: fd), name: ConnectionSocketHandler.name)
+                try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: fd, listener: listener), name: ConnectionSocketHandler.name)
             } catch {
                 return channel.eventLoop.makeFailedFuture(error)
             }

@@ -151,7 +151,7 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         }
         guard !draining else { return }
         draining = true
-        if let next = drain.handoff, next.isOpen, activity.fd != nil {
+        if let next = drain.handoff, activity.fd != nil, next.takes(listener: activity.listener) {
             handoff = next
             handOverIfIdle(context: context)
         } else if pending.isEmpty {
@@ -171,7 +171,7 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     /// event (a response written, a timer) calls again.
     private func handOverIfIdle(context: ChannelHandlerContext) {
         guard let next = handoff, !closing, pending.isEmpty, unwrittenEnds == 0, handOverRetry == nil else { return }
-        guard next.isOpen else { return fallBack(context: context) }
+        guard next.takes(listener: activity.listener) else { return fallBack(context: context) }
         guard !activity.requestArriving, activity.atRequestBoundary else {
             // Part of a next request may be read already (or one is arriving): it is answered
             // here, and the connection goes after that answer. If nothing completes it, close.

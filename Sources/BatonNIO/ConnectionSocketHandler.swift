@@ -24,6 +24,8 @@ struct HandOverFailure: Error {
 public final class ConnectionActivity {
     /// The connection's descriptor, or nil when unknown (tests; a channel Baton did not accept).
     public let fd: Int32?
+    /// The position of the listener that accepted it (nil: unknown).
+    public let listener: Int?
     /// When bytes last arrived or a response was last completed.
     public internal(set) var lastActivity: NIODeadline
     /// Bytes arrived after the last complete request: the next request is on its way.
@@ -40,8 +42,9 @@ public final class ConnectionActivity {
     /// The last body chunk decoded since the current read began, if any.
     var lastBodyChunk: ByteBuffer?
 
-    init(fd: Int32?) {
+    init(fd: Int32?, listener: Int?) {
         self.fd = fd
+        self.listener = listener
         self.lastActivity = .uptimeNanoseconds(0)
     }
 
@@ -79,8 +82,8 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
 
     /// A handler for the connection at `fd` (nil: unknown, no pending-input checks) that gives a
     /// client `lingerTimeout` to close its side after a graceful close.
-    public init(fd: Int32?, lingerTimeout: TimeAmount = .seconds(2)) {
-        self.activity = ConnectionActivity(fd: fd)
+    public init(fd: Int32?, listener: Int? = nil, lingerTimeout: TimeAmount = .seconds(2)) {
+        self.activity = ConnectionActivity(fd: fd, listener: listener)
         self.lingerTimeout = lingerTimeout
     }
 
@@ -96,6 +99,8 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
         }
         activity.lastActivity = now
         activity.requestArriving = true
+        // Without a descriptor there is nothing to hand over (and, in tests, maybe no bytes).
+        guard activity.fd != nil else { return context.fireChannelRead(data) }
         let bytes = unwrapInboundIn(data)
         let endedBefore = activity.requestsEnded
         activity.lastBodyChunk = nil
@@ -135,11 +140,11 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
 
     public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
         if let handOver = event as? HandOverEvent {
-            guard !lingering, let fd = activity.fd else {
+            guard !lingering, let fd = activity.fd, let listener = activity.listener else {
                 promise?.fail(HandOverFailure(outcome: .closed))
                 return
             }
-            let outcome = handOver.handoff.handOver(fd)
+            let outcome = handOver.handoff.handOver(fd, listener: listener)
             guard case .sent = outcome else {
                 promise?.fail(HandOverFailure(outcome: outcome))
                 return

@@ -44,8 +44,11 @@ public final class WorkerConnections: Sendable {
         func adopter() -> ConnectionAdopter {
             ConnectionAdopter(group: eventLoopGroup, registry: registry, logger: logger, initializer: initializer)
         }
-        self.acceptors = try worker.listeners.map { try Acceptor(listener: $0, adopter: adopter(), logger: logger) }
-        self.inbox = worker.connectionInboxFD.map { ConnectionInboxReader(fd: $0, adopter: adopter(), logger: logger) }
+        self.acceptors = try worker.listeners.enumerated().map {
+            try Acceptor(listener: $0.element, index: $0.offset, adopter: adopter(), logger: logger)
+        }
+        let names = worker.listeners.map(\.name)
+        self.inbox = worker.connectionInboxFD.map { ConnectionInboxReader(fd: $0, listenerNames: names, adopter: adopter(), logger: logger) }
     }
 
     /// Tells the master this worker serves (`READY=1`), and that it takes connections handed
@@ -68,8 +71,11 @@ public final class WorkerConnections: Sendable {
         // the last generation on a socket.
         let orders = worker.drainOrders()
         let shared = orders?.sharedListeners ?? []
+        // Only connections to a socket the next generation serves too: after a port change the
+        // old port's clients must go (gracefully), not live on in the new generation.
         let handoff = orders?.connectionInbox.map {
-            ConnectionHandoff(inbox: $0, window: .milliseconds(handoffWindow.milliseconds), logger: self.logger)
+            ConnectionHandoff(inbox: $0, listenerNames: worker.listeners.map(\.name), handingOver: shared,
+                              window: .milliseconds(handoffWindow.milliseconds), logger: self.logger)
         }
         for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
         try? worker.stopping()

@@ -35,7 +35,7 @@ final class AcceptorTests: XCTestCase {
         let adopter = ConnectionAdopter(group: group, registry: registry, logger: Logger(label: "test")) {
             channel in channel.eventLoop.makeSucceededVoidFuture()
         }
-        return try Acceptor(listener: copy, adopter: adopter, logger: Logger(label: "test"))
+        return try Acceptor(listener: copy, index: 0, adopter: adopter, logger: Logger(label: "test"))
     }
 
     private func connectClients(_ count: Int) throws {

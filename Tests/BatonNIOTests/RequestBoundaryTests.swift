@@ -2,6 +2,9 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import BatonNIO
 
 /// When a connection may go to another process: only when every byte read so far belonged to a
@@ -10,8 +13,12 @@ final class RequestBoundaryTests: XCTestCase {
     private var channel: EmbeddedChannel!
     private var socket: ConnectionSocketHandler!
 
+    private var pair: [Int32] = [-1, -1]
+
     override func setUpWithError() throws {
-        socket = ConnectionSocketHandler(fd: nil)
+        // A descriptor makes the handler track boundaries; the channel never uses it.
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
+        socket = ConnectionSocketHandler(fd: pair[0])
         channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(socket, name: ConnectionSocketHandler.name)
         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
@@ -20,6 +27,7 @@ final class RequestBoundaryTests: XCTestCase {
 
     override func tearDown() {
         _ = try? channel.finish(acceptAlreadyClosed: true)
+        for fd in pair { close(fd) }
     }
 
     private func read(_ text: String) throws -> Bool {

@@ -100,7 +100,9 @@ struct WorkerControl {
 /// to the previous generation with its ``DrainOrders``, once this worker said it takes
 /// connections (`BATON_HANDOFF=1` with `READY=1`).
 ///
-/// Each message is ``ConnectionInbox/message`` with one connected socket attached (SCM_RIGHTS).
+/// Each message is ``ConnectionInbox/message``, a space and the name of the listener (as in
+/// `LISTEN_FDNAMES`) that accepted the connection, with the connected socket attached
+/// (SCM_RIGHTS).
 /// It is handed over at a request boundary: every byte the old generation read was part of a
 /// request it answered, and whatever the client sent since waits in the socket's receive queue,
 /// which travels with it. The receiver serves it as if it had accepted it.
@@ -110,7 +112,7 @@ public struct ConnectionInbox {
     /// The worker's end, closed in the master once the worker is spawned.
     let receiverEnd: Int32
 
-    /// The payload of a hand-over message, version 1.
+    /// The start of a hand-over message, version 1.
     public static let message = "baton-connection 1"
 
     static func make() throws -> ConnectionInbox {

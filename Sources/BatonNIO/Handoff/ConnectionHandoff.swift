@@ -36,24 +36,32 @@ public final class ConnectionHandoff: Sendable {
     private let state: NIOLockedValueBox<State>
     /// When hand-overs stop and the graceful close takes over.
     public let deadline: NIODeadline
+    /// The hand-over message for a connection to each listener (by position).
+    private let messages: [[UInt8]]
+    private let handingOver: Set<Int>
     private let logger: Logger
 
-    /// Hands connections to `inbox` (owned from now on) until `window` has passed.
-    public init(inbox: Int32, window: TimeAmount, logger: Logger) {
+    /// Hands connections to `inbox` (owned from now on) until `window` has passed: those to the
+    /// listeners at the positions in `handingOver`, named as in `listenerNames`.
+    public init(inbox: Int32, listenerNames: [String], handingOver: Set<Int>, window: TimeAmount, logger: Logger) {
         self.state = NIOLockedValueBox(State(inbox: inbox))
         self.deadline = .now() + window
+        self.messages = listenerNames.map { Array("\(ConnectionInbox.message) \($0)".utf8) }
+        self.handingOver = handingOver
         self.logger = logger
     }
 
-    /// Whether a connection may still be handed over.
-    public var isOpen: Bool {
-        NIODeadline.now() < deadline && state.withLockedValue { $0.inbox >= 0 && $0.broken == nil }
+    /// Whether a connection to the listener at position `listener` may still be handed over.
+    public func takes(listener: Int?) -> Bool {
+        guard let listener, handingOver.contains(listener), listener < messages.count else { return false }
+        return NIODeadline.now() < deadline && state.withLockedValue { $0.inbox >= 0 && $0.broken == nil }
     }
 
-    /// Sends the connected socket `fd` to the next generation. The caller closes `fd` on `.sent`.
-    public func handOver(_ fd: Int32) -> Outcome {
-        guard NIODeadline.now() < deadline else { return .closed }
-        let message = Array(ConnectionInbox.message.utf8)
+    /// Sends the connected socket `fd`, accepted on the listener at position `listener`, to the
+    /// next generation. The caller closes `fd` on `.sent`.
+    public func handOver(_ fd: Int32, listener: Int) -> Outcome {
+        guard NIODeadline.now() < deadline, listener < messages.count else { return .closed }
+        let message = messages[listener]
         var failure: String?
         let outcome = state.withLockedValue { state -> Outcome in
             guard state.inbox >= 0, state.broken == nil else { return .closed }

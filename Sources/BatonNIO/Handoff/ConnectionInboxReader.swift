@@ -15,15 +15,16 @@ final class ConnectionInboxReader: Sendable {
     private let source: any DispatchSourceRead
     private let received = NIOLockedValueBox(0)
 
-    /// Starts reading `fd` (owned from now on); each connection goes to `adopter`.
-    init(fd: Int32, adopter: ConnectionAdopter, logger: Logger) {
+    /// Starts reading `fd` (owned from now on); each connection goes to `adopter`, with the
+    /// position of the listener it names in `listenerNames`.
+    init(fd: Int32, listenerNames: [String], adopter: ConnectionAdopter, logger: Logger) {
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: DispatchQueue(label: "baton.inbox"))
         self.source = source
         let received = self.received
-        let expected = Array(ConnectionInbox.message.utf8)
+        let prefix = Array("\(ConnectionInbox.message) ".utf8)
         source.setEventHandler {
-            var buffer = [UInt8](repeating: 0, count: 64)
+            var buffer = [UInt8](repeating: 0, count: 512)
             while true {
                 var connection: Int32 = -1
                 let n = buffer.withUnsafeMutableBytes { baton_recv_fd(fd, $0.baseAddress, $0.count, &connection) }
@@ -39,13 +40,15 @@ final class ConnectionInboxReader: Sendable {
                     return
                 }
                 guard connection >= 0 else { continue }
-                guard Array(buffer[0..<n]) == expected, Self.isStreamSocket(connection) else {
+                guard buffer[0..<n].starts(with: prefix), Self.isStreamSocket(connection) else {
                     logger.warning("connection inbox: dropped a message that is not a Baton connection hand-over")
                     close(connection)
                     continue
                 }
                 received.withLockedValue { $0 += 1 }
-                adopter.adopt(connection)
+                // A listener this generation does not have: served, but not handed on again.
+                let name = String(decoding: buffer[prefix.count..<n], as: UTF8.self)
+                adopter.adopt(connection, listener: listenerNames.firstIndex(of: name))
             }
         }
         source.setCancelHandler { close(fd) }
