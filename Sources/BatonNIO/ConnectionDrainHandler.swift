@@ -64,6 +64,10 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     /// Response ends written but not yet on the wire.
     private var unwrittenEnds = 0
     private var handOverRetry: Scheduled<Void>?
+    /// The wait before trying again when the inbox is full, doubled at each try (the next
+    /// generation reads its inbox as fast as it can set connections up; thousands of
+    /// connections retrying every millisecond would slow it down).
+    private var fullInboxBackoff: TimeAmount = .milliseconds(1)
 
     /// A handler that closes a draining connection once it has been idle for `idleGrace`.
     public init(idleGrace: TimeAmount = .seconds(1)) {
@@ -182,7 +186,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         promise.futureResult.assumeIsolated().whenFailure { error in
             self.closing = false
             if let failure = error as? HandOverFailure, case .full = failure.outcome {
-                self.retryHandOver(context: context, in: .milliseconds(2), thenFallBack: false)
+                self.retryHandOver(context: context, in: self.fullInboxBackoff, thenFallBack: false)
+                self.fullInboxBackoff = min(self.fullInboxBackoff * 2, .milliseconds(64))
             } else {
                 self.fallBack(context: context)
             }

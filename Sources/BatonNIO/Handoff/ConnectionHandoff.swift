@@ -71,7 +71,9 @@ public final class ConnectionHandoff: Sendable {
                 return .sent
             }
             let error = errno
-            if sent < 0, error == EAGAIN || error == ENOBUFS { return .full }
+            // ETOOMANYREFS: the sender's user has too many descriptors in flight (a limit set
+            // by RLIMIT_NOFILE): the next generation is taking them, so this passes too.
+            if sent < 0, error == EAGAIN || error == ENOBUFS || error == ETOOMANYREFS { return .full }
             state.broken = sent < 0 ? String(cString: strerror(error)) : "short send"
             failure = state.broken
             return .closed
