@@ -25,6 +25,10 @@ final class VaporTests: IntegrationTestCase {
         if let last = report.pidOrder.last { XCTAssertEqual(survivors, [last], "the newest generation should be the one left") }
         XCTAssertTrue(Proc.isAlive(master))
         XCTAssertEqual(hello.logCount("drained in"), upgrades * 2, "each old worker and the master log its drain")
+        // The keep-alive clients moved with each upgrade (issue 13): only the per-request
+        // clients, which ask for `Connection: close`, ever reconnected.
+        XCTAssertEqual(hello.logCount(", 0 closed"), upgrades, hello.logLines(containing: "handed over").joined(separator: "\n"))
+        XCTAssertEqual(report.keepAliveConnects, 32, "\(report)")
 
         let status = hello.stop(timeout: 40)
         XCTAssertEqual(status, .exited(0), "master after SIGTERM: \(status.map { "\($0)" } ?? "did not exit within 40 s")")
