@@ -140,7 +140,8 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
 
     public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
         if let handOver = event as? HandOverEvent {
-            guard !lingering, let fd = activity.fd, let listener = activity.listener else {
+            // An inactive channel's descriptor is closed, and its number may be another's now.
+            guard !lingering, context.channel.isActive, let fd = activity.fd, let listener = activity.listener else {
                 promise?.fail(HandOverFailure(outcome: .closed))
                 return
             }
