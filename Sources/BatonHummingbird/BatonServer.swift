@@ -44,11 +44,11 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
         try connections.ready(status: "generation \(worker.generation) serving")
         logger.info("worker generation \(worker.generation) (version \(worker.version)) serving on \(worker.listeners.map(\.name).joined(separator: ", "))")
 
-        let (deadline, handoffWindow) = (configuration.drainDeadline, configuration.handoffWindow)
+        let configuration = self.configuration
         await withDiscardingTaskGroup { group in
             group.addTask {
                 try? await gracefulShutdown()
-                await connections.drain(deadline: deadline, handoffWindow: handoffWindow)
+                await connections.drain(configuration)
                 acceptor.finish()
             }
             for await value in accepted {

@@ -14,6 +14,11 @@ public struct DrainConfiguration: Sendable {
     /// How long a drain hands idle keep-alive connections to the next generation (when it takes
     /// them); a connection not handed over by then is closed gracefully.
     public var handoffWindow: Duration = .seconds(10)
+    /// Over how long the hand-over is spread, per connection open when the drain starts (each
+    /// goes at a random moment within it): setting a connection up costs the next generation
+    /// about what an accept does, and thousands at once would stall it on a busy core. The
+    /// spread is at least 100 ms and at most half the window.
+    public var handoffSpreadPerConnection: Duration = .milliseconds(1)
 
     /// The defaults.
     public init() {}
@@ -25,7 +30,7 @@ public struct DrainConfiguration: Sendable {
 ///
 /// An adapter builds each connection's HTTP pipeline in `initializer` (with a
 /// ``ConnectionDrainHandler`` in it), reports readiness with ``ready(status:)`` once this exists,
-/// and calls ``drain(deadline:handoffWindow:)`` on graceful shutdown.
+/// and calls ``drain(_:)`` on graceful shutdown.
 public final class WorkerConnections: Sendable {
     /// Every connection accepted and not closed yet.
     public let registry = ConnectionRegistry()
@@ -63,9 +68,10 @@ public final class WorkerConnections: Sendable {
     /// what is left).
     ///
     /// When the master's orders carry the next generation's connection inbox, keep-alive
-    /// connections are handed over there at their next request boundary for up to
-    /// `handoffWindow`, instead of being closed; see ``ConnectionDrainHandler``.
-    public func drain(deadline: Duration, handoffWindow: Duration = DrainConfiguration().handoffWindow) async {
+    /// connections are handed over there at a request boundary, spread over a time, for up to
+    /// the configuration's `handoffWindow`, instead of being closed; see ``ConnectionDrainHandler``.
+    public func drain(_ configuration: DrainConfiguration) async {
+        let deadline = configuration.drainDeadline
         let started = ContinuousClock.now
         // Without orders (an older master) every queue is taken: the safe choice when this may be
         // the last generation on a socket.
@@ -73,9 +79,10 @@ public final class WorkerConnections: Sendable {
         let shared = orders?.sharedListeners ?? []
         // Only connections to a socket the next generation serves too: after a port change the
         // old port's clients must go (gracefully), not live on in the new generation.
+        let spread = max(Int64(100), configuration.handoffSpreadPerConnection.milliseconds * Int64(registry.openCount))
         let handoff = orders?.connectionInbox.map {
             ConnectionHandoff(inbox: $0, listenerNames: worker.listeners.map(\.name), handingOver: shared,
-                              window: .milliseconds(handoffWindow.milliseconds), logger: self.logger)
+                              window: .milliseconds(configuration.handoffWindow.milliseconds), spread: .milliseconds(spread), logger: self.logger)
         }
         for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
         try? worker.stopping()

@@ -81,10 +81,10 @@ public final class BatonVaporServer: Server, Sendable {
         try pipeline.addHandler(VaporHTTPHandler(shared: shared, httpHandlers: [encoder, decoder, errors, drain]))
     }
 
-    /// Drains (see ``BatonNIO/WorkerConnections/drain(deadline:handoffWindow:)``) and completes ``onShutdown``.
+    /// Drains (see ``BatonNIO/WorkerConnections/drain(_:)``) and completes ``onShutdown``.
     public func shutdown() async {
         guard let connections = state.withLockedValue({ state in defer { state = nil }; return state }) else { return }
-        await connections.drain(deadline: configuration.drain.drainDeadline, handoffWindow: configuration.drain.handoffWindow)
+        await connections.drain(configuration.drain)
         shutdownPromise.succeed()
     }
 

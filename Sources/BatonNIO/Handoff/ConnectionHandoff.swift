@@ -36,19 +36,31 @@ public final class ConnectionHandoff: Sendable {
     private let state: NIOLockedValueBox<State>
     /// When hand-overs stop and the graceful close takes over.
     public let deadline: NIODeadline
+    /// Each connection goes at a random moment within this time from the start (or at its first
+    /// request boundary after that moment), so that the next generation sets connections up at a
+    /// pace it can take while it serves, instead of all at once.
+    public let spread: TimeAmount
     /// The hand-over message for a connection to each listener (by position).
     private let messages: [[UInt8]]
     private let handingOver: Set<Int>
     private let logger: Logger
 
     /// Hands connections to `inbox` (owned from now on) until `window` has passed: those to the
-    /// listeners at the positions in `handingOver`, named as in `listenerNames`.
-    public init(inbox: Int32, listenerNames: [String], handingOver: Set<Int>, window: TimeAmount, logger: Logger) {
+    /// listeners at the positions in `handingOver`, named as in `listenerNames`, spread over
+    /// `spread`.
+    public init(inbox: Int32, listenerNames: [String], handingOver: Set<Int>, window: TimeAmount, spread: TimeAmount = .zero,
+                logger: Logger) {
         self.state = NIOLockedValueBox(State(inbox: inbox))
         self.deadline = .now() + window
+        self.spread = min(spread, .nanoseconds(window.nanoseconds / 2))
         self.messages = listenerNames.map { Array("\(ConnectionInbox.message) \($0)".utf8) }
         self.handingOver = handingOver
         self.logger = logger
+    }
+
+    /// A random moment within the spread, at which one connection goes.
+    func slot() -> NIODeadline {
+        .now() + .nanoseconds(spread.nanoseconds > 0 ? Int64.random(in: 0..<spread.nanoseconds) : 0)
     }
 
     /// Whether a connection to the listener at position `listener` may still be handed over.
