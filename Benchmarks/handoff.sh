@@ -66,7 +66,7 @@ PNG=${PNG:-"$repo/Benchmarks/handoff.png"}
 
 say() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 2; }
-# shellcheck source=lib.sh
+# shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$here/lib.sh"
 
 for s in $SYSTEMS; do [[ $s == baton || $s == tableflip || $s == grace ]] || die "unknown system '$s' (baton, tableflip, grace)"; done
