@@ -204,7 +204,6 @@ type conn struct {
 	raw    syscall.RawConn
 	rd     *bufio.Reader
 	reused bool // at least one answer was read on this connection
-	dl     time.Time
 }
 
 type client struct {
@@ -261,10 +260,7 @@ type result struct {
 // roundTrip writes the request and reads one response. gotByte tells whether any byte of the
 // answer arrived (to tell a reset on reuse from an error mid-response).
 func (cl *client) roundTrip(cn *conn, now time.Time) (res result, gotByte bool, kind int, err error) {
-	if cn.dl.Sub(now) < cl.timeout/2 {
-		cn.dl = now.Add(cl.timeout)
-		cn.c.SetDeadline(cn.dl)
-	}
+	cn.c.SetDeadline(now.Add(cl.timeout)) // per request: -timeout is exactly what a request gets
 	if _, err = cn.c.Write(cl.request); err != nil {
 		return res, false, classify(err, fWrite), err
 	}
