@@ -30,6 +30,10 @@
 #   DURATION [30]  INTERVAL [5]  WARMUP [=INTERVAL]   seconds
 #   SS_INTERVAL [0.15]           seconds between `ss` counts
 #   TIMEOUT [10]                 per-request timeout of the client (s)
+#   RATE [0]                     total requests/s, open loop (each connection sends every
+#                                CONNECTIONS/RATE s; latency counted from when a request was due);
+#                                0: closed loop like wrk (saturates the server: latency is queueing,
+#                                so a p99 ratio says little; use RATE ≈ half the closed-loop req/s)
 #   PIN [1]                      1: server on SERVER_CPU [0], client and sampler on CLIENT_CPU [1]; 0: unpinned
 #   DRAIN_TIMEOUT [30]           hello --drain-timeout
 #   NOFILE [20000]               ulimit -n (this machine's hard limit)
@@ -51,6 +55,7 @@ INTERVAL=${INTERVAL:-5}
 WARMUP=${WARMUP:-$INTERVAL}
 SS_INTERVAL=${SS_INTERVAL:-0.15}
 TIMEOUT=${TIMEOUT:-10}
+RATE=${RATE:-0}
 PIN=${PIN:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -74,6 +79,7 @@ for n in RUNS DURATION INTERVAL WARMUP TIMEOUT NOFILE LOCK_WAIT DRAIN_TIMEOUT; d
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || die "$n must be a positive integer (is '${!n}')"
 done
 for c in $CONNECTIONS_LIST; do [[ $c =~ ^[0-9]+$ && $c -gt 0 ]] || die "bad connection count '$c'"; done
+[[ $RATE =~ ^[0-9]+$ ]] || die "RATE must be a whole number of requests/s (is '$RATE')"
 ((WARMUP < DURATION)) || die "WARMUP ($WARMUP) must be below DURATION ($DURATION)"
 
 ulimit -n "$NOFILE" 2>/dev/null || ulimit -n "$(ulimit -Hn)" || die "cannot raise ulimit -n"
@@ -239,7 +245,7 @@ say "work dir: $WORK"
     echo "go=$(go version)"
     [[ -n $hello_src ]] && echo "hello_binary=$hello_src of $(date -u -r "$hello_src" '+%Y-%m-%d %H:%M UTC'); repository HEAD $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null)$(cd "$repo" && git diff --quiet HEAD -- Sources Package.swift 2>/dev/null || echo ' with uncommitted changes in Sources/ or Package.swift')"
     echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "knobs=CONNECTIONS_LIST=\"$CONNECTIONS_LIST\" SYSTEMS=\"$SYSTEMS\" RUNS=$RUNS DURATION=$DURATION INTERVAL=$INTERVAL WARMUP=$WARMUP SS_INTERVAL=$SS_INTERVAL TIMEOUT=$TIMEOUT PIN=$PIN SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU DRAIN_TIMEOUT=$DRAIN_TIMEOUT"
+    echo "knobs=CONNECTIONS_LIST=\"$CONNECTIONS_LIST\" SYSTEMS=\"$SYSTEMS\" RUNS=$RUNS DURATION=$DURATION INTERVAL=$INTERVAL WARMUP=$WARMUP SS_INTERVAL=$SS_INTERVAL TIMEOUT=$TIMEOUT RATE=$RATE PIN=$PIN SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU DRAIN_TIMEOUT=$DRAIN_TIMEOUT"
 } >"$WORK/meta.txt"
 
 # ------------------------------------------------------------------ one run
@@ -283,10 +289,10 @@ run_one() {
         unlock
         return
     fi
-    printf '{"system":"%s","connections":%d,"run":%d,"port":%d,"loadavg":"%s","duration":%d,"interval":%d}\n' \
-        "$sys" "$conns" "$run" "$port" "$load1" "$DURATION" "$INTERVAL" >"$dir/run.json"
+    printf '{"system":"%s","connections":%d,"run":%d,"port":%d,"loadavg":"%s","duration":%d,"interval":%d,"rate":%d}\n' \
+        "$sys" "$conns" "$run" "$port" "$load1" "$DURATION" "$INTERVAL" "$RATE" >"$dir/run.json"
 
-    "${ccpu[@]}" "$WORK/bin/loadclient" -addr "127.0.0.1:$port" -c "$conns" -d "${DURATION}s" -timeout "${TIMEOUT}s" \
+    "${ccpu[@]}" "$WORK/bin/loadclient" -addr "127.0.0.1:$port" -c "$conns" -d "${DURATION}s" -timeout "${TIMEOUT}s" -rate "$RATE" \
         -timeline "$dir/timeline.txt" -ready-file "$dir/ready" -summary >"$dir/summary.json" 2>"$dir/client.log" {lockfd}>&- &
     client_pid=$!
     # ramp: every connection opened (bounded by the client's own -ramp-timeout of 60 s)
@@ -389,7 +395,8 @@ echo "elapsed_s=$((SECONDS - started))" >>"$WORK/meta.txt"
 
 echo "## Keep-alive connections across upgrades ($(date -u '+%Y-%m-%d %H:%M UTC'), load average $(sed -n 's/^loadavg_start=//p' "$WORK/meta.txt") at the start)"
 echo ""
-echo "DURATION=$DURATION s, SIGHUP every $INTERVAL s from $WARMUP s, server on one core (PIN=$PIN). Medians over upgrades."
+if ((RATE > 0)); then load="open loop at $RATE requests/s"; else load="closed loop (each connection sends on the previous answer)"; fi
+echo "DURATION=$DURATION s, SIGHUP every $INTERVAL s from $WARMUP s, server on one core (PIN=$PIN), $load. Medians over upgrades."
 python3 "$here/handoff/analyze.py" table "$WORK"
 gate=$?
 ((gate <= 1)) || gate=2

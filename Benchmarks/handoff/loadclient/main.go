@@ -8,6 +8,12 @@
 //
 //	GO111MODULE=off go build -o loadclient .
 //
+// -rate R makes it an open loop: each connection sends one request every c/R seconds (evenly
+// staggered), and a request's latency counts from when it was due, so a stall is not hidden by the
+// requests it prevented (wrk2's correction of coordinated omission). Without -rate each connection
+// sends its next request as soon as it has the answer (closed loop, like wrk): the server is
+// saturated and its latency is mostly queueing.
+//
 // Every connection is opened (and answers one request) before the measured period starts; the ramp
 // time is reported. During the measured period (-d):
 //
@@ -211,7 +217,9 @@ type client struct {
 	request  []byte
 	timeout  time.Duration
 	peek     bool
-	rec      *recorder // nil during the ramp
+	interval time.Duration // > 0: open loop, each connection sends one request every interval
+	t0       time.Time     // start of the measured period
+	rec      *recorder     // nil during the ramp
 	stop     atomic.Bool
 	rampFail atomic.Int64
 }
@@ -442,7 +450,7 @@ func containsToken(v []byte, tok string) bool {
 
 // worker: one connection slot. ramp: dial and one request (retried until it works or the ramp
 // deadline passes), then wait for start; then the measured loop until stop.
-func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.WaitGroup, rampDeadline time.Time, start <-chan struct{}) {
+func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.WaitGroup, rampDeadline time.Time, start <-chan struct{}, phase time.Duration) {
 	defer wg.Done()
 	var cn *conn
 	sem <- struct{}{}
@@ -474,10 +482,23 @@ func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.W
 		}
 		rec.reconnect(t, reason)
 	}
+	next := cl.t0.Add(phase)
 	for !cl.stop.Load() {
 		// The latency of a request that needs a new connection includes the connect: a reconnect
 		// is part of what an upgrade costs the client.
 		t0 := time.Now()
+		if cl.interval > 0 {
+			// Open loop: the request is due at `next`; its latency counts from then, also when the
+			// previous answer came late (no coordinated omission).
+			if d := next.Sub(t0); d > 0 {
+				time.Sleep(d)
+				if cl.stop.Load() {
+					break
+				}
+			}
+			t0 = next
+			next = next.Add(cl.interval)
+		}
 		if cn != nil && cl.peek && cn.reused && cn.closedByPeer() {
 			drop(t0, rClosedIdle)
 		}
@@ -508,7 +529,7 @@ func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.W
 			drop(t1, rAfterFailure)
 			continue
 		}
-		rec.ok(t1, t1.Sub(t0), res.pid)
+		rec.ok(t1, t1.Sub(t0), res.pid) // t0: before the connect, or when the request was due
 		cn.reused = true
 		if res.closeAfter {
 			drop(t1, rCloseHeader)
@@ -612,6 +633,7 @@ func main() {
 	timeline := flag.String("timeline", "", "write one line per 100 ms bucket to this file")
 	summary := flag.Bool("summary", false, "print a JSON summary to stdout")
 	readyFile := flag.String("ready-file", "", "write the unix ms at which the measured period starts here")
+	rate := flag.Float64("rate", 0, "total requests/s, spread evenly over the connections (open loop, latency from when each request was due); 0: closed loop, each connection sends as soon as it has its answer")
 	flag.Parse()
 	if *conns < 1 {
 		fmt.Fprintln(os.Stderr, "-c must be >= 1")
@@ -627,6 +649,9 @@ func main() {
 		timeout: *timeout,
 		peek:    *peek,
 	}
+	if *rate > 0 {
+		cl.interval = time.Duration(float64(*conns) / *rate * float64(time.Second))
+	}
 
 	rampStart := time.Now()
 	var wg, rampDone sync.WaitGroup
@@ -635,13 +660,15 @@ func main() {
 	wg.Add(*conns)
 	rampDone.Add(*conns)
 	for i := 0; i < *conns; i++ {
-		go cl.worker(&wg, sem, &rampDone, rampStart.Add(*rampTimeout), start)
+		// connection i is due at t0 + i/c of the interval, then every interval
+		go cl.worker(&wg, sem, &rampDone, rampStart.Add(*rampTimeout), start, time.Duration(int64(cl.interval)*int64(i)/int64(*conns)))
 	}
 	rampDone.Wait()
 	rampMs := time.Since(rampStart).Milliseconds()
 	fmt.Fprintf(os.Stderr, "loadclient: %d connections opened in %d ms (%d failed attempts)\n", *conns, rampMs, cl.rampFail.Load())
 
 	t0 := time.Now()
+	cl.t0 = t0
 	// buckets from the start to the end plus the drain of the last requests
 	cl.rec = newRecorder(t0.UnixMilli(), *dur+*timeout+2*time.Second)
 	if *readyFile != "" {
@@ -768,6 +795,7 @@ func main() {
 			"ramp_failures": cl.rampFail.Load(),
 			"requests_ok":   okN,
 			"rps":           float64(okN) / secs,
+			"rate":          *rate,
 			"failures":      failN,
 			"failure_kinds": failMap,
 			// server_closes: the server ended a connection without a failure
