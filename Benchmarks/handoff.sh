@@ -393,7 +393,7 @@ done
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/meta.txt"
 echo "elapsed_s=$((SECONDS - started))" >>"$WORK/meta.txt"
 
-echo "## Keep-alive connections across upgrades ($(date -u '+%Y-%m-%d %H:%M UTC'), load average $(sed -n 's/^loadavg_start=//p' "$WORK/meta.txt") at the start)"
+echo "## Keep-alive connections across upgrades ($(sed -n 's/^date=//p' "$WORK/meta.txt"), load average $(sed -n 's/^loadavg_start=//p' "$WORK/meta.txt") at the start, $(sed -n 's/^loadavg_end=//p' "$WORK/meta.txt") at the end)"
 echo ""
 if ((RATE > 0)); then load="open loop at $RATE requests/s"; else load="closed loop (each connection sends on the previous answer)"; fi
 echo "DURATION=$DURATION s, SIGHUP every $INTERVAL s from $WARMUP s, server on one core (PIN=$PIN), $load. Medians over upgrades."
