@@ -26,7 +26,9 @@
 # do not. Only processes started here are signalled, by pid (each server runs in its own session).
 #
 # Environment (defaults in brackets):
-#   CONNECTIONS_LIST ["1024 4096"]   SYSTEMS ["baton tableflip"] (also: grace)   RUNS [1]
+#   CONNECTIONS_LIST ["1024 4096"]   SYSTEMS ["baton tableflip"] (also: grace, baton-before)   RUNS [1]
+#   BEFORE_BIN=path              the `hello` measured as system baton-before (an earlier build, e.g.
+#                                one that closes keep-alive connections at an upgrade), same setup
 #   DURATION [30]  INTERVAL [5]  WARMUP [=INTERVAL]   seconds
 #   SS_INTERVAL [0.15]           seconds between `ss` counts
 #   TIMEOUT [10]                 per-request timeout of the client (s)
@@ -74,7 +76,8 @@ die() { say "error: $*"; exit 2; }
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$here/lib.sh"
 
-for s in $SYSTEMS; do [[ $s == baton || $s == tableflip || $s == grace ]] || die "unknown system '$s' (baton, tableflip, grace)"; done
+for s in $SYSTEMS; do [[ $s == baton || $s == baton-before || $s == tableflip || $s == grace ]] || die "unknown system '$s' (baton, baton-before, tableflip, grace)"; done
+[[ " $SYSTEMS " != *" baton-before "* || -x ${BEFORE_BIN:-} ]] || die "system baton-before needs BEFORE_BIN=path to a hello binary"
 for n in RUNS DURATION INTERVAL WARMUP TIMEOUT NOFILE LOCK_WAIT DRAIN_TIMEOUT; do
     [[ ${!n} =~ ^[0-9]+$ && ${!n} -gt 0 ]] || die "$n must be a positive integer (is '${!n}')"
 done
@@ -261,8 +264,8 @@ run_one() {
     port=$(free_port) || { unlock; say "  $id: no free port"; return; }
     # The lock's fd is closed in every child ({lockfd}>&-): nothing that outlives us may hold it.
     case $sys in
-        baton)
-            cp "$WORK/bin/hello" "$dir/hello"
+        baton | baton-before)
+            if [[ $sys == baton ]]; then cp "$WORK/bin/hello" "$dir/hello"; else cp "$BEFORE_BIN" "$dir/hello"; fi
             printf '{"HttpPort":"%s","Ver":"1","DelaySecond":5,"BinName":"hello"}\n' "$port" >"$dir/watch.conf"
             (cd "$dir" && exec setsid "${scpu[@]}" "$dir/hello" --config "$dir/watch.conf" --drain-timeout "$DRAIN_TIMEOUT" \
                 >"$dir/server.log" 2>&1 </dev/null) {lockfd}>&- &
@@ -275,7 +278,7 @@ run_one() {
     local first=$!
     server_group=$first
     local expected=1   # processes once the upgrades are over: Baton master + 1 worker, a peer 1
-    [[ $sys == baton ]] && expected=2
+    [[ $sys == baton* ]] && expected=2
     local up=0
     for ((t = 0; t < 300; t++)); do
         alive "$first" || break
@@ -329,7 +332,7 @@ run_one() {
         alive "$client_pid" || break
         established "$port" >"$dir/ss-before-$((hups + 1)).txt"
         sleep_until_ms "$target"
-        if [[ $sys == baton ]]; then pid=$first; else pid=$(cat "$dir/server.pid" 2>/dev/null); fi
+        if [[ $sys == baton* ]]; then pid=$first; else pid=$(cat "$dir/server.pid" 2>/dev/null); fi
         if [[ -n $pid ]] && kill -"$sig" "$pid" 2>/dev/null; then
             hups=$((hups + 1))
             echo "sighup $(now_ms) $pid" >>"$dir/triggers.txt"
