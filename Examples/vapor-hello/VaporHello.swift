@@ -99,10 +99,12 @@ struct VaporHello: AsyncParsableCommand {
             headers.contentType = request.headers.contentType ?? .binary
             return Response(status: .ok, headers: headers, body: .init(buffer: request.body.data ?? ByteBuffer()))
         }
-        // A WebSocket that echoes text messages.
-        app.webSocket("ws") { _, ws async in
-            ws.onText { ws, text async in
-                try? await ws.send(text)
+        // A WebSocket that echoes text messages. The synchronous `onUpgrade`: it runs on the event
+        // loop before the first frame is read. Vapor runs an async one in a Task, and a frame
+        // arriving before that Task has set `onText` is dropped (the client never gets its echo).
+        app.webSocket("ws") { (_: Request, ws: WebSocket) in
+            ws.onText { ws, text in
+                ws.send(text)
             }
         }
         // N lines, M ms apart, each written as soon as it is produced.

@@ -7,19 +7,31 @@ import NIOPosix
 ///
 /// Each connection's pipeline starts with a ``ConnectionSocketHandler`` for its descriptor (the
 /// drain rules need to see the socket); `initializer` adds the rest. Remote half-closure is
-/// allowed.
+/// allowed. Connections go to the group's event loops in turn; a batch costs one task per event
+/// loop, and each channel is made on its own event loop (no further hop).
 ///
-/// `@unchecked Sendable`: setting a bootstrap's initializer mutates it, so each adopter has its
-/// own and is used from one serial queue (its acceptor's or the inbox reader's).
+/// `@unchecked Sendable`: ``adopt(_:)`` is called from one thread at a time (its acceptor's
+/// thread, or the inbox reader's queue); each event loop's bootstrap is used on that loop only
+/// (setting a bootstrap's initializer mutates it).
 final class ConnectionAdopter: @unchecked Sendable {
-    private let bootstrap: ClientBootstrap
+    /// `@unchecked Sendable`: the bootstrap is only used on `eventLoop`.
+    private struct Loop: @unchecked Sendable {
+        let eventLoop: any EventLoop
+        let bootstrap: ClientBootstrap
+    }
+
+    private let loops: [Loop]
+    private var nextLoop = 0
     private let registry: ConnectionRegistry
     private let logger: Logger
     private let initializer: @Sendable (any Channel) -> EventLoopFuture<Void>
 
     init(group: any EventLoopGroup, registry: ConnectionRegistry, logger: Logger,
          initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) {
-        self.bootstrap = ClientBootstrap(group: group).channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+        self.loops = group.makeIterator().map { eventLoop in
+            Loop(eventLoop: eventLoop,
+                 bootstrap: ClientBootstrap(group: eventLoop).channelOption(ChannelOptions.allowRemoteHalfClosure, value: true))
+        }
         self.registry = registry
         self.logger = logger
         self.initializer = initializer
@@ -28,7 +40,28 @@ final class ConnectionAdopter: @unchecked Sendable {
     /// Takes `fd` (owned from now on: NIO closes it with the channel), a connection to the
     /// listener at position `listener` (nil: unknown).
     func adopt(_ fd: Int32, listener: Int?) {
-        registry.willAccept()
+        adopt([fd], listener: listener)
+    }
+
+    /// Takes every descriptor in `fds` (owned from now on), connections to the listener at
+    /// position `listener` (nil: unknown).
+    func adopt(_ fds: [Int32], listener: Int?) {
+        var batches = [[Int32]](repeating: [], count: loops.count)
+        for fd in fds {
+            registry.willAccept()
+            batches[nextLoop].append(fd)
+            nextLoop = (nextLoop + 1) % loops.count
+        }
+        for (index, batch) in batches.enumerated() where !batch.isEmpty {
+            let loop = loops[index]
+            loop.eventLoop.execute {
+                for fd in batch { self.setUp(fd, listener: listener, bootstrap: loop.bootstrap) }
+            }
+        }
+    }
+
+    /// On the bootstrap's event loop: NIO sets the channel up right here.
+    private func setUp(_ fd: Int32, listener: Int?, bootstrap: ClientBootstrap) {
         let initializer = self.initializer
         let registry = self.registry
         let logger = self.logger

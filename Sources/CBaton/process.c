@@ -1,5 +1,8 @@
 #define _GNU_SOURCE
 #include "CBaton.h"
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -11,4 +14,18 @@ int baton_pidfd_open(pid_t pid) {
 
 int baton_accept(int fd) {
     return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int baton_sched_batch(void) {
+    struct sched_param param = { .sched_priority = 0 };
+    // On Linux pid 0 names the calling thread, not the whole process.
+    return sched_setscheduler(0, SCHED_BATCH, &param);
+}
+
+int baton_eventfd(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+int baton_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
 }

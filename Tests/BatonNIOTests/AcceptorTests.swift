@@ -1,5 +1,6 @@
 import Baton
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import XCTest
@@ -79,5 +80,28 @@ final class AcceptorTests: XCTestCase {
         await acceptor.stop(takeQueued: true)
         XCTAssertEqual(registry.openCount, 3, "every queued connection is taken, to be served rather than reset")
         XCTAssertEqual(try drainQueueByHand(), 0)
+    }
+
+    func testConnectionsBecomeChannelsOnEveryEventLoopInTurn() async throws {
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let seen = NIOLockedValueBox<[ObjectIdentifier]>([])
+        let copy = Listener(fd: fcntl(listener.fd, F_DUPFD_CLOEXEC, 3), name: listener.name)
+        let adopter = ConnectionAdopter(group: loops, registry: registry, logger: Logger(label: "test")) { channel in
+            channel.eventLoop.assertInEventLoop()
+            seen.withLockedValue { $0.append(ObjectIdentifier(channel.eventLoop)) }
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        let acceptor = try Acceptor(listener: copy, index: 0, adopter: adopter, logger: Logger(label: "test"))
+        try connectClients(6)
+        for _ in 0..<500 where seen.withLockedValue({ $0.count }) < 6 { try await Task.sleep(for: .milliseconds(10)) }
+        await acceptor.stop(takeQueued: false)
+        let loopsUsed = seen.withLockedValue { $0 }
+        XCTAssertEqual(loopsUsed.count, 6, "every accepted connection became a channel")
+        XCTAssertEqual(Set(loopsUsed).count, 2, "connections are spread over the event loops")
+        for _ in 0..<500 where registry.openCount < 6 { try await Task.sleep(for: .milliseconds(10)) }
+        XCTAssertEqual(registry.openCount, 6)
+        registry.closeAll()
+        for _ in 0..<500 where registry.openCount > 0 { try await Task.sleep(for: .milliseconds(10)) }
+        try await loops.shutdownGracefully()
     }
 }

@@ -25,6 +25,9 @@ final class ConnectionInboxReader: Sendable {
         let prefix = Array("\(ConnectionInbox.message) ".utf8)
         source.setEventHandler {
             var buffer = [UInt8](repeating: 0, count: 512)
+            // What arrived in one wake-up goes to the event loops as one batch per listener.
+            var batch: [Int?: [Int32]] = [:]
+            defer { for (listener, fds) in batch { adopter.adopt(fds, listener: listener) } }
             while true {
                 var connection: Int32 = -1
                 let n = buffer.withUnsafeMutableBytes { baton_recv_fd(fd, $0.baseAddress, $0.count, &connection) }
@@ -48,7 +51,7 @@ final class ConnectionInboxReader: Sendable {
                 received.withLockedValue { $0 += 1 }
                 // A listener this generation does not have: served, but not handed on again.
                 let name = String(decoding: buffer[prefix.count..<n], as: UTF8.self)
-                adopter.adopt(connection, listener: listenerNames.firstIndex(of: name))
+                batch[listenerNames.firstIndex(of: name), default: []].append(connection)
             }
         }
         source.setCancelHandler { close(fd) }

@@ -38,6 +38,18 @@ int baton_pidfd_open(pid_t pid);
 /// with errno set (EAGAIN when another process took the connection first).
 int baton_accept(int fd);
 
+/// Puts the calling thread under SCHED_BATCH (same share of CPU as any thread, but its wake-ups
+/// never preempt a running thread: it waits for the next tick or for the CPU to be free).
+/// Returns 0 or -1 with errno set.
+int baton_sched_batch(void);
+
+/// Names the calling thread (at most 15 bytes are kept), as `top -H` and `/proc/…/comm` show it.
+/// Returns 0 or an errno value.
+int baton_set_thread_name(const char *name);
+
+/// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC). Returns the fd or -1 with errno set.
+int baton_eventfd(void);
+
 /// ioctl(fd, FIONREAD): how many bytes wait unread in the socket's receive queue. Returns the
 /// count, or -1 with errno set. (ioctl is variadic, which Swift cannot call.)
 int baton_pending_input(int fd);
