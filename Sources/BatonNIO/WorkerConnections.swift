@@ -77,9 +77,9 @@ public final class WorkerConnections: Sendable {
         // the last generation on a socket.
         let orders = worker.drainOrders()
         let shared = orders?.sharedListeners ?? []
+        let spread = max(Int64(100), configuration.handoffSpreadPerConnection.milliseconds * Int64(registry.openCount))
         // Only connections to a socket the next generation serves too: after a port change the
         // old port's clients must go (gracefully), not live on in the new generation.
-        let spread = max(Int64(100), configuration.handoffSpreadPerConnection.milliseconds * Int64(registry.openCount))
         let handoff = orders?.connectionInbox.map {
             ConnectionHandoff(inbox: $0, listenerNames: worker.listeners.map(\.name), handingOver: shared,
                               window: .milliseconds(configuration.handoffWindow.milliseconds), spread: .milliseconds(spread), logger: self.logger)
