@@ -77,12 +77,12 @@ public final class WorkerConnections: Sendable {
         // the last generation on a socket.
         let orders = worker.drainOrders()
         let shared = orders?.sharedListeners ?? []
-        let spread = max(Int64(100), configuration.handoffSpreadPerConnection.milliseconds * Int64(registry.openCount))
+        let spread = max(100_000_000, configuration.handoffSpreadPerConnection.nanoseconds * Int64(registry.openCount))
         // Only connections to a socket the next generation serves too: after a port change the
         // old port's clients must go (gracefully), not live on in the new generation.
         let handoff = orders?.connectionInbox.map {
             ConnectionHandoff(inbox: $0, listenerNames: worker.listeners.map(\.name), handingOver: shared,
-                              window: .milliseconds(configuration.handoffWindow.milliseconds), spread: .milliseconds(spread), logger: self.logger)
+                              window: .milliseconds(configuration.handoffWindow.milliseconds), spread: .nanoseconds(spread), logger: self.logger)
         }
         for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
         try? worker.stopping()
@@ -124,5 +124,11 @@ extension Duration {
     var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Whole nanoseconds.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }
