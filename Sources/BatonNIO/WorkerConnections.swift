@@ -96,8 +96,16 @@ public final class WorkerConnections: Sendable {
         let registry = self.registry
         registry.startDraining(handoff: handoff)
         let logger = self.logger
+        let inbox = self.inbox
         await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await registry.waitUntilAllClosed(); return true }
+            group.addTask {
+                // The generation before may still be handing connections over to this one: the
+                // ones it sends go on to the next generation (or close gracefully) like the rest,
+                // instead of dying unread in the inbox when this process exits.
+                await inbox?.waitUntilSendersAreGone()
+                await registry.waitUntilAllClosed()
+                return true
+            }
             group.addTask { (try? await Task.sleep(for: deadline)) != nil }
             if await group.next() != true {
                 if !Task.isCancelled {

@@ -303,6 +303,13 @@ final class MasterLoop {
             beginDrain(other, successor: index)
             draining.append(generations[other].number)
         }
+        // Only the generations it replaces now may send it connections (they hold their own
+        // copies): once they are done, its inbox reports that no sender is left, which a draining
+        // worker waits for before it exits with connections still queued there.
+        if generations[index].inbox >= 0 {
+            close(generations[index].inbox)
+            generations[index].inbox = -1
+        }
         if currentPlan != ready.plan {
             previousPlan = currentPlan
             currentPlan = ready.plan

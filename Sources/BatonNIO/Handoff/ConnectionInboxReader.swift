@@ -14,6 +14,8 @@ import Glibc
 final class ConnectionInboxReader: Sendable {
     private let source: any DispatchSourceRead
     private let received = NIOLockedValueBox(0)
+    /// nil once the reading has ended; otherwise who waits for that.
+    private let waiters = NIOLockedValueBox<[CheckedContinuation<Void, Never>]?>([])
 
     /// Starts reading `fd` (owned from now on); each connection goes to `adopter`, with the
     /// position of the listener it names in `listenerNames`.
@@ -54,7 +56,12 @@ final class ConnectionInboxReader: Sendable {
                 batch[listenerNames.firstIndex(of: name), default: []].append(connection)
             }
         }
-        source.setCancelHandler { close(fd) }
+        let waiters = self.waiters
+        source.setCancelHandler {
+            close(fd)
+            // After the last batch went to the adopter (the event handler's defer).
+            for waiter in waiters.withLockedValue({ state in defer { state = nil }; return state ?? [] }) { waiter.resume() }
+        }
         source.resume()
     }
 
@@ -64,6 +71,20 @@ final class ConnectionInboxReader: Sendable {
     /// Stops reading and closes the inbox. A connection still queued in it is closed with it.
     func stop() {
         source.cancel()
+    }
+
+    /// Returns once the reading has ended: every sender is gone (the master closes its end once
+    /// this generation is ready; the generations it replaced close theirs when they have handed
+    /// everything over), or ``stop()``.
+    func waitUntilSendersAreGone() async {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let ended = waiters.withLockedValue { state -> Bool in
+                guard state != nil else { return true }
+                state!.append(waiter)
+                return false
+            }
+            if ended { waiter.resume() }
+        }
     }
 
     private static func isStreamSocket(_ fd: Int32) -> Bool {
