@@ -131,25 +131,6 @@ group_members() {   # live processes of process group $1 (all started by us: set
     return 0
 }
 
-kill_group() {   # kill_group PGID SECONDS: SIGTERM its processes, SIGKILL what is left after SECONDS
-    local g=$1 t pids
-    pids=$(group_members "$g")
-    [[ -n $pids ]] || return 0
-    # shellcheck disable=SC2086
-    kill -TERM $pids 2>/dev/null
-    for ((t = 0; t < $2 * 10; t++)); do
-        [[ -z $(group_members "$g") ]] && return 0
-        sleep 0.1
-    done
-    pids=$(group_members "$g")
-    if [[ -n $pids ]]; then
-        say "warning: server processes $pids still alive $2 s after SIGTERM: SIGKILL"
-        # shellcheck disable=SC2086
-        kill -KILL $pids 2>/dev/null
-        sleep 0.2
-    fi
-    return 0
-}
 
 stop_pid() {   # stop_pid PID: SIGTERM, then SIGKILL after 2 s; reaps it
     [[ -n $1 ]] || return 0

@@ -32,3 +32,25 @@ build_go_peer() {
 median() {
     tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'
 }
+
+# kill_group PGID SECONDS: SIGTERMs the group's server processes and SIGKILLs what is left after
+# SECONDS. Which processes count is the calling script's `group_members PGID` (one pid per line).
+kill_group() {
+    local g=$1 t pids
+    pids=$(group_members "$g")
+    [[ -n $pids ]] || return 0
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null
+    for ((t = 0; t < $2 * 10; t++)); do
+        [[ -z $(group_members "$g") ]] && return 0
+        sleep 0.1
+    done
+    pids=$(group_members "$g")
+    if [[ -n $pids ]]; then
+        say "warning: server processes $pids still alive $2 s after SIGTERM: SIGKILL"
+        # shellcheck disable=SC2086
+        kill -KILL $pids 2>/dev/null
+        sleep 0.2
+    fi
+    return 0
+}

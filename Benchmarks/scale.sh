@@ -125,23 +125,6 @@ group_members() {   # live server processes (hello, tableflip-gin) of process gr
     return 0
 }
 
-kill_group() {   # kill_group PGID: SIGTERM its server processes, SIGKILL what is left after SECONDS=$2
-    local g=$1 t pids
-    pids=$(group_members "$g")
-    [[ -n $pids ]] || return 0
-    kill -TERM $pids 2>/dev/null
-    for ((t = 0; t < $2 * 10; t++)); do
-        [[ -z $(group_members "$g") ]] && return 0
-        sleep 0.1
-    done
-    pids=$(group_members "$g")
-    if [[ -n $pids ]]; then
-        say "warning: server processes $pids still alive $2 s after SIGTERM: SIGKILL"
-        kill -KILL $pids 2>/dev/null
-        sleep 0.2
-    fi
-    return 0
-}
 
 cleanup() {
     local rc=$?
