@@ -1,8 +1,10 @@
 #define _GNU_SOURCE
 #include "CBaton.h"
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -28,4 +30,18 @@ int baton_eventfd(void) {
 
 int baton_set_thread_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
+}
+
+int baton_thread_nice(void) {
+    return getpriority(PRIO_PROCESS, (id_t)gettid());
+}
+
+int baton_thread_lower_priority(int increment) {
+    // With PRIO_PROCESS and a thread id, Linux reads and sets that one thread's nice value
+    // (threads it creates later inherit it); the rest of the process keeps its own.
+    errno = 0;
+    int current = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (current == -1 && errno != 0) return -1;
+    int target = current + increment > 19 ? 19 : current + increment;
+    return setpriority(PRIO_PROCESS, (id_t)gettid(), target);
 }

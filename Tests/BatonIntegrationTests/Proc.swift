@@ -13,6 +13,8 @@ enum Proc {
         var pgrp: pid_t
         /// Clock ticks after boot; with the pid it names one process, even if the pid is reused.
         var startTime: UInt64
+        /// The main thread's nice value.
+        var nice: Int = 0
     }
 
     /// `/proc/PID/stat`, or nil when there is no such process.
@@ -30,8 +32,8 @@ enum Proc {
         // fields[0] is field 3 (state); field n is fields[n - 3].
         guard fields.count > 19, let state = fields[0].first,
               let ppid = pid_t(fields[1]), let pgrp = pid_t(fields[2]),
-              let start = UInt64(fields[19]) else { return nil }
-        return Stat(pid: pid, state: state, ppid: ppid, pgrp: pgrp, startTime: start)
+              let start = UInt64(fields[19]), let nice = Int(fields[16]) else { return nil }
+        return Stat(pid: pid, state: state, ppid: ppid, pgrp: pgrp, startTime: start, nice: nice)
     }
 
     /// utime + stime of `pid` (fields 14 and 15 of `/proc/PID/stat`) in clock ticks.

@@ -25,6 +25,8 @@ final class UpgradeTests: IntegrationTestCase {
         XCTAssertTrue(Proc.isAlive(master))
         if let serving = hello.servingPid() {
             XCTAssertEqual(Proc.stat(serving)?.ppid, master, "serving pid \(serving) is not a child of master \(master)")
+            // Staging runs on a thread at a lower priority (LaunchThread); workers must not inherit it.
+            XCTAssertEqual(Proc.stat(serving)?.nice, Proc.stat(master)?.nice, "worker \(serving) runs at another priority than its master")
         } else {
             XCTFail("no answer after the load stopped")
         }

@@ -95,6 +95,7 @@ public final class BatonMaster: Service, Sendable {
             ?? ListenerSet(initial: try openListeners(), backlog: configuration.backlog)
         let continuation = self.continuation
         let spawner = Spawner()
+        let launcher = LaunchThread()
         var notify: NotifySocket?
         var watcher: ConfigWatcher?
         var control: ControlServer?
@@ -137,7 +138,7 @@ public final class BatonMaster: Service, Sendable {
             }
             let loop = MasterLoop(master: self, listeners: listeners,
                                   sockets: (notify: .init(fd: notify!.fd, path: notify!.path), control: control.map { .init(fd: $0.fd, path: $0.path) }),
-                                  spawner: spawner, systemd: systemd, image: image)
+                                  spawner: spawner, launcher: launcher, systemd: systemd, image: image)
             if let record { try loop.adopt(record) }
             try await serve(loop, control: control)
         } catch {
@@ -153,6 +154,7 @@ public final class BatonMaster: Service, Sendable {
             await metricsEndpoint?.close()
             listeners.closeAll()
             await spawner.shutdown()
+            await launcher.shutdown()
         }
     }
 

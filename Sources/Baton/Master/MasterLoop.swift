@@ -23,6 +23,8 @@ final class MasterLoop {
     /// The master's own sockets that a re-execution hands to the next image.
     let sockets: (notify: MasterRecord.Socket, control: MasterRecord.Socket?)
     let spawner: Spawner
+    /// Where `configuration.launch()` runs (staging hashes the binary: see ``LaunchThread``).
+    let launcher: LaunchThread
     let systemd: SystemdNotifier
     let watcher = ChildWatcher()
     var configuration: MasterConfiguration { master.configuration }
@@ -56,12 +58,13 @@ final class MasterLoop {
     private var attemptIsUpgrade = false
 
     init(master: BatonMaster, listeners: ListenerSet, sockets: (notify: MasterRecord.Socket, control: MasterRecord.Socket?),
-         spawner: Spawner, systemd: SystemdNotifier, image: MasterImage) {
+         spawner: Spawner, launcher: LaunchThread, systemd: SystemdNotifier, image: MasterImage) {
         self.master = master
         self.systemd = systemd
         self.listeners = listeners
         self.sockets = sockets
         self.spawner = spawner
+        self.launcher = launcher
         self.image = image
         publishProgress()
     }
@@ -156,7 +159,7 @@ final class MasterLoop {
                 logger.info("the pending change of \(path) is part of this upgrade (\(why)); it will not trigger another")
             }
             do {
-                plan = try configuration.launch()
+                plan = try await launcher.run(configuration.launch)
             } catch {
                 finishUpgrade(.failed(reason: "\(error)"), replies: replies)
                 return

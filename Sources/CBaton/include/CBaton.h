@@ -43,6 +43,15 @@ int baton_accept(int fd);
 /// Returns 0 or -1 with errno set.
 int baton_sched_batch(void);
 
+/// The calling thread's nice value (-20…19), or -1 with errno set (-1 is also a valid value:
+/// clear errno first to tell them apart).
+int baton_thread_nice(void);
+
+/// Adds `increment` to the calling thread's nice value (at most 19: a smaller share of a busy
+/// CPU). Raising it needs no privilege; lowering it again later needs CAP_SYS_NICE.
+/// Returns 0 or -1 with errno set.
+int baton_thread_lower_priority(int increment);
+
 /// Names the calling thread (at most 15 bytes are kept), as `top -H` and `/proc/…/comm` show it.
 /// Returns 0 or an errno value.
 int baton_set_thread_name(const char *name);
