@@ -64,6 +64,7 @@ let package = Package(
                 "Baton", "BatonNIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
@@ -121,11 +122,12 @@ let package = Package(
             dependencies: [.product(name: "Vapor", package: "vapor")],
             path: "Benchmarks/PlainVapor"
         ),
-        .testTarget(name: "BatonTests", dependencies: ["Baton", "CBaton"]),
+        .testTarget(name: "BatonTests", dependencies: ["Baton", "CBaton", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(
             name: "BatonNIOTests",
             dependencies: [
                 "BatonNIO", "CBaton",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import XCTest
 @testable import Baton
@@ -44,6 +45,17 @@ final class ReleaseStoreTests: XCTestCase {
         XCTAssertEqual(try store.stage(binName: "app", version: "2", expectedSHA256: release.sha256.uppercased()), release)
         // The operator may now overwrite the original in place.
         put("app", Array("#!/bin/sh\nexit 0\n".utf8))
+    }
+
+    func testABinaryOfSeveralMegabytesIsReadAndCopiedWhole() throws {
+        // Larger than the 1 MB the store reads and writes per call, and not a multiple of it.
+        var big = trueBinary + [UInt8](repeating: 0, count: 3 * ReleaseStore.ioChunk + 12_345)
+        for index in stride(from: trueBinary.count, to: big.count, by: 4093) { big[index] = UInt8(truncatingIfNeeded: index) }
+        put("app", big)
+        let release = try store.stage(binName: "app", version: "3")
+        XCTAssertEqual(try [UInt8](Data(contentsOf: URL(fileURLWithPath: release.path))), big)
+        let expected = SHA256.hash(data: big).map { String(format: "%02x", $0) }.joined()
+        XCTAssertEqual(release.sha256, expected)
     }
 
     func testScriptsAreAccepted() throws {
