@@ -74,7 +74,7 @@ final class ConnectionAdopter: @unchecked Sendable {
             return initializer(channel)
         }.withConnectedSocket(fd).whenComplete { result in
             switch result {
-            case .success(let channel): registry.accepted(channel)
+            case .success(let channel): registry.accepted(channel, listener: listener)
             case .failure(let error):
                 logger.debug("connection setup failed: \(error)")
                 registry.acceptFailed()

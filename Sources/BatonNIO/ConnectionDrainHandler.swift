@@ -61,8 +61,6 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     private var idleCheck: Scheduled<Void>?
     /// Where this connection goes when it is idle, while draining with a hand-over.
     private var handoff: ConnectionHandoff?
-    /// Not before then (its place in the hand-over's spread).
-    private var handOverAt = NIODeadline.uptimeNanoseconds(0)
     /// Response ends written but not yet on the wire.
     private var unwrittenEnds = 0
     private var handOverRetry: Scheduled<Void>?
@@ -158,8 +156,9 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         guard !draining else { return }
         draining = true
         if let next = drain.handoff, activity.fd != nil, next.takes(listener: activity.listener) {
+            // The event comes at this connection's moment within the hand-over's spread
+            // (the registry paces it): it goes now, or at its next request boundary.
             handoff = next
-            handOverAt = next.slot()
             handOverIfIdle(context: context)
         } else if pending.isEmpty {
             scheduleIdleCheck(context: context)
@@ -179,10 +178,6 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     private func handOverIfIdle(context: ChannelHandlerContext) {
         guard let next = handoff, !closing, pending.isEmpty, unwrittenEnds == 0, handOverRetry == nil else { return }
         guard next.takes(listener: activity.listener) else { return fallBack(context: context) }
-        // Until its moment comes the connection is served here as usual (no `Connection: close`).
-        guard context.eventLoop.now >= handOverAt else {
-            return retryHandOver(context: context, in: handOverAt - context.eventLoop.now, thenFallBack: false)
-        }
         guard !activity.requestArriving, activity.atRequestBoundary else {
             // Part of a next request may be read already (or one is arriving): it is answered
             // here, and the connection goes after that answer. If nothing completes it, close.

@@ -9,7 +9,7 @@ import NIOCore
 /// afterwards, so none can slip through and keep a keep-alive connection open.
 public final class ConnectionRegistry: Sendable {
     private struct State {
-        var open: [ObjectIdentifier: any Channel] = [:]
+        var open: [ObjectIdentifier: Connection] = [:]
         /// Accepted, not yet a channel.
         var settingUp = 0
         var draining = false
@@ -17,6 +17,12 @@ public final class ConnectionRegistry: Sendable {
         var waiters: [CheckedContinuation<Void, Never>] = []
         /// Nothing open, nothing being set up.
         var isIdle: Bool { open.isEmpty && settingUp == 0 }
+    }
+
+    private struct Connection {
+        var channel: any Channel
+        /// The position of the listener it came from (nil: unknown).
+        var listener: Int?
     }
 
     private let state = NIOLockedValueBox(State())
@@ -32,12 +38,13 @@ public final class ConnectionRegistry: Sendable {
         state.withLockedValue { $0.settingUp += 1 }
     }
 
-    /// Called once the accepted connection is a channel.
-    public func accepted(_ channel: any Channel) {
+    /// Called once the accepted connection is a channel; `listener` is the position of the
+    /// listener it came from (nil: unknown).
+    public func accepted(_ channel: any Channel, listener: Int? = nil) {
         let id = ObjectIdentifier(channel)
         let drain = state.withLockedValue { state -> (draining: Bool, handoff: ConnectionHandoff?) in
             state.settingUp -= 1
-            state.open[id] = channel
+            state.open[id] = Connection(channel: channel, listener: listener)
             return (state.draining, state.handoff)
         }
         // The drain may have started while NIO was setting this connection up.
@@ -64,13 +71,33 @@ public final class ConnectionRegistry: Sendable {
 
     /// Starts draining every open connection (and any registered later), handing keep-alive
     /// connections over through `handoff` when there is one.
+    ///
+    /// With a hand-over, the connections it takes learn of the drain in random order, evenly over
+    /// its `spread` (see ``DrainPacer``): each goes to the next generation at that moment or at
+    /// its first request boundary after it. The rest (a listener the next generation does not
+    /// serve), and any connection registered later, learn of it at once.
     public func startDraining(handoff: ConnectionHandoff? = nil) {
-        let channels = state.withLockedValue { state -> [any Channel] in
+        let connections = state.withLockedValue { state -> [Connection] in
             state.draining = true
             state.handoff = handoff
             return Array(state.open.values)
         }
-        for channel in channels { Self.sendDrain(to: channel, handoff: handoff) }
+        guard let handoff else {
+            for connection in connections { Self.sendDrain(to: connection.channel, handoff: nil) }
+            return
+        }
+        var paced: [ObjectIdentifier: (loop: any EventLoop, channels: [any Channel])] = [:]
+        for connection in connections.shuffled() {
+            guard handoff.takes(listener: connection.listener) else {
+                Self.sendDrain(to: connection.channel, handoff: handoff)
+                continue
+            }
+            let loop = connection.channel.eventLoop
+            paced[ObjectIdentifier(loop), default: (loop, [])].channels.append(connection.channel)
+        }
+        for (loop, channels) in paced.values {
+            DrainPacer.start(DrainConnectionEvent(handoff: handoff), to: channels, on: loop, over: handoff.spread)
+        }
     }
 
     /// Returns once no connection is open.
@@ -87,7 +114,7 @@ public final class ConnectionRegistry: Sendable {
 
     /// Closes every connection still open (the drain deadline has passed).
     public func closeAll() {
-        for channel in state.withLockedValue({ Array($0.open.values) }) { channel.close(promise: nil) }
+        for connection in state.withLockedValue({ Array($0.open.values) }) { connection.channel.close(promise: nil) }
     }
 
     private static func sendDrain(to channel: any Channel, handoff: ConnectionHandoff?) {

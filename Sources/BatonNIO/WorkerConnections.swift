@@ -14,8 +14,8 @@ public struct DrainConfiguration: Sendable {
     /// How long a drain hands idle keep-alive connections to the next generation (when it takes
     /// them); a connection not handed over by then is closed gracefully.
     public var handoffWindow: Duration = .seconds(10)
-    /// Over how long the hand-over is spread, per connection open when the drain starts (each
-    /// goes at a random moment within it): setting a connection up costs the next generation
+    /// Over how long the hand-over is spread, per connection open when the drain starts (they
+    /// go evenly over it, in random order): setting a connection up costs the next generation
     /// about what an accept does, and thousands at once would stall it on a busy core. The
     /// spread is at least 100 ms and at most half the window.
     public var handoffSpreadPerConnection: Duration = .milliseconds(1)

@@ -36,9 +36,9 @@ public final class ConnectionHandoff: Sendable {
     private let state: NIOLockedValueBox<State>
     /// When hand-overs stop and the graceful close takes over.
     public let deadline: NIODeadline
-    /// Each connection goes at a random moment within this time from the start (or at its first
-    /// request boundary after that moment), so that the next generation sets connections up at a
-    /// pace it can take while it serves, instead of all at once.
+    /// The connections go over this time from the start, evenly and in random order (each at its
+    /// moment or its first request boundary after it; see ``DrainPacer``), so that the next
+    /// generation sets connections up at a pace it can take while it serves, not all at once.
     public let spread: TimeAmount
     /// The hand-over message for a connection to each listener (by position).
     private let messages: [[UInt8]]
@@ -56,11 +56,6 @@ public final class ConnectionHandoff: Sendable {
         self.messages = listenerNames.map { Array("\(ConnectionInbox.message) \($0)".utf8) }
         self.handingOver = handingOver
         self.logger = logger
-    }
-
-    /// A random moment within the spread, at which one connection goes.
-    func slot() -> NIODeadline {
-        .now() + .nanoseconds(spread.nanoseconds > 0 ? Int64.random(in: 0..<spread.nanoseconds) : 0)
     }
 
     /// Whether a connection to the listener at position `listener` may still be handed over.
