@@ -12,7 +12,7 @@ final class LaunchThreadTests: XCTestCase {
         let (nice, thread) = try await launcher.run { (Self.threadNice(), pthread_self()) }
         await launcher.shutdown()
         XCTAssertEqual(nice, min(19, before + LaunchThread.niceIncrement))
-        XCTAssertGreaterThan(nice, before)
+        if before < 19 { XCTAssertGreaterThan(nice, before) }  // a runner at 19 leaves no room
         XCTAssertNotEqual(thread, pthread_self())
         // Only that thread: this one (and every thread it starts) keeps its priority.
         XCTAssertEqual(Self.threadNice(), before)
