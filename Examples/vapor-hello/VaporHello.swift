@@ -80,7 +80,6 @@ struct VaporHello: AsyncParsableCommand {
         routes(app, worker: worker)
         var configuration = BatonVaporConfiguration()
         configuration.maxBodySize = maxBodySize
-        configuration.drain.drainDeadline = .milliseconds(Int64(max(drainTimeout - 1, drainTimeout * 0.9) * 1000))
         try await app.runBaton(worker: worker, configuration: configuration)
     }
 

@@ -26,7 +26,7 @@ public enum Baton {
         master: () throws -> MasterConfiguration,
         worker: (BatonWorker) async throws -> Void
     ) async throws {
-        if let handOver = try BatonWorker.fromEnvironment() {
+        if let handOver = try BatonWorker.fromEnvironment(logger: logger) {
             try await worker(handOver)
         } else {
             try await runMaster(master(), logger: logger)

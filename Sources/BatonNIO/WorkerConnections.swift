@@ -5,9 +5,11 @@ import NIOPosix
 
 /// Drain settings shared by every adapter (Hummingbird's `BatonServerConfiguration`, BatonVapor's).
 public struct DrainConfiguration: Sendable {
-    /// Hard deadline of a drain: connections still open then are closed. Keep it below the
-    /// master's drain timeout, so the worker ends on its own terms rather than by SIGKILL.
-    public var drainDeadline: Duration = .seconds(25)
+    /// Hard deadline of a drain: connections still open then are closed. Nil (the default)
+    /// takes the deadline the master sends with its ``DrainOrders`` (its drain timeout less a
+    /// margin to exit before SIGKILL), or 25 s from a master that sends none. A value set here
+    /// is used when it is earlier than the master's.
+    public var drainDeadline: Duration?
     /// How long a keep-alive connection must have been quiet (since its last request or response)
     /// before a drain closes it without waiting for another request; see ``ConnectionDrainHandler``.
     public var idleGrace: TimeAmount = .seconds(1)
@@ -71,11 +73,11 @@ public final class WorkerConnections: Sendable {
     /// connections are handed over there at a request boundary, spread over a time, for up to
     /// the configuration's `handoffWindow`, instead of being closed; see ``ConnectionDrainHandler``.
     public func drain(_ configuration: DrainConfiguration) async {
-        let deadline = configuration.drainDeadline
         let started = ContinuousClock.now
         // Without orders (an older master) every queue is taken: the safe choice when this may be
         // the last generation on a socket.
         let orders = worker.drainOrders()
+        let deadline = [configuration.drainDeadline, orders?.deadline].compactMap { $0 }.min() ?? .seconds(25)
         let shared = orders?.sharedListeners ?? []
         let spread = max(100_000_000, configuration.handoffSpreadPerConnection.nanoseconds * Int64(registry.openCount))
         // Only connections to a socket the next generation serves too: after a port change the

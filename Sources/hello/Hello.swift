@@ -101,9 +101,7 @@ struct Hello: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(milliseconds))
             return HelloAnswer(message: "slept \(milliseconds) ms", ver: worker.version, pid: Int(getpid()))
         }
-        var server = BatonServerConfiguration()
-        server.drainDeadline = .milliseconds(Int64(max(drainTimeout - 1, drainTimeout * 0.9) * 1000))
-        try await BatonApplication(router: router, worker: worker, configuration: server, logger: logger).runService()
+        try await BatonApplication(router: router, worker: worker, configuration: BatonServerConfiguration(), logger: logger).runService()
     }
 }
 

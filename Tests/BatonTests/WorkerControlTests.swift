@@ -58,6 +58,29 @@ final class WorkerControlTests: XCTestCase {
         XCTAssertEqual(DrainOrders(sharedListeners: [1], connectionInbox: 5).line, "drain shared=1 handoff=1\n")
     }
 
+    /// The master says by when the worker must be done, so adapters need not guess it.
+    func testDrainOrdersCarryTheDeadline() {
+        let orders = DrainOrders(sharedListeners: [0], connectionInbox: 7, deadline: .milliseconds(27_500))
+        XCTAssertEqual(orders.line, "drain shared=0 handoff=1 deadline=27500\n")
+        XCTAssertEqual(DrainOrders(parsing: orders.line, inbox: 7), orders)
+        XCTAssertEqual(DrainOrders(parsing: "drain shared=0\n")?.deadline, nil, "an older master says nothing")
+        XCTAssertNil(DrainOrders(parsing: "drain shared=0 deadline=soon\n"))
+        XCTAssertNil(DrainOrders(parsing: "drain shared=0 deadline=-5\n"))
+    }
+
+    /// One layout for both sides: listeners from fd 3, then the control channel, then the inbox.
+    func testDescriptorLayout() {
+        let layout = WorkerDescriptors(listenerCount: 2)
+        XCTAssertEqual(layout.control, 5)
+        XCTAssertEqual(layout.inbox, 6)
+        XCTAssertEqual(layout.order(listeners: [20, 21], control: 30, inbox: 31), [20, 21, 30, 31])
+        let environment = WorkerEnvironment.make(inherited: [:], plan: LaunchPlan(executable: "/bin/true"),
+                                                 listeners: [Listener(fd: 20, name: "a"), Listener(fd: 21, name: "b")],
+                                                 generation: 1, notifySocketPath: "/n", masterPID: 1, control: true)
+        XCTAssertEqual(environment[WorkerEnvironment.controlFD], "5")
+        XCTAssertEqual(environment[WorkerEnvironment.connectionInboxFD], "6")
+    }
+
     func testSendingToAWorkerThatIsGoneFailsQuietly() throws {
         let control = try WorkerControl.make()
         defer { close(control.masterEnd) }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CBaton
+import Logging
 
 /// The worker's side of the hand-over: the listeners and facts the master passed, and the way to
 /// answer it (`READY=1` once serving, `STOPPING=1` when draining).
@@ -40,7 +41,11 @@ public struct BatonWorker: Sendable {
     /// Adopts the listeners, removes the protocol variables from the environment (nothing this
     /// worker starts inherits them), arranges to get SIGTERM — a drain — if the master exits, and
     /// ignores SIGHUP, which is the master's upgrade signal and must not kill a worker.
-    public static func fromEnvironment() throws -> BatonWorker? {
+    ///
+    /// A control channel or connection inbox named somewhere else than ``WorkerDescriptors``
+    /// puts it, or not open, is left alone: the worker then drains without the master's orders
+    /// or takes no connections over, and says so once on `logger` at warning.
+    public static func fromEnvironment(logger: Logger = Logger(label: "Baton")) throws -> BatonWorker? {
         let environment = ProcessEnvironment.current()
         guard let generationText = environment[WorkerEnvironment.generation] else { return nil }
         guard let generation = Int(generationText),
@@ -50,14 +55,23 @@ public struct BatonWorker: Sendable {
         guard let listeners = try SocketActivation.adoptListeners(environment: environment) else {
             throw BatonError.invalidEnvironment("started by a Baton master but LISTEN_PID does not name this process")
         }
-        // The control channel sits right after the listeners, the connection inbox after it;
-        // anything else named there is ignored.
-        func adopt(_ variable: String, at expected: Int32) -> Int32? {
-            guard let fd = environment[variable].flatMap(Int32.init), fd == expected, fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else { return nil }
+        let layout = WorkerDescriptors(listenerCount: listeners.count)
+        func adopt(_ variable: String, at expected: Int32, losing: String) -> Int32? {
+            guard let text = environment[variable] else { return nil }
+            guard let fd = Int32(text), fd == expected else {
+                logger.warning("\(variable)=\(text) is not fd \(expected), where a master puts it after \(listeners.count) listener(s); ignoring it: \(losing)")
+                return nil
+            }
+            guard fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else {
+                logger.warning("\(variable)=\(text) is not an open descriptor; ignoring it: \(losing)")
+                return nil
+            }
             return fd
         }
-        let controlFD = adopt(WorkerEnvironment.controlFD, at: 3 + Int32(listeners.count))
-        let inboxFD = adopt(WorkerEnvironment.connectionInboxFD, at: 4 + Int32(listeners.count))
+        let controlFD = adopt(WorkerEnvironment.controlFD, at: layout.control,
+                              losing: "this worker will drain without the master's orders (every accept queue taken, no hand-over)")
+        let inboxFD = adopt(WorkerEnvironment.connectionInboxFD, at: layout.inbox,
+                            losing: "this worker takes no connections over from the generation before")
         let worker = BatonWorker(
             generation: generation, version: environment[WorkerEnvironment.version] ?? "",
             masterPID: masterPID, listeners: listeners, notifySocket: environment[WorkerEnvironment.notifySocket],

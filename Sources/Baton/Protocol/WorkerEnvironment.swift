@@ -36,8 +36,8 @@ public enum WorkerEnvironment {
 
     /// The environment of a new worker: the master's inheritable variables, the protocol
     /// variables (all but `LISTEN_PID`, which only the child can know), then `plan.environment`.
-    /// With `control`, the control channel is announced at the descriptor after the listeners and
-    /// the connection inbox at the one after that.
+    /// With `control`, the control channel and the connection inbox are announced where
+    /// ``WorkerDescriptors`` puts them.
     static func make(
         inherited: [String: String],
         plan: LaunchPlan,
@@ -56,8 +56,9 @@ public enum WorkerEnvironment {
         result[self.masterPID] = String(masterPID)
         result[protocolVersion] = String(currentProtocol)
         if control {
-            result[controlFD] = String(3 + listeners.count)
-            result[connectionInboxFD] = String(4 + listeners.count)
+            let layout = WorkerDescriptors(listenerCount: listeners.count)
+            result[controlFD] = String(layout.control)
+            result[connectionInboxFD] = String(layout.inbox)
         }
         for (name, value) in plan.environment { result[name] = value }
         return result
