@@ -152,7 +152,7 @@ final class SpawnerTests: XCTestCase {
         // descriptors, all on the pipe's write end: fd 4.
         let script = #"echo pid=$$ env=$LISTEN_PID $(grep SigBlk /proc/$$/status) >&4; exec ls /proc/self/fd >&4"#
         let pid = try await spawner.spawn(LaunchPlan(executable: "/bin/sh", arguments: ["-c", script]),
-                                          environment: ["PATH": "/usr/bin:/bin"], listeners: [listener], extra: [control[1]])
+                                          environment: ["PATH": "/usr/bin:/bin"], descriptors: [listener.fd, control[1]])
         await spawner.shutdown()
         close(control[1])
         control[1] = -1

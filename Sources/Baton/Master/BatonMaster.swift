@@ -16,18 +16,12 @@ import UnixSignals
 public final class BatonMaster: Service, Sendable {
     /// Something that happened, for the master's single event loop.
     enum Event: Sendable {
-        case upgrade(reason: String, reply: (@Sendable (UpgradeOutcome) -> Void)?)
-        case notified(pid_t, NotifyMessage)
-        case exited(pid_t, ExitStatus)
-        case readyTimeout(generation: Int)
-        case drainTimeout(generation: Int)
-        case restart
-        case shutdown
+        /// An upgrade trigger; `reply` gets the outcome (or the answer of the re-execution it became).
+        case trigger(reason: String, reply: MasterLoop.Reply?)
         /// Re-execute the master's binary in place (SIGUSR2, `baton reload --master`).
-        case reexec(reason: String, reply: MasterLoop.ReexecReply?)
-        /// The answer to a re-execution request was delivered: exec now.
-        case execNow
-        indirect case timer(id: Int, Event)
+        case reexec(reason: String, reply: MasterLoop.Reply?)
+        /// Anything else the state machine takes as it comes.
+        case machine(MasterStateMachine.Event)
     }
 
     let configuration: MasterConfiguration
@@ -36,9 +30,8 @@ public final class BatonMaster: Service, Sendable {
     let metrics = MasterMetrics()
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
-    private let snapshot = NIOLockedValueBox<[Generation]>([])
-    private let lastOutcome = NIOLockedValueBox<UpgradeOutcome?>(nil)
-    private let progress = NIOLockedValueBox<MasterProgress?>(nil)
+    /// What the loop last published, for `status` and the public properties.
+    private let snapshot = NIOLockedValueBox<MasterSnapshot?>(nil)
     private let watcherBox = NIOLockedValueBox<ConfigWatcher?>(nil)
     private let processStart = NIOLockedValueBox(ContinuousClock.now)
     /// When this process started (before any re-execution of its image).
@@ -60,17 +53,40 @@ public final class BatonMaster: Service, Sendable {
     }
 
     /// The generations alive now, oldest first.
-    public var generations: [Generation] { snapshot.withLockedValue { $0 } }
+    public var generations: [Generation] { snapshot.withLockedValue { $0?.generations ?? [] } }
 
     /// The outcome of the last upgrade, restart or rollback.
-    public var lastUpgrade: UpgradeOutcome? { lastOutcome.withLockedValue { $0 } }
+    public var lastUpgrade: UpgradeOutcome? { snapshot.withLockedValue { $0?.lastUpgrade } }
 
     /// Asks for an upgrade and waits for its outcome. Requests made while an upgrade runs are
     /// coalesced into one follow-up upgrade, whose outcome they all receive.
+    ///
+    /// With ``MasterConfiguration/reexecMasterOnUpgrade`` and a new master binary on disk, the
+    /// upgrade starts with a re-execution of this process: then the outcome says so, and the
+    /// workers' upgrade follows in the new image.
     public func requestUpgrade(reason: String) async -> UpgradeOutcome {
-        await withCheckedContinuation { (reply: CheckedContinuation<UpgradeOutcome, Never>) in
-            let result = continuation.yield(.upgrade(reason: reason, reply: { reply.resume(returning: $0) }))
-            if case .terminated = result { reply.resume(returning: .failed(reason: "the master is not running")) }
+        switch await ask({ .trigger(reason: reason, reply: $0) }) {
+        case .upgrade(let outcome):
+            return outcome
+        case .reexec(.refused(let why)):
+            return .failed(reason: "master re-execution refused: \(why)")
+        case .reexec(.accepted(let message)):
+            continuation.yield(.machine(.execNow))
+            return .failed(reason: "superseded: \(message)")
+        }
+    }
+
+    /// Posts the event `make` builds around a reply, and waits for the reply.
+    private func ask(_ make: (@escaping MasterLoop.Reply) -> Event) async -> MasterStateMachine.Reply {
+        await withCheckedContinuation { (reply: CheckedContinuation<MasterStateMachine.Reply, Never>) in
+            let event = make { reply.resume(returning: $0) }
+            if case .terminated = continuation.yield(event) {
+                if case .reexec = event {
+                    reply.resume(returning: .reexec(.refused("the master is not running")))
+                } else {
+                    reply.resume(returning: .upgrade(.failed(reason: "the master is not running")))
+                }
+            }
         }
     }
 
@@ -101,7 +117,7 @@ public final class BatonMaster: Service, Sendable {
         var control: ControlServer?
         var metricsEndpoint: MetricsEndpoint?
         do {
-            let onMessage: @Sendable (pid_t, NotifyMessage) -> Void = { pid, message in continuation.yield(.notified(pid, message)) }
+            let onMessage: @Sendable (pid_t, NotifyMessage) -> Void = { pid, message in continuation.yield(.machine(.notified(pid: pid, message))) }
             if let record {
                 notify = try NotifySocket(adopting: record.notify.fd, path: record.notify.path, onMessage: onMessage)
             } else {
@@ -109,7 +125,7 @@ public final class BatonMaster: Service, Sendable {
             }
             watcher = try configuration.watchFile.map { path in
                 try ConfigWatcher(path: path, quietPeriod: configuration.watchQuietPeriod) {
-                    continuation.yield(.upgrade(reason: "\(path) changed", reply: nil))
+                    continuation.yield(.trigger(reason: "\(path) changed", reply: nil))
                 }
             }
             if let watcher { logger.info("watching \(watcher.path) for deploys") }
@@ -136,10 +152,9 @@ public final class BatonMaster: Service, Sendable {
                 image = MasterImage.current(executions: record.image.executions, arguments: record.image.arguments, path: record.image.path)
                 processStart.withLockedValue { $0 = record.instant(age: record.image.processAge) }
             }
-            let loop = MasterLoop(master: self, listeners: listeners,
-                                  sockets: (notify: .init(fd: notify!.fd, path: notify!.path), control: control.map { .init(fd: $0.fd, path: $0.path) }),
-                                  spawner: spawner, launcher: launcher, systemd: systemd, image: image)
-            if let record { try loop.adopt(record) }
+            let loop = try MasterLoop(master: self, listeners: listeners,
+                                      sockets: (notify: .init(fd: notify!.fd, path: notify!.path), control: control.map { .init(fd: $0.fd, path: $0.path) }),
+                                      spawner: spawner, launcher: launcher, systemd: systemd, image: image, record: record)
             try await serve(loop, control: control)
         } catch {
             await release()
@@ -171,7 +186,7 @@ public final class BatonMaster: Service, Sendable {
                         if signal == .sigusr2 {
                             continuation.yield(.reexec(reason: "SIGUSR2", reply: nil))
                         } else {
-                            continuation.yield(.upgrade(reason: "SIGHUP", reply: nil))
+                            continuation.yield(.trigger(reason: "SIGHUP", reply: nil))
                         }
                     }
                 }
@@ -183,7 +198,7 @@ public final class BatonMaster: Service, Sendable {
                 try await loop.run(events: events)
             }
         } onGracefulShutdown: {
-            continuation.yield(.shutdown)
+            continuation.yield(.machine(.shutdown))
         }
     }
 
@@ -205,14 +220,20 @@ public final class BatonMaster: Service, Sendable {
     func answer(_ request: ControlProtocol.Request) async -> (ControlProtocol.Response, (@Sendable () -> Void)?) {
         switch request.command {
         case "reload":
-            if configuration.reexecMasterOnUpgrade, progress.withLockedValue({ $0?.image.changedOnDisk }) == true {
-                return await reexec(reason: "baton reload (the master's binary changed on disk)")
+            let before = status()
+            switch await ask({ .trigger(reason: "baton reload", reply: $0) }) {
+            case .upgrade(let outcome):
+                if case .succeeded = outcome { return (.init(ok: true, message: outcome.description), nil) }
+                return (.init(ok: false, message: outcome.description), nil)
+            case .reexec(let answer):
+                return reexecResponse(answer, before: before)
             }
-            let outcome = await requestUpgrade(reason: "baton reload")
-            if case .succeeded = outcome { return (.init(ok: true, message: outcome.description), nil) }
-            return (.init(ok: false, message: outcome.description), nil)
         case "reload-master":
-            return await reexec(reason: "baton reload --master")
+            let before = status()
+            guard case .reexec(let answer) = await ask({ .reexec(reason: "baton reload --master", reply: $0) }) else {
+                return (.init(ok: false, message: "master re-execution: no answer"), nil)
+            }
+            return reexecResponse(answer, before: before)
         case "status":
             return (.init(ok: true, message: "master pid \(getpid())", status: status()), nil)
         case "metrics":
@@ -220,26 +241,21 @@ public final class BatonMaster: Service, Sendable {
         case "stop":
             // Once the answer is out: with nothing to drain the master could exit before writing it.
             return (.init(ok: true, message: "master pid \(getpid()) is draining every generation and stopping", status: status()),
-                    { [continuation] in continuation.yield(.shutdown) })
+                    { [continuation] in continuation.yield(.machine(.shutdown)) })
         default:
             return (.init(ok: false, message: "unknown command '\(request.command)' (expected reload, reload-master, status, metrics or stop)"), nil)
         }
     }
 
-    /// Asks for a re-execution; once the answer is delivered, the exec follows. The answer
-    /// carries the counts the client watches in `status` to learn the outcome.
-    private func reexec(reason: String) async -> (ControlProtocol.Response, (@Sendable () -> Void)?) {
-        let before = status()
-        let answer = await withCheckedContinuation { (reply: CheckedContinuation<ReexecAnswer, Never>) in
-            let result = continuation.yield(.reexec(reason: reason, reply: { reply.resume(returning: $0) }))
-            if case .terminated = result { reply.resume(returning: .refused("the master is not running")) }
-        }
+    /// The answer to a re-execution request; once it is delivered, the exec follows. It carries
+    /// the counts the client watches in `status` to learn the outcome.
+    private func reexecResponse(_ answer: ReexecAnswer, before: ControlProtocol.MasterStatus) -> (ControlProtocol.Response, (@Sendable () -> Void)?) {
         switch answer {
         case .refused(let why):
             return (.init(ok: false, message: "master re-execution refused: \(why)", status: status()), nil)
         case .accepted(let message):
             let ticket = ControlProtocol.ReexecTicket(executions: before.image?.executions ?? 0, failures: before.reexecFailures ?? 0)
-            return (.init(ok: true, message: message, status: before, reexec: ticket), { [continuation] in continuation.yield(.execNow) })
+            return (.init(ok: true, message: message, status: before, reexec: ticket), { [continuation] in continuation.yield(.machine(.execNow)) })
         }
     }
 
@@ -247,25 +263,25 @@ public final class BatonMaster: Service, Sendable {
     public func status() -> ControlProtocol.MasterStatus {
         let now = ContinuousClock.now
         func seconds(_ duration: Duration) -> Double { Double(duration.milliseconds) / 1000 }
-        let progress = self.progress.withLockedValue { $0 }
-        let lastUpgrade = self.lastUpgrade
+        let snapshot = self.snapshot.withLockedValue { $0 }
+        let lastUpgrade = snapshot?.lastUpgrade
         var succeeded: Bool?
         if let lastUpgrade { if case .succeeded = lastUpgrade { succeeded = true } else { succeeded = false } }
         return .init(
             masterPID: getpid(), uptimeSeconds: seconds(processStartedAt.duration(to: now)),
-            generations: generations.map {
+            generations: (snapshot?.generations ?? []).map {
                 .init(generation: $0.number, pid: $0.pid, version: $0.version, state: $0.state.rawValue,
                       ageSeconds: seconds($0.startedAt.duration(to: now)), status: $0.status)
             },
             lastUpgrade: lastUpgrade?.description,
             lastUpgradeSucceeded: succeeded,
-            image: progress.map {
+            image: snapshot.map {
                 .init(path: $0.image.path, batonVersion: Baton.version, executions: $0.image.executions,
                       ageSeconds: seconds($0.image.startedAt.duration(to: now)), changedOnDisk: $0.image.changedOnDisk)
             },
-            upgradeRunning: progress?.upgradeRunning,
-            reexecFailures: progress?.reexecFailures,
-            lastReexec: progress?.lastReexec)
+            upgradeRunning: snapshot?.busy,
+            reexecFailures: snapshot?.reexecFailures,
+            lastReexec: snapshot?.lastReexec)
     }
 
     private func openListeners() throws -> [(address: ListenAddress?, listener: Listener)] {
@@ -292,7 +308,7 @@ public final class BatonMaster: Service, Sendable {
 
     /// Asks for an upgrade without waiting for it (as SIGHUP does).
     public func triggerUpgrade(reason: String) {
-        continuation.yield(.upgrade(reason: reason, reply: nil))
+        continuation.yield(.trigger(reason: reason, reply: nil))
     }
 
     func post(_ event: Event) { continuation.yield(event) }
@@ -304,10 +320,32 @@ public final class BatonMaster: Service, Sendable {
         guard let watcher = watcherBox.withLockedValue({ $0 }) else { return nil }
         return watcher.absorbPendingChanges() ? watcher.path : nil
     }
-    func publish(_ generations: [Generation]) {
-        snapshot.withLockedValue { $0 = generations }
-        metrics.update(generations)
+
+    func publish(_ snapshot: MasterSnapshot) {
+        let changed = self.snapshot.withLockedValue { current -> Bool in
+            defer { current = snapshot }
+            return current?.generations != snapshot.generations
+        }
+        if changed { metrics.update(snapshot.generations) }
     }
-    func publish(_ outcome: UpgradeOutcome) { lastOutcome.withLockedValue { $0 = outcome } }
-    func publish(_ progress: MasterProgress) { self.progress.withLockedValue { $0 = progress } }
+}
+
+/// What the master's loop publishes after each event, for `status` and the metrics.
+struct MasterSnapshot: Sendable {
+    var generations: [Generation]
+    var lastUpgrade: UpgradeOutcome?
+    /// An upgrade or a re-execution is under way.
+    var busy: Bool
+    var reexecFailures: Int
+    var lastReexec: String?
+    var image: MasterImage
+
+    init(_ machine: MasterStateMachine, image: MasterImage) {
+        generations = machine.generations
+        lastUpgrade = machine.lastUpgrade
+        busy = machine.isBusy
+        reexecFailures = machine.reexecFailures
+        lastReexec = machine.lastReexec
+        self.image = image
+    }
 }

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// One running instance of the app, started by the master on the shared listeners.
 public struct Generation: Sendable, Equatable {
     /// Where a generation is in its life.
@@ -19,7 +15,7 @@ public struct Generation: Sendable, Equatable {
     /// 1 for the first generation, then one more at each start.
     public let number: Int
     /// The worker process.
-    public let pid: pid_t
+    public let pid: Int32
     /// The version it was started as (`BATON_VERSION`).
     public let version: String
     /// Where it is in its life.
@@ -36,20 +32,34 @@ public struct Generation: Sendable, Equatable {
     public let plan: LaunchPlan
     /// The listeners it was given.
     public let listeners: [Listener]
-    /// The master's end of the worker's ``WorkerControl`` channel.
-    let control: Int32
-    /// The sending end of the worker's ``ConnectionInbox`` (-1: none).
-    var inbox: Int32 = -1
+    /// The master still holds the sending end of its ``ConnectionInbox`` (until it is ready).
+    var hasInbox: Bool
     /// It said `BATON_HANDOFF=1` when ready: it serves connections sent to its inbox.
     var takesConnections = false
 
-    var label: String { "generation \(number) (pid \(pid), version \(version.isEmpty ? "-" : version))" }
+    init(number: Int, pid: Int32, version: String, state: State, startedAt: ContinuousClock.Instant, plan: LaunchPlan,
+         listeners: [Listener], hasInbox: Bool, takesConnections: Bool = false) {
+        self.number = number
+        self.pid = pid
+        self.version = version
+        self.state = state
+        self.startedAt = startedAt
+        self.plan = plan
+        self.listeners = listeners
+        self.hasInbox = hasInbox
+        self.takesConnections = takesConnections
+    }
+
+    var label: String { "generation \(number) (pid \(pid), version \(Self.versionLabel(version)))" }
+
+    /// A version for the log: "-" when there is none.
+    static func versionLabel(_ version: String) -> String { version.isEmpty ? "-" : version }
 }
 
 /// The result of one upgrade, as reported to whoever asked for it.
 public enum UpgradeOutcome: Sendable, Equatable, CustomStringConvertible {
     /// The new generation is serving; the previous ones are draining.
-    case succeeded(generation: Int, pid: pid_t, version: String, readyAfter: Duration, draining: [Int])
+    case succeeded(generation: Int, pid: Int32, version: String, readyAfter: Duration, draining: [Int])
     /// Nothing changed: the reason says why.
     case failed(reason: String)
 

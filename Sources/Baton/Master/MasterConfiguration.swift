@@ -59,3 +59,17 @@ public struct MasterConfiguration: Sendable {
         self.launch = launch
     }
 }
+
+extension MasterStateMachine.Settings {
+    /// What the state machine needs of `configuration`.
+    init(_ configuration: MasterConfiguration, listenersFromSystemd: Bool) {
+        readyTimeout = configuration.readyTimeout
+        drainTimeout = configuration.drainTimeout
+        probation = configuration.probation
+        restartBackoffFirst = configuration.restartBackoff.first
+        restartBackoffMax = configuration.restartBackoff.max
+        if case .uptime(let delay) = configuration.readiness { readyAfterUptime = delay }
+        reexecMasterOnUpgrade = configuration.reexecMasterOnUpgrade
+        self.listenersFromSystemd = listenersFromSystemd
+    }
+}

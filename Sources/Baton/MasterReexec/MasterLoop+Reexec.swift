@@ -1,106 +1,49 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Logging
 
 /// What the master says to whoever asked for a re-execution (before the exec: nothing can be
 /// said through it).
-enum ReexecAnswer: Sendable {
+enum ReexecAnswer: Sendable, Equatable {
     /// The check passed; the exec follows.
     case accepted(String)
     /// Nothing changed, for this reason.
     case refused(String)
 }
 
-/// The master's progress on upgrades and re-executions, for `status`.
-struct MasterProgress: Sendable {
-    var image: MasterImage
-    var upgradeRunning: Bool
-    var reexecFailures: Int
-    var lastReexec: String?
-}
-
-// Master re-execution: the running image checks the new binary, writes the record and execs it
-// in place (same pid); the new image adopts the record and upgrades the workers.
+// Master re-execution, the I/O half (the decisions are ``MasterStateMachine``'s): the running
+// image checks the new binary with the record it would hand over, then execs it in place (same
+// pid); the new image adopts the record.
 extension MasterLoop {
-    typealias ReexecReply = @Sendable (ReexecAnswer) -> Void
-
-    func publishProgress() {
-        master.publish(MasterProgress(image: image, upgradeRunning: upgrade != nil || reexecPending,
-                                      reexecFailures: reexecFailures, lastReexec: lastReexec))
-    }
-
-    /// Checks the binary at the image's path, then execs it (at once, or for a control request
-    /// once the answer is delivered: `.execNow`).
-    func requestReexec(reason: String, reply: ReexecReply?) async {
-        let refusal: String? =
-            shuttingDown ? "the master is shutting down"
-            : reexecPending ? "a master re-execution is already under way"
-            : upgrade.map { "an upgrade is running (generation \($0.generation) starting); try again once it has finished" }
-        if let refusal {
-            logger.error("master re-execution (\(reason)) refused: \(refusal)")
-            reply?(.refused(refusal))
-            return
-        }
-        logger.notice("master re-execution (\(reason)): checking \(image.path)")
-        let answer: MasterCheck.Answer
+    /// Runs the master's binary in check mode with the record an exec would hand it.
+    func checkImage() async -> MasterStateMachine.Event {
         do {
-            answer = try await MasterCheck.run(image, record: makeRecord())
+            let answer = try await MasterCheck.run(image, record: makeRecord())
+            return .reexecChecked(.passed("\(image.path) passed the check (Baton \(answer.batonVersion), record version \(answer.recordVersion)); master pid \(getpid()) re-executes it now, then upgrades the workers"))
         } catch {
-            reexecFailures += 1
-            master.metrics.reexecuted("refused")
-            lastReexec = "refused (\(reason)): \(error)"
-            logger.error("master re-execution refused, this image keeps running: \(error)")
-            reply?(.refused("\(error)"))
-            startFollowUp()
-            return
-        }
-        reexecPending = true
-        let message = "\(image.path) passed the check (Baton \(answer.batonVersion), record version \(answer.recordVersion)); master pid \(getpid()) re-executes it now, then upgrades the workers"
-        logger.info("\(message)")
-        if let reply {
-            reply(.accepted(message))
-            after(.seconds(2)) { .execNow }  // in case the answer is never delivered
-        } else {
-            await execNow()
+            return .reexecChecked(.refused("\(error)"))
         }
     }
 
     /// Execs the checked binary in place; returns only when the exec failed.
-    func execNow() async {
-        guard reexecPending else { return }
-        if let waiting = followUp {
-            followUp = nil
-            for reply in waiting.replies {
-                reply(.failed(reason: "superseded: the master re-executes itself now and then upgrades the workers (see `baton status`)"))
-            }
-        }
+    func execImage() async -> MasterStateMachine.Event {
         let record = makeRecord()
-        let failure: String
         do {
             let memfd = try record.writeToMemfd()
+            defer { close(memfd) }
             var environment = ProcessEnvironment.current().filter {
                 !$0.key.hasPrefix("LISTEN_") && $0.key != MasterRecord.environmentKey && $0.key != MasterCheck.environmentKey
             }
             environment[MasterRecord.environmentKey] = String(memfd)
             if let socket = systemd.socket { environment["NOTIFY_SOCKET"] = socket }
             let keep = listeners.bound.map(\.listener.fd) + [sockets.notify.fd] + (sockets.control.map { [$0.fd] } ?? [])
-                + generations.flatMap { [$0.control, $0.inbox] }.filter { $0 >= 0 } + [memfd]
-            systemd.reloading("re-executing the master: \(image.path)")
-            logger.notice("re-executing the master in place: \(image.path) (execution \(record.image.executions), \(generations.count) generation(s) handed over)")
+                + channels.values.flatMap { [$0.control, $0.inbox] }.filter { $0 >= 0 } + [memfd]
+            logger.notice("re-executing the master in place: \(image.path) (execution \(record.image.executions), \(record.generations.count) generation(s) handed over)")
             let code = await spawner.execInPlace(path: image.path, argv: image.arguments, environment: environment, keep: keep)
-            close(memfd)
-            failure = "execve \(image.path): \(String(cString: strerror(code)))"
+            return .execFailed("execve \(image.path): \(String(cString: strerror(code)))")
         } catch {
-            failure = "\(error)"
+            return .execFailed("\(error)")
         }
-        reexecPending = false
-        reexecFailures += 1
-        master.metrics.reexecuted("failed")
-        lastReexec = "failed: \(failure)"
-        logger.error("master re-execution failed, this image keeps running: \(failure)")
-        systemd.ready("master re-execution failed: \(failure)")
-        startFollowUp()
     }
 
     /// The state the next image takes over.
@@ -114,76 +57,65 @@ extension MasterLoop {
             listeners: listeners.bound.map { .init(fd: $0.listener.fd, name: $0.listener.name, address: $0.address?.description) },
             currentListeners: listeners.current.map(\.fd),
             notify: sockets.notify, control: sockets.control,
-            generations: generations.map {
-                .init(number: $0.number, pid: $0.pid, version: $0.version, state: $0.state.rawValue, age: age($0.startedAt),
-                      readyAge: $0.readyAt.map(age), drainAge: $0.drainStartedAt.map(age), status: $0.status,
-                      plan: .init($0.plan), listeners: $0.listeners.map(\.fd), control: $0.control,
-                      inbox: $0.inbox >= 0 ? $0.inbox : nil, takesConnections: $0.takesConnections)
+            generations: machine.generations.compactMap { generation in
+                guard let channels = channels[generation.number] else { return nil }
+                return .init(number: generation.number, pid: generation.pid, version: generation.version, state: generation.state.rawValue,
+                             age: age(generation.startedAt), readyAge: generation.readyAt.map(age), drainAge: generation.drainStartedAt.map(age),
+                             status: generation.status, plan: .init(generation.plan), listeners: generation.listeners.map(\.fd),
+                             control: channels.control, inbox: channels.inbox >= 0 ? channels.inbox : nil,
+                             takesConnections: generation.takesConnections)
             },
-            nextNumber: nextNumber, currentPlan: currentPlan.map(MasterRecord.Plan.init),
-            previousPlan: previousPlan.map(MasterRecord.Plan.init), consecutiveFailures: consecutiveFailures,
-            lastUpgrade: master.lastUpgrade.map(MasterRecord.Outcome.init))
-        record.reexecFailures = reexecFailures
-        record.lastReexec = lastReexec
+            nextNumber: machine.nextNumber, currentPlan: machine.currentPlan.map(MasterRecord.Plan.init),
+            previousPlan: machine.previousPlan.map(MasterRecord.Plan.init), consecutiveFailures: machine.consecutiveFailures,
+            lastUpgrade: machine.lastUpgrade.map(MasterRecord.Outcome.init))
+        record.reexecFailures = machine.reexecFailures
+        record.lastReexec = machine.lastReexec
         record.metrics = master.metrics.totals
         return record
     }
 
-    /// Takes over the generation table of `record` (before ``run(events:)``).
-    func adopt(_ record: MasterRecord) throws {
+    /// The generation table and channels of `record`, for a machine that continues from it.
+    static func adopt(_ record: MasterRecord, listeners: ListenerSet) throws -> (MasterStateMachine.Adopted, [Int: WorkerChannels]) {
         func listener(_ fd: Int32) throws -> Listener {
             guard let found = listeners.bound.first(where: { $0.listener.fd == fd }) else {
                 throw BatonError.masterHandover("a generation uses fd \(fd), which is not a listener of the record")
             }
             return found.listener
         }
-        generations = try record.generations.map { entry in
+        var channels: [Int: WorkerChannels] = [:]
+        let generations = try record.generations.map { entry in
             guard let state = Generation.State(rawValue: entry.state) else {
                 throw BatonError.masterHandover("unknown generation state '\(entry.state)'")
             }
             var generation = Generation(
                 number: entry.number, pid: entry.pid, version: entry.version, state: state,
                 startedAt: record.instant(age: entry.age), plan: try entry.plan.launchPlan(),
-                listeners: try entry.listeners.map(listener), control: entry.control,
-                inbox: entry.inbox ?? -1, takesConnections: entry.takesConnections ?? false)
+                listeners: try entry.listeners.map(listener), hasInbox: entry.inbox != nil,
+                takesConnections: entry.takesConnections ?? false)
             generation.readyAt = entry.readyAge.map(record.instant)
             generation.drainStartedAt = entry.drainAge.map(record.instant)
             generation.status = entry.status
+            channels[entry.number] = WorkerChannels(control: entry.control, inbox: entry.inbox ?? -1)
             return generation
         }
-        nextNumber = record.nextNumber
-        currentPlan = try record.currentPlan?.launchPlan()
-        previousPlan = try record.previousPlan?.launchPlan()
-        consecutiveFailures = record.consecutiveFailures
-        if let totals = record.metrics { master.metrics.resume(from: totals) }
-        master.metrics.reexecuted("succeeded")
-        reexecFailures = record.reexecFailures ?? 0
-        lastReexec = "re-executed \(image.path) (execution \(image.executions))"
-        if let outcome = record.lastUpgrade?.outcome { master.publish(outcome) }
-        adopted = record
+        let adopted = MasterStateMachine.Adopted(
+            generations: generations, nextNumber: record.nextNumber, currentPlan: try record.currentPlan?.launchPlan(),
+            previousPlan: try record.previousPlan?.launchPlan(), consecutiveFailures: record.consecutiveFailures,
+            lastUpgrade: record.lastUpgrade?.outcome, reexecFailures: record.reexecFailures ?? 0)
+        return (adopted, channels)
     }
 
-    /// Manages the adopted generations as if this image had started them, then upgrades the
-    /// workers so that they run the release this master now runs.
-    func resume(from record: MasterRecord) async {
-        logger.notice("master re-executed in place: pid \(getpid()), \(image.path) (Baton \(Baton.version), execution \(image.executions), record from Baton \(record.writtenBy)); took over \(generations.count) generation(s): \(generations.map { "\($0.number) \($0.state.rawValue)" }.joined(separator: ", "))")
-        for generation in generations {
+    /// Watches every adopted generation's pid; returns those that cannot be watched.
+    func watchAdopted() -> [Int32] {
+        machine.generations.compactMap { generation in
             do {
                 // A child that exited during the exec is a zombie now: its pidfd is readable at once.
-                try watcher.watch(generation.pid) { [master] pid, status in master.post(.exited(pid, status)) }
+                try watcher.watch(generation.pid) { [master] pid, status in master.post(.machine(.exited(pid: pid, status))) }
+                return nil
             } catch {
-                logger.error("\(generation.label) cannot be watched after the re-execution (\(error)); forgetting it")
-                generations.removeAll { $0.pid == generation.pid }
-                close(generation.control)
-                if generation.inbox >= 0 { close(generation.inbox) }
-                continue
-            }
-            if generation.state == .draining, let started = generation.drainStartedAt {
-                let left = max(.zero, configuration.drainTimeout - started.duration(to: .now))
-                let number = generation.number
-                after(left) { .drainTimeout(generation: number) }
+                logger.error("\(generation.label) cannot be watched after the re-execution: \(error)")
+                return generation.pid
             }
         }
-        await start(.upgrade(reason: "master re-executed", announced: true), replies: [])
     }
 }

@@ -95,6 +95,18 @@ final class MasterMetrics: Sendable {
         }
     }
 
+    /// Counts what the state machine reports.
+    func count(_ metric: MasterStateMachine.Metric) {
+        switch metric {
+        case .upgrade(let succeeded): upgradeFinished(succeeded: succeeded)
+        case .rollback: rolledBack()
+        case .restart: restarted()
+        case .reexec(let outcome): reexecuted(outcome)
+        case .ready(let after): ready(after: after)
+        case .drained(let after): drained(after: after)
+        }
+    }
+
     func ready(after duration: Duration) { timeToReady.record(duration) }
 
     func drained(after duration: Duration) { drainTime.record(duration) }

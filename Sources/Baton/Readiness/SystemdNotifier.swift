@@ -31,4 +31,13 @@ struct SystemdNotifier: Sendable {
     }
 
     func stopping(_ status: String) { send([("STOPPING", "1"), ("STATUS", status)]) }
+
+    /// Says what the state machine decided to tell systemd.
+    func tell(_ state: MasterStateMachine.SystemdState) {
+        switch state {
+        case .ready(let status): ready(status)
+        case .reloading(let status): reloading(status)
+        case .stopping(let status): stopping(status)
+        }
+    }
 }

@@ -39,16 +39,20 @@ final class Spawner: Sendable {
         guard access(path, X_OK) == 0 else { throw BatonError.spawnFailed(path, errno) }
     }
 
-    /// Spawns `plan.executable` with `environment`, `listeners` at fd 3… and `extra` descriptors
-    /// right after them; returns the child's pid.
-    func spawn(_ plan: LaunchPlan, environment: [String: String], listeners: [Listener], extra: [Int32] = []) async throws -> pid_t {
+    /// Spawns `plan.executable` with `environment` and `descriptors` at fd 3, 4, … (a worker's
+    /// come in ``WorkerDescriptors`` order); returns the child's pid.
+    func spawn(_ plan: LaunchPlan, environment: [String: String], descriptors: [Int32]) async throws -> pid_t {
         try Self.checkExecutable(plan.executable)
         let argv = [plan.executable] + plan.arguments
         let envp = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        let fds = listeners.map(\.fd) + extra
         return try await thread.runIfActive {
-            try Self.spawnNow(path: plan.executable, argv: argv, envp: envp, fds: fds, setListenPID: true)
+            try Self.spawnNow(path: plan.executable, argv: argv, envp: envp, fds: descriptors, setListenPID: true)
         }
+    }
+
+    /// Spawns `plan.executable` with `listeners` at fd 3, 4, … and nothing else.
+    func spawn(_ plan: LaunchPlan, environment: [String: String], listeners: [Listener]) async throws -> pid_t {
+        try await spawn(plan, environment: environment, descriptors: listeners.map(\.fd))
     }
 
     /// The synchronous spawn on the calling thread. Exposed for tests.

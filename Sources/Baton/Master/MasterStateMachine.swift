@@ -1,0 +1,733 @@
+import Logging
+
+/// Every decision the master makes, and nothing else: a value that takes one event at a time
+/// (a trigger, a worker's readiness, an exit, a timer) and returns the actions that follow
+/// (spawn, drain, signal, reply, tell systemd, …). It does no I/O and reads no clock (time comes
+/// with each event), so every order of events can be tested without a process.
+/// ``MasterLoop`` carries the actions out and feeds their results back as events.
+struct MasterStateMachine {
+    // MARK: Types
+
+    /// The settings decisions depend on (from ``MasterConfiguration``).
+    struct Settings: Sendable, Equatable {
+        var readyTimeout: Duration = .seconds(30)
+        var drainTimeout: Duration = .seconds(30)
+        var probation: Duration = .seconds(10)
+        var restartBackoffFirst: Duration = .milliseconds(100)
+        var restartBackoffMax: Duration = .seconds(10)
+        /// A worker counts as ready once it has stayed up this long (nil: it says `READY=1`).
+        var readyAfterUptime: Duration?
+        var reexecMasterOnUpgrade = false
+        /// The listeners came from systemd socket activation: systemd keeps every queue, so a
+        /// draining worker never owns one alone.
+        var listenersFromSystemd = false
+        /// How long a re-execution waits for its answer to be delivered before it execs anyway.
+        var execAnswerGrace: Duration = .seconds(2)
+    }
+
+    /// Someone waiting for the outcome of a trigger; the loop keeps the continuation behind it.
+    struct ReplyToken: Hashable, Sendable { var id: Int }
+
+    /// What a waiter is told.
+    enum Reply: Sendable, Equatable {
+        case upgrade(UpgradeOutcome)
+        case reexec(ReexecAnswer)
+    }
+
+    enum Timer: Hashable, Sendable {
+        /// A starting generation must be ready by then.
+        case ready(generation: Int)
+        /// With uptime readiness: the generation counts as ready.
+        case uptime(generation: Int)
+        /// A draining generation gets SIGKILL then.
+        case drain(generation: Int)
+        /// The back-off before starting a worker again is over.
+        case restart
+        /// A re-execution's answer had time to be delivered: exec.
+        case execNow
+    }
+
+    enum CheckResult: Sendable, Equatable {
+        case passed(String)
+        case refused(String)
+    }
+
+    enum Event: Sendable, Equatable {
+        /// The master starts with nothing running.
+        case start
+        /// The master took over a previous image's generations (``init(settings:masterPath:adopting:)``);
+        /// `lost` are the pids it could not watch; `execution` counts this image's executions.
+        case resume(lost: [Int32], execution: Int)
+        /// SIGHUP, watch.conf, `baton reload`, ``BatonMaster/requestUpgrade(reason:)``.
+        case trigger(reason: String, reply: ReplyToken?, masterBinaryChanged: Bool)
+        case launched(LaunchPlan)
+        case launchFailed(String)
+        case spawned(generation: Int, pid: Int32, listeners: [Listener], hasInbox: Bool)
+        case spawnFailed(generation: Int, reason: String)
+        case notified(pid: Int32, NotifyMessage)
+        case exited(pid: Int32, ExitStatus)
+        case timeout(Timer)
+        /// SIGUSR2, `baton reload --master`.
+        case reexecRequested(reason: String, reply: ReplyToken?)
+        case reexecChecked(CheckResult)
+        /// The answer to a re-execution request was delivered.
+        case execNow
+        /// `execve` returned: this image keeps running.
+        case execFailed(String)
+        case shutdown
+    }
+
+    enum Signal: Sendable, Equatable { case terminate, kill }
+
+    enum SystemdState: Sendable, Equatable {
+        case ready(String)
+        case reloading(String)
+        case stopping(String)
+    }
+
+    enum Metric: Sendable, Equatable {
+        case upgrade(succeeded: Bool)
+        case rollback
+        case restart
+        case reexec(String)
+        case ready(after: Duration)
+        case drained(after: Duration)
+    }
+
+    enum Action: Sendable, Equatable {
+        /// Run `MasterConfiguration.launch` (off the loop) → ``Event/launched(_:)`` or ``Event/launchFailed(_:)``.
+        case launch
+        /// An upgrade is about to read watch.conf: a change waiting out its quiet period is part of it.
+        case absorbPendingConfigChanges(reason: String)
+        /// Start a worker → ``Event/spawned(generation:pid:listeners:hasInbox:)`` or ``Event/spawnFailed(generation:reason:)``.
+        case spawn(generation: Int, plan: LaunchPlan)
+        /// Write ``DrainOrders`` on the generation's control channel, with `handoffTo`'s inbox attached.
+        case sendDrainOrders(generation: Int, shared: Set<Int>, handoffTo: Int?, deadline: Duration)
+        case signal(pid: Int32, Signal)
+        case startTimer(Timer, after: Duration)
+        /// The master's copy of a ready generation's inbox is no longer needed.
+        case closeInbox(generation: Int)
+        /// A generation exited: close the master's ends of its channels.
+        case forget(generation: Int)
+        case makeListenersCurrent([Listener])
+        /// Close every listener that none of `inUse` and no current one needs.
+        case closeUnusedListeners(inUse: [Listener])
+        case reply(ReplyToken, Reply)
+        case tellSystemd(SystemdState)
+        case count(Metric)
+        case log(Logger.Level, String)
+        /// Run the master's binary in check mode → ``Event/reexecChecked(_:)``.
+        case checkMasterImage
+        /// Exec the master's binary in place; only a failure comes back (``Event/execFailed(_:)``).
+        case execMaster
+        /// The executables that live generations and a rollback still need.
+        case releasesInUse(Set<String>)
+    }
+
+    /// Triggers that came while something was under way: they become one upgrade after it.
+    struct FollowUp: Sendable, Equatable {
+        var reasons: [String] = []
+        var replies: [ReplyToken] = []
+        var masterBinaryChanged = false
+    }
+
+    /// An attempt to start a generation: an upgrade (the first start among them), a restart or a rollback.
+    struct Attempt: Sendable, Equatable {
+        enum Kind: Sendable, Equatable {
+            /// `announced`: systemd was told RELOADING=1 already (by the image before a re-execution).
+            case upgrade(reason: String, announced: Bool)
+            case start
+            case restart(LaunchPlan)
+            case rollback(LaunchPlan)
+        }
+        var kind: Kind
+        var replies: [ReplyToken]
+        /// The plan being started (nil while the launch runs).
+        var plan: LaunchPlan?
+        /// The generation started for it (nil until spawned).
+        var generation: Int?
+        var followUp: FollowUp?
+
+        var reason: String {
+            switch kind {
+            case .upgrade(let reason, _): return reason
+            case .start: return "start"
+            case .restart: return "restart"
+            case .rollback: return "rollback"
+            }
+        }
+        /// Whether it counts in `baton_upgrades_total` (restarts and rollbacks have their own).
+        var countsAsUpgrade: Bool { if case .upgrade = kind { return true } else { return false } }
+    }
+
+    /// A re-execution of the master: its binary is checked, then exec'd in place.
+    struct Reexec: Sendable, Equatable {
+        var reason: String
+        /// Waiting for the answer (cleared once answered).
+        var replies: [ReplyToken]
+        /// The check passed: the exec comes next.
+        var checked = false
+        var followUp: FollowUp?
+    }
+
+    enum Phase: Sendable, Equatable {
+        /// Nothing under way.
+        case idle
+        case upgrading(Attempt)
+        case reexecuting(Reexec)
+        /// Every generation drains; the master ends when the last one has exited.
+        case shuttingDown
+    }
+
+    // MARK: State
+
+    let settings: Settings
+    /// The master's own binary, for the log.
+    let masterPath: String
+    private(set) var phase: Phase = .idle
+    /// Live generations, oldest first.
+    private(set) var generations: [Generation] = []
+    private(set) var nextNumber = 1
+    /// The release of the generation serving now (or last).
+    private(set) var currentPlan: LaunchPlan?
+    /// The release the serving generation replaced: what a rollback starts.
+    private(set) var previousPlan: LaunchPlan?
+    /// Starts that failed in a row (the restart back-off doubles with each).
+    private(set) var consecutiveFailures = 0
+    /// A restart waits out its back-off.
+    private(set) var restartScheduled = false
+    private(set) var lastUpgrade: UpgradeOutcome?
+    private(set) var reexecFailures = 0
+    private(set) var lastReexec: String?
+    /// Whether the master's binary on disk was newer at the last trigger.
+    private(set) var masterBinaryChanged = false
+
+    private var actions: [Action] = []
+
+    init(settings: Settings, masterPath: String) {
+        self.settings = settings
+        self.masterPath = masterPath
+    }
+
+    /// What a previous image of this master handed over (``MasterRecord``).
+    struct Adopted: Sendable, Equatable {
+        var generations: [Generation]
+        var nextNumber: Int
+        var currentPlan: LaunchPlan?
+        var previousPlan: LaunchPlan?
+        var consecutiveFailures: Int
+        var lastUpgrade: UpgradeOutcome?
+        var reexecFailures: Int
+    }
+
+    /// A machine that continues from `adopted`; feed it ``Event/resume(lost:execution:)`` first.
+    init(settings: Settings, masterPath: String, adopting adopted: Adopted) {
+        self.init(settings: settings, masterPath: masterPath)
+        generations = adopted.generations
+        nextNumber = adopted.nextNumber
+        currentPlan = adopted.currentPlan
+        previousPlan = adopted.previousPlan
+        consecutiveFailures = adopted.consecutiveFailures
+        lastUpgrade = adopted.lastUpgrade
+        reexecFailures = adopted.reexecFailures
+    }
+
+    /// Whether every generation has exited after a shutdown.
+    var isFinished: Bool { phase == .shuttingDown && generations.isEmpty }
+
+    /// The first generation never became ready and nothing is left: no release to fall back on.
+    var firstGenerationFailed: Bool {
+        guard currentPlan == nil, generations.isEmpty else { return false }
+        if case .upgrading = phase { return false }
+        return phase != .shuttingDown
+    }
+
+    /// An upgrade or a re-execution is under way (`status`).
+    var isBusy: Bool {
+        switch phase {
+        case .upgrading, .reexecuting: return true
+        case .idle, .shuttingDown: return false
+        }
+    }
+
+    // MARK: Events
+
+    /// Takes one event at `now`; returns what to do, in order.
+    mutating func handle(_ event: Event, at now: ContinuousClock.Instant) -> [Action] {
+        actions = []
+        switch event {
+        case .start:
+            startAttempt(.start, replies: [], followUp: nil)
+        case .resume(let lost, let execution):
+            resume(lost: lost, execution: execution, now: now)
+        case .trigger(let reason, let reply, let changed):
+            masterBinaryChanged = changed
+            trigger(reason: reason, replies: reply.map { [$0] } ?? [], masterBinaryChanged: changed)
+        case .launched(let plan):
+            launched(plan)
+        case .launchFailed(let reason):
+            if case .upgrading(let attempt) = phase, attempt.plan == nil { finishAttempt(.failed(reason: reason)) }
+        case .spawned(let number, let pid, let listeners, let hasInbox):
+            spawned(number, pid: pid, listeners: listeners, hasInbox: hasInbox, now: now)
+        case .spawnFailed(let number, let reason):
+            guard case .upgrading(let attempt) = phase, attempt.generation == nil, let plan = attempt.plan else { break }
+            finishAttempt(.failed(reason: "generation \(number) (version \(Generation.versionLabel(plan.version))): \(reason)"))
+        case .notified(let pid, let message):
+            notified(pid: pid, message, now: now)
+        case .exited(let pid, let status):
+            exited(pid: pid, status: status, now: now)
+        case .timeout(let timer):
+            timedOut(timer, now: now)
+        case .reexecRequested(let reason, let reply):
+            requestReexec(reason: reason, replies: reply.map { [$0] } ?? [])
+        case .reexecChecked(let result):
+            reexecChecked(result)
+        case .execNow:
+            execNow()
+        case .execFailed(let reason):
+            execFailed(reason)
+        case .shutdown:
+            shutdown(now: now)
+        }
+        return actions
+    }
+
+    // MARK: Triggers and attempts
+
+    private mutating func trigger(reason: String, replies: [ReplyToken], masterBinaryChanged changed: Bool) {
+        switch phase {
+        case .shuttingDown:
+            for reply in replies { actions.append(.reply(reply, .upgrade(.failed(reason: "the master is shutting down")))) }
+        case .upgrading(var attempt):
+            attempt.followUp = Self.adding(reason, replies, changed, to: attempt.followUp)
+            phase = .upgrading(attempt)
+            log(.info, "upgrade requested (\(reason)) while one is running: it will follow")
+        case .reexecuting(var reexec):
+            reexec.followUp = Self.adding(reason, replies, changed, to: reexec.followUp)
+            phase = .reexecuting(reexec)
+            log(.info, "upgrade requested (\(reason)) while the master re-executes: it will follow")
+        case .idle:
+            if settings.reexecMasterOnUpgrade && changed {
+                log(.notice, "upgrade (\(reason)): the master's own binary \(masterPath) changed on disk; re-executing the master, which then upgrades the workers (reexecMasterOnUpgrade)")
+                startReexec(reason: reason, replies: replies, followUp: nil)
+            } else {
+                startAttempt(.upgrade(reason: reason, announced: false), replies: replies, followUp: nil)
+            }
+        }
+    }
+
+    private static func adding(_ reason: String, _ replies: [ReplyToken], _ changed: Bool, to followUp: FollowUp?) -> FollowUp {
+        var next = followUp ?? FollowUp()
+        next.reasons.append(reason)
+        next.replies += replies
+        next.masterBinaryChanged = next.masterBinaryChanged || changed
+        return next
+    }
+
+    /// "SIGHUP (×3), baton reload": a storm of triggers reads as one line.
+    static func summary(of reasons: [String]) -> String {
+        var order: [String] = []
+        var counts: [String: Int] = [:]
+        for reason in reasons {
+            if counts[reason] == nil { order.append(reason) }
+            counts[reason, default: 0] += 1
+        }
+        return order.map { counts[$0]! > 1 ? "\($0) (×\(counts[$0]!))" : $0 }.joined(separator: ", ")
+    }
+
+    private mutating func startAttempt(_ kind: Attempt.Kind, replies: [ReplyToken], followUp: FollowUp?) {
+        var attempt = Attempt(kind: kind, replies: replies, followUp: followUp)
+        switch kind {
+        case .start, .upgrade:
+            if case .upgrade(let why, false) = kind, currentPlan != nil { actions.append(.tellSystemd(.reloading("upgrading (\(why))"))) }
+            phase = .upgrading(attempt)
+            actions.append(.absorbPendingConfigChanges(reason: attempt.reason))
+            actions.append(.launch)
+        case .restart(let plan), .rollback(let plan):
+            actions.append(.count(attempt.reason == "restart" ? .restart : .rollback))
+            attempt.plan = plan
+            phase = .upgrading(attempt)
+            actions.append(.spawn(generation: nextNumber, plan: plan))
+        }
+    }
+
+    private mutating func launched(_ plan: LaunchPlan) {
+        guard case .upgrading(var attempt) = phase, attempt.plan == nil else { return }
+        if let current = currentPlan { log(.notice, "upgrade (\(attempt.reason)): \(Self.changes(from: current, to: plan))") }
+        attempt.plan = plan
+        phase = .upgrading(attempt)
+        actions.append(.spawn(generation: nextNumber, plan: plan))
+    }
+
+    private mutating func spawned(_ number: Int, pid: Int32, listeners: [Listener], hasInbox: Bool, now: ContinuousClock.Instant) {
+        guard case .upgrading(var attempt) = phase, attempt.generation == nil, let plan = attempt.plan, number == nextNumber else {
+            // Not what was asked for (cannot happen while the loop feeds results at once): a
+            // process the master cannot account for is stopped rather than left behind.
+            log(.error, "generation \(number) (pid \(pid)) was spawned outside an upgrade; stopping it")
+            actions.append(.signal(pid: pid, .kill))
+            return
+        }
+        nextNumber += 1
+        let generation = Generation(number: number, pid: pid, version: plan.version, state: .starting, startedAt: now,
+                                    plan: plan, listeners: listeners, hasInbox: hasInbox)
+        generations.append(generation)
+        attempt.generation = number
+        phase = .upgrading(attempt)
+        log(.info, "\(generation.label) starting (\(attempt.reason)): \(plan.executable)")
+        actions.append(.startTimer(.ready(generation: number), after: settings.readyTimeout))
+        if let delay = settings.readyAfterUptime { actions.append(.startTimer(.uptime(generation: number), after: delay)) }
+    }
+
+    /// Ends the attempt (when `generation` is its own, or for a failure before it spawned),
+    /// tells whoever asked, and starts the follow-up.
+    private mutating func finishAttempt(_ result: UpgradeOutcome, generation: Int? = nil) {
+        var replies: [ReplyToken] = []
+        var followUp: FollowUp?
+        if case .upgrading(let attempt) = phase, attempt.generation == generation {
+            if attempt.countsAsUpgrade {
+                if case .succeeded = result { actions.append(.count(.upgrade(succeeded: true))) } else { actions.append(.count(.upgrade(succeeded: false))) }
+            }
+            replies = attempt.replies
+            followUp = attempt.followUp
+            phase = .idle
+        }
+        var outcome = result
+        switch result {
+        case .succeeded:
+            log(.info, "\(outcome)")
+        case .failed(let reason):
+            outcome = .failed(reason: reason + servingSummary)
+            log(.error, "\(outcome)")
+        }
+        for reply in replies { actions.append(.reply(reply, .upgrade(outcome))) }
+        lastUpgrade = outcome
+        closeUnusedListeners()
+        if phase != .shuttingDown, currentPlan != nil { actions.append(.tellSystemd(.ready("\(outcome)"))) }
+        if case .succeeded = outcome, masterBinaryChanged {
+            log(.notice, "the master's own binary \(masterPath) changed on disk since it started; send SIGUSR2 or run `baton reload --master` to run the new one")
+        }
+        if case .failed = outcome, !generations.contains(where: { $0.state == .serving }) { scheduleRestart() }
+        if let followUp { startFollowUp(followUp) }
+        reportReleasesInUse()
+    }
+
+    private mutating func startFollowUp(_ followUp: FollowUp) {
+        guard phase == .idle else {
+            for reply in followUp.replies { actions.append(.reply(reply, .upgrade(.failed(reason: "the master is shutting down")))) }
+            return
+        }
+        trigger(reason: "follow-up of \(Self.summary(of: followUp.reasons))", replies: followUp.replies,
+                masterBinaryChanged: followUp.masterBinaryChanged)
+    }
+
+    // MARK: Readiness
+
+    private mutating func notified(pid: Int32, _ message: NotifyMessage, now: ContinuousClock.Instant) {
+        guard let index = generations.firstIndex(where: { $0.pid == pid }) else {
+            log(.debug, "ignoring notify message from pid \(pid), not a worker: \(message.text)")
+            return
+        }
+        if let status = message.status {
+            generations[index].status = status
+            log(.debug, "\(generations[index].label) status: \(status)")
+        }
+        guard message.isReady, generations[index].state == .starting else { return }
+        becameReady(index, takesConnections: message.takesConnections, now: now)
+    }
+
+    private mutating func becameReady(_ index: Int, takesConnections: Bool, now: ContinuousClock.Instant) {
+        generations[index].state = .serving
+        generations[index].readyAt = now
+        generations[index].takesConnections = takesConnections
+        let ready = generations[index]
+        actions.append(.count(.ready(after: ready.startedAt.duration(to: now))))
+        consecutiveFailures = 0
+        var draining: [Int] = []
+        for other in generations.indices where other != index && generations[other].state == .serving {
+            beginDrain(other, successor: index, now: now)
+            draining.append(generations[other].number)
+        }
+        // Only the generations it replaces now may send it connections (they hold their own
+        // copies): once they are done, its inbox reports that no sender is left, which a draining
+        // worker waits for before it exits with connections still queued there.
+        if ready.hasInbox {
+            generations[index].hasInbox = false
+            actions.append(.closeInbox(generation: ready.number))
+        }
+        if currentPlan != ready.plan {
+            previousPlan = currentPlan
+            currentPlan = ready.plan
+        }
+        actions.append(.makeListenersCurrent(ready.listeners))
+        finishAttempt(.succeeded(generation: ready.number, pid: ready.pid, version: ready.version,
+                                 readyAfter: ready.startedAt.duration(to: now), draining: draining),
+                      generation: ready.number)
+    }
+
+    // MARK: Draining, exits, timers
+
+    /// Sends generation `index` its drain orders and SIGTERM. When `successor` (the generation
+    /// that just became ready) takes connections and the drainer can hand them over, the orders
+    /// name the successor's inbox.
+    private mutating func beginDrain(_ index: Int, successor: Int? = nil, now: ContinuousClock.Instant) {
+        generations[index].state = .draining
+        generations[index].drainStartedAt = now
+        // First what the worker must know to drain well: which queues others go on serving.
+        let accepting = Set(generations.filter { $0.state == .starting || $0.state == .serving }.flatMap(\.listeners))
+        let shared = generations[index].listeners.indices.filter { settings.listenersFromSystemd || accepting.contains(generations[index].listeners[$0]) }
+        var handoffTo: Int?
+        var keepAlives = ""
+        if let successor {
+            let (old, new) = (generations[index], generations[successor])
+            if !new.takesConnections || !new.hasInbox {
+                keepAlives = "; \(new.label) does not take connections over (no BATON_HANDOFF=1: a worker in another language or an older release), so keep-alive connections are closed gracefully"
+            } else if !old.takesConnections {
+                keepAlives = "; it cannot hand connections over (an older release or another language), so keep-alive connections are closed gracefully"
+            } else {
+                handoffTo = new.number
+                keepAlives = "; idle keep-alive connections go to generation \(new.number)"
+            }
+        }
+        let generation = generations[index]
+        actions.append(.sendDrainOrders(generation: generation.number, shared: Set(shared), handoffTo: handoffTo,
+                                        deadline: DrainOrders.deadline(forDrainTimeout: settings.drainTimeout)))
+        actions.append(.signal(pid: generation.pid, .terminate))
+        log(.info, "\(generation.label) draining (SIGTERM)\(keepAlives)")
+        actions.append(.startTimer(.drain(generation: generation.number), after: settings.drainTimeout))
+    }
+
+    private mutating func timedOut(_ timer: Timer, now: ContinuousClock.Instant) {
+        switch timer {
+        case .ready(let number):
+            guard let index = generations.firstIndex(where: { $0.number == number && $0.state == .starting }) else { return }
+            let generation = generations[index]
+            actions.append(.signal(pid: generation.pid, .kill))
+            generations[index].state = .abandoned
+            finishAttempt(.failed(reason: "\(generation.label) was not ready within \(settings.readyTimeout.shortDescription); killed it"),
+                          generation: number)
+        case .uptime(let number):
+            guard let index = generations.firstIndex(where: { $0.number == number && $0.state == .starting }) else { return }
+            generations[index].status = "up for \((settings.readyAfterUptime ?? .zero).shortDescription)"
+            becameReady(index, takesConnections: false, now: now)
+        case .drain(let number):
+            guard let generation = generations.first(where: { $0.number == number && $0.state == .draining }) else { return }
+            log(.warning, "\(generation.label) did not drain within \(settings.drainTimeout.shortDescription); sending SIGKILL")
+            actions.append(.signal(pid: generation.pid, .kill))
+        case .restart:
+            restartScheduled = false
+            if phase == .idle, !generations.contains(where: { $0.state == .serving }), let plan = currentPlan {
+                startAttempt(.restart(plan), replies: [], followUp: nil)
+            }
+        case .execNow:
+            execNow()
+        }
+    }
+
+    private mutating func exited(pid: Int32, status: ExitStatus, now: ContinuousClock.Instant) {
+        guard let index = generations.firstIndex(where: { $0.pid == pid }) else { return }
+        let generation = generations.remove(at: index)
+        actions.append(.forget(generation: generation.number))
+        closeUnusedListeners()
+        switch generation.state {
+        case .starting:
+            finishAttempt(.failed(reason: "\(generation.label) exited at start with \(status)"), generation: generation.number)
+        case .abandoned:
+            log(.debug, "\(generation.label) reaped after being killed (\(status))")
+        case .draining:
+            let took = generation.drainStartedAt.map { $0.duration(to: now) }
+            if let took { actions.append(.count(.drained(after: took))) }
+            log(.info, "\(generation.label) drained in \(took?.shortDescription ?? "?") (\(status))")
+        case .serving:
+            servingGenerationDied(generation, status: status, now: now)
+        }
+    }
+
+    /// A generation that was serving died by itself: roll back if it had just taken over,
+    /// otherwise restart its release, unless another generation serves or is starting.
+    private mutating func servingGenerationDied(_ generation: Generation, status: ExitStatus, now: ContinuousClock.Instant) {
+        var followUp: FollowUp?
+        if case .reexecuting(let reexec) = phase {
+            // The record would hand the next image a service without a worker: do not exec.
+            followUp = reexec.followUp
+            let why = "cancelled: \(generation.label) died during the re-execution"
+            endReexec(reexec, metric: "failed", detail: why, note: why)
+        }
+        let uptime = generation.readyAt.map { $0.duration(to: now) } ?? .zero
+        if phase == .idle, uptime < settings.probation, let previous = previousPlan, previous != generation.plan, generation.plan == currentPlan {
+            log(.critical, "ROLLBACK: \(generation.label) died \(uptime.shortDescription) after taking over (\(status)), within the \(settings.probation.shortDescription) probation; starting the previous release (version \(Generation.versionLabel(previous.version))) again")
+            previousPlan = nil
+            currentPlan = previous
+            startAttempt(.rollback(previous), replies: [], followUp: followUp)
+            return
+        }
+        log(.error, "\(generation.label) exited unexpectedly with \(status)")
+        restartIfNoneServes()
+        if let followUp { startFollowUp(followUp) }
+    }
+
+    private mutating func scheduleRestart() {
+        guard phase != .shuttingDown, !restartScheduled, currentPlan != nil else { return }
+        var delay = settings.restartBackoffFirst
+        for _ in 0..<min(consecutiveFailures, 20) where delay < settings.restartBackoffMax { delay *= 2 }
+        delay = min(delay, settings.restartBackoffMax)
+        consecutiveFailures += 1
+        restartScheduled = true
+        log(.warning, "no generation is serving: starting one again in \(delay.shortDescription) (clients queue on the listener meanwhile)")
+        actions.append(.startTimer(.restart, after: delay))
+    }
+
+    /// A draining generation has stopped accepting: a socket kept open for it alone would only
+    /// queue connections nobody accepts (reset later, instead of refused now).
+    private mutating func closeUnusedListeners() {
+        let accepting = generations.filter { $0.state == .starting || $0.state == .serving }
+        actions.append(.closeUnusedListeners(inUse: accepting.flatMap(\.listeners)))
+    }
+
+    private mutating func reportReleasesInUse() {
+        actions.append(.releasesInUse(Set((generations.map(\.plan) + [currentPlan, previousPlan].compactMap { $0 }).map(\.executable))))
+    }
+
+    // MARK: Re-executing the master
+
+    private mutating func requestReexec(reason: String, replies: [ReplyToken]) {
+        let refusal: String?
+        switch phase {
+        case .idle: refusal = nil
+        case .shuttingDown: refusal = "the master is shutting down"
+        case .reexecuting: refusal = "a master re-execution is already under way"
+        case .upgrading(let attempt):
+            refusal = "an upgrade is running (\(attempt.generation.map { "generation \($0) starting" } ?? "staging the release")); try again once it has finished"
+        }
+        if let refusal {
+            log(.error, "master re-execution (\(reason)) refused: \(refusal)")
+            for reply in replies { actions.append(.reply(reply, .reexec(.refused(refusal)))) }
+            return
+        }
+        startReexec(reason: reason, replies: replies, followUp: nil)
+    }
+
+    private mutating func startReexec(reason: String, replies: [ReplyToken], followUp: FollowUp?) {
+        phase = .reexecuting(Reexec(reason: reason, replies: replies, followUp: followUp))
+        log(.notice, "master re-execution (\(reason)): checking \(masterPath)")
+        actions.append(.checkMasterImage)
+    }
+
+    private mutating func reexecChecked(_ result: CheckResult) {
+        guard case .reexecuting(var reexec) = phase, !reexec.checked else { return }
+        switch result {
+        case .refused(let error):
+            endReexec(reexec, metric: "refused", detail: error, note: "refused (\(reexec.reason)): \(error)")
+            restartIfNoneServes()
+            if let followUp = reexec.followUp { startFollowUp(followUp) }
+        case .passed(let message):
+            log(.info, message)
+            reexec.checked = true
+            let replies = reexec.replies
+            reexec.replies = []
+            phase = .reexecuting(reexec)
+            if replies.isEmpty {
+                execNow()
+            } else {
+                for reply in replies { actions.append(.reply(reply, .reexec(.accepted(message)))) }
+                actions.append(.startTimer(.execNow, after: settings.execAnswerGrace))  // in case the answer is never delivered
+            }
+        }
+    }
+
+    private mutating func execNow() {
+        guard case .reexecuting(var reexec) = phase, reexec.checked else { return }
+        if let waiting = reexec.followUp {
+            for reply in waiting.replies {
+                actions.append(.reply(reply, .upgrade(.failed(reason: "superseded: the master re-executes itself now and then upgrades the workers (see `baton status`)"))))
+            }
+            reexec.followUp = nil
+            phase = .reexecuting(reexec)
+        }
+        actions.append(.tellSystemd(.reloading("re-executing the master: \(masterPath)")))
+        actions.append(.execMaster)
+    }
+
+    private mutating func execFailed(_ reason: String) {
+        guard case .reexecuting(let reexec) = phase, reexec.checked else { return }
+        endReexec(reexec, metric: "failed", detail: reason, note: "failed: \(reason)")
+        actions.append(.tellSystemd(.ready("master re-execution failed: \(reason)")))
+        restartIfNoneServes()
+    }
+
+    /// This image keeps running: answer who still waits, count it, say why.
+    private mutating func endReexec(_ reexec: Reexec, metric: String, detail: String, note: String) {
+        for reply in reexec.replies { actions.append(.reply(reply, .reexec(.refused(detail)))) }
+        phase = .idle
+        reexecFailures += 1
+        lastReexec = note
+        actions.append(.count(.reexec(metric)))
+        log(.error, "master re-execution \(metric), this image keeps running: \(detail)")
+    }
+
+    private mutating func restartIfNoneServes() {
+        if !generations.contains(where: { $0.state == .serving || $0.state == .starting }) { scheduleRestart() }
+    }
+
+    /// After a re-execution: manage the adopted generations as if this image had started them,
+    /// then upgrade the workers so that they run the release this master now runs.
+    private mutating func resume(lost: [Int32], execution: Int, now: ContinuousClock.Instant) {
+        actions.append(.count(.reexec("succeeded")))
+        lastReexec = "re-executed \(masterPath) (execution \(execution))"
+        log(.notice, "master re-executed in place: \(masterPath) (execution \(execution)); took over \(generations.count) generation(s): \(generations.map { "\($0.number) \($0.state.rawValue)" }.joined(separator: ", "))")
+        for pid in lost {
+            guard let index = generations.firstIndex(where: { $0.pid == pid }) else { continue }
+            let generation = generations.remove(at: index)
+            log(.error, "\(generation.label) cannot be watched after the re-execution; forgetting it")
+            actions.append(.forget(generation: generation.number))
+        }
+        for generation in generations where generation.state == .draining {
+            let left = max(.zero, settings.drainTimeout - (generation.drainStartedAt ?? now).duration(to: now))
+            actions.append(.startTimer(.drain(generation: generation.number), after: left))
+        }
+        startAttempt(.upgrade(reason: "master re-executed", announced: true), replies: [], followUp: nil)
+    }
+
+    // MARK: Shutdown
+
+    private mutating func shutdown(now: ContinuousClock.Instant) {
+        var waiting: [ReplyToken] = []
+        switch phase {
+        case .shuttingDown: return
+        case .idle: break
+        case .upgrading(let attempt): waiting = attempt.replies + (attempt.followUp?.replies ?? [])
+        case .reexecuting(let reexec):
+            for reply in reexec.replies { actions.append(.reply(reply, .reexec(.refused("the master is shutting down")))) }
+            waiting = reexec.followUp?.replies ?? []
+        }
+        phase = .shuttingDown
+        log(.info, "shutting down: draining \(generations.count) generation(s)")
+        actions.append(.tellSystemd(.stopping("draining \(generations.count) generation(s)")))
+        for reply in waiting { actions.append(.reply(reply, .upgrade(.failed(reason: "the master is shutting down")))) }
+        let stopping = generations.indices.filter { generations[$0].state != .draining && generations[$0].state != .abandoned }
+        // All of them first: none may be told that another (about to stop too) serves its queue.
+        for index in stopping { generations[index].state = .draining }
+        for index in stopping { beginDrain(index, now: now) }
+    }
+
+    // MARK: Helpers
+
+    private var servingSummary: String {
+        let serving = generations.filter { $0.state == .serving }
+        return serving.isEmpty ? "; no generation is serving" : "; \(serving.map(\.label).joined(separator: ", ")) keeps serving"
+    }
+
+    private mutating func log(_ level: Logger.Level, _ message: String) { actions.append(.log(level, message)) }
+
+    /// What differs between two plans, for the log.
+    static func changes(from old: LaunchPlan, to new: LaunchPlan) -> String {
+        var changes: [String] = []
+        if old.version != new.version { changes.append("version \(old.version) → \(new.version)") }
+        if old.executable != new.executable { changes.append("executable \(old.executable) → \(new.executable)") }
+        if let listen = new.listen, listen != old.listen {
+            changes.append("listen \((old.listen ?? []).map(\.description).joined(separator: ", ")) → \(listen.map(\.description).joined(separator: ", "))")
+        }
+        if old.arguments != new.arguments { changes.append("arguments changed") }
+        if old.environment != new.environment { changes.append("environment changed") }
+        return changes.isEmpty ? "same release and settings as the serving generation (restarting it)" : changes.joined(separator: "; ")
+    }
+}
