@@ -24,3 +24,14 @@ public enum BatonError: Error, CustomStringConvertible, Equatable {
     /// The `errno` of the last failed call, wrapped with what was being done.
     static func errno(_ what: String) -> BatonError { .system(what, Glibc.errno) }
 }
+
+/// Why a master stopped.
+public enum MasterError: Error, CustomStringConvertible {
+    case firstGenerationFailed
+
+    public var description: String {
+        switch self {
+        case .firstGenerationFailed: return "the first generation did not start; see the log above"
+        }
+    }
+}

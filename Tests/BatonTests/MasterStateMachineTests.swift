@@ -491,7 +491,8 @@ final class MasterStateMachineTests: XCTestCase {
             generations: [drainer, server, lost], nextNumber: 4, currentPlan: v2, previousPlan: v1, consecutiveFailures: 0,
             lastUpgrade: nil, reexecFailures: 2))
         h.now = base + .seconds(11)
-        let actions = h.send(.resume(lost: [103], execution: 1))
+        let actions = h.send(.resume(lost: [103], execution: 1, image: "pid 42, /srv/app/app (Baton 0.1.0, execution 1, record from Baton 0.1.0)"))
+        XCTAssertTrue(actions.logs.contains { $0.hasPrefix("master re-executed in place: pid 42, /srv/app/app (Baton 0.1.0, execution 1, record from Baton 0.1.0); took over 3 generation(s)") })
         XCTAssertTrue(actions.contains(.count(.reexec("succeeded"))))
         XCTAssertTrue(actions.contains(.forget(generation: 3)))
         XCTAssertTrue(actions.contains(.startTimer(.drain(generation: 1), after: .seconds(20))), "the deadline set by the old image holds")
@@ -560,6 +561,46 @@ final class MasterStateMachineTests: XCTestCase {
         h.send(.shutdown)
         XCTAssertTrue(h.machine.isFinished, "nothing was running")
         XCTAssertEqual(h.send(.timeout(.restart)), [])
+    }
+
+    func testShutdownWhileTheReleaseIsStagedIgnoresTheLaunchThatFollows() {
+        var h = serving()
+        h.send(.trigger(reason: "SIGHUP", reply: token(1), masterBinaryChanged: false))
+        XCTAssertEqual(h.send(.shutdown).replies.first?.1, .upgrade(.failed(reason: "the master is shutting down")))
+        XCTAssertEqual(h.send(.launched(v2)), [], "no generation starts during a shutdown")
+        XCTAssertEqual(h.send(.launchFailed("late")), [])
+    }
+
+    func testShutdownWithTheExecPendingAndLateRequests() {
+        var h = serving()
+        h.send(.reexecRequested(reason: "baton reload --master", reply: token(1)))
+        h.send(.reexecChecked(.passed("ok")))
+        let actions = h.send(.shutdown)
+        XCTAssertTrue(actions.replies.isEmpty, "the waiter was answered when the check passed")
+        XCTAssertEqual(h.send(.timeout(.execNow)), [], "no exec once shutting down")
+        XCTAssertEqual(h.send(.reexecRequested(reason: "SIGUSR2", reply: token(2))).replies.first?.1,
+                       .reexec(.refused("the master is shutting down")))
+        XCTAssertEqual(h.send(.execFailed("late")), [])
+    }
+
+    func testAWorkerSpawnedOutsideAnUpgradeIsStopped() {
+        var h = serving()
+        let actions = h.send(.spawned(generation: 7, pid: 107, listeners: [http], hasInbox: true))
+        XCTAssertTrue(actions.contains(.signal(pid: 107, .kill)))
+        XCTAssertEqual(h.machine.generations.map(\.pid), [101])
+        XCTAssertEqual(h.send(.spawnFailed(generation: 7, reason: "x")), [], "nothing was waiting for it")
+    }
+
+    func testACrashWhileTheExecIsPendingCancelsIt() {
+        var h = serving()
+        h.advance(.seconds(20))
+        h.send(.reexecRequested(reason: "baton reload --master", reply: token(1)))
+        h.send(.reexecChecked(.passed("ok")))
+        let actions = h.send(.exited(pid: 101, .signaled(9)))
+        XCTAssertTrue(actions.replies.isEmpty, "answered already; the client learns it from the failure count")
+        XCTAssertEqual(h.machine.reexecFailures, 1)
+        XCTAssertTrue(actions.contains(.startTimer(.restart, after: .milliseconds(100))), "no rollback target: restart")
+        XCTAssertEqual(h.send(.execNow), [], "cancelled")
     }
 
     func testDrainOrdersDeadlineLeavesTheWorkerTimeToExit() {

@@ -27,8 +27,8 @@ final class MasterLoop {
     private var waiting: [Int: Reply] = [:]
     private var nextToken = 0
     private var timers: [MasterStateMachine.Timer: Task<Void, Never>] = [:]
-    /// Set when this image took over a previous one's generations (``MasterRecord``).
-    private let adopted: Bool
+    /// Who wrote the record this image took over (a Baton version), if it took one over.
+    private let adopted: String?
     var configuration: MasterConfiguration { master.configuration }
     var logger: Logger { master.logger }
 
@@ -43,14 +43,14 @@ final class MasterLoop {
         self.image = image
         let settings = MasterStateMachine.Settings(master.configuration, listenersFromSystemd: listeners.adopted)
         if let record {
-            let (adopted, channels) = try Self.adopt(record, listeners: listeners)
+            let (adopted, channels) = try record.adopted(listeners: listeners)
             machine = MasterStateMachine(settings: settings, masterPath: image.path, adopting: adopted)
             self.channels = channels
             if let totals = record.metrics { master.metrics.resume(from: totals) }
         } else {
             machine = MasterStateMachine(settings: settings, masterPath: image.path)
         }
-        self.adopted = record != nil
+        self.adopted = record?.writtenBy
         master.publish(MasterSnapshot(machine, image: image))
     }
 
@@ -59,7 +59,12 @@ final class MasterLoop {
     /// start: there is nothing to keep serving.
     func run(events: AsyncStream<BatonMaster.Event>) async throws {
         defer { for timer in timers.values { timer.cancel() } }
-        await feed(adopted ? .resume(lost: watchAdopted(), execution: image.executions) : .start)
+        if let record = adopted {
+            let described = "pid \(getpid()), \(image.path) (Baton \(Baton.version), execution \(image.executions), record from Baton \(record))"
+            await feed(.resume(lost: watchAdopted(), execution: image.executions, image: described))
+        } else {
+            await feed(.start)
+        }
         if !machine.firstGenerationFailed {
             for await event in events {
                 switch event {
@@ -155,16 +160,5 @@ final class MasterLoop {
             configuration.onReleasesInUse?(executables)
         }
         return nil
-    }
-}
-
-/// Why a master stopped.
-public enum MasterError: Error, CustomStringConvertible {
-    case firstGenerationFailed
-
-    public var description: String {
-        switch self {
-        case .firstGenerationFailed: return "the first generation did not start; see the log above"
-        }
     }
 }

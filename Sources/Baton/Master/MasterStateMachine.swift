@@ -56,8 +56,9 @@ struct MasterStateMachine {
         /// The master starts with nothing running.
         case start
         /// The master took over a previous image's generations (``init(settings:masterPath:adopting:)``);
-        /// `lost` are the pids it could not watch; `execution` counts this image's executions.
-        case resume(lost: [Int32], execution: Int)
+        /// `lost` are the pids it could not watch; `execution` counts this image's executions and
+        /// `image` describes it for the log (pid, path, versions).
+        case resume(lost: [Int32], execution: Int, image: String)
         /// SIGHUP, watch.conf, `baton reload`, ``BatonMaster/requestUpgrade(reason:)``.
         case trigger(reason: String, reply: ReplyToken?, masterBinaryChanged: Bool)
         case launched(LaunchPlan)
@@ -258,8 +259,8 @@ struct MasterStateMachine {
         switch event {
         case .start:
             startAttempt(.start, replies: [], followUp: nil)
-        case .resume(let lost, let execution):
-            resume(lost: lost, execution: execution, now: now)
+        case .resume(let lost, let execution, let image):
+            resume(lost: lost, execution: execution, image: image, now: now)
         case .trigger(let reason, let reply, let changed):
             masterBinaryChanged = changed
             trigger(reason: reason, replies: reply.map { [$0] } ?? [], masterBinaryChanged: changed)
@@ -670,10 +671,10 @@ struct MasterStateMachine {
 
     /// After a re-execution: manage the adopted generations as if this image had started them,
     /// then upgrade the workers so that they run the release this master now runs.
-    private mutating func resume(lost: [Int32], execution: Int, now: ContinuousClock.Instant) {
+    private mutating func resume(lost: [Int32], execution: Int, image: String, now: ContinuousClock.Instant) {
         actions.append(.count(.reexec("succeeded")))
         lastReexec = "re-executed \(masterPath) (execution \(execution))"
-        log(.notice, "master re-executed in place: \(masterPath) (execution \(execution)); took over \(generations.count) generation(s): \(generations.map { "\($0.number) \($0.state.rawValue)" }.joined(separator: ", "))")
+        log(.notice, "master re-executed in place: \(image); took over \(generations.count) generation(s): \(generations.map { "\($0.number) \($0.state.rawValue)" }.joined(separator: ", "))")
         for pid in lost {
             guard let index = generations.firstIndex(where: { $0.pid == pid }) else { continue }
             let generation = generations.remove(at: index)
