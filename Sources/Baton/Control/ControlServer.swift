@@ -45,7 +45,7 @@ final class ControlServer: Sendable {
 
     /// Binds the socket, replacing a stale one, with permissions set before anyone can connect.
     static func bind(path: String) async throws -> ControlServer {
-        let folder = ConfigWatcher.split(path).folder
+        let folder = PathName.folder(of: path)
         if mkdir(folder, 0o700) != 0 && errno != EEXIST { throw BatonError.errno("creating \(folder)") }
         var info = stat()
         guard lstat(folder, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == geteuid() else {
