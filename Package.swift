@@ -145,6 +145,9 @@ let package = Package(
         // Process-level tests: they start the real `hello` and `baton` binaries, load them and
         // upgrade them (Operation/: `baton run|reload|status|stop` with the Python worker,
         // sd_notify to systemd, socket activation).
-        .testTarget(name: "BatonIntegrationTests", dependencies: ["hello", "baton", "vapor-hello"]),
+        .testTarget(name: "BatonIntegrationTests", dependencies: ["BatonTestSupport", "hello", "baton", "vapor-hello"]),
+        // What the process tests share: starting and watching processes (`TestProcess`,
+        // `HelloProcess`), a small HTTP client and load generator, /proc, and the base test case.
+        .target(name: "BatonTestSupport", dependencies: ["Baton"], path: "Tests/BatonTestSupport"),
     ]
 )
