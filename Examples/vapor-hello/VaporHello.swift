@@ -32,17 +32,9 @@ struct VaporHello: AsyncParsableCommand {
     var maxBodySize: Int = 1 << 20
 
     func run() async throws {
-        let logger = EmbeddedApp.logger(label: "vapor-hello")
-        try await Baton.run(logger: logger, master: makeMasterConfiguration) { worker in
+        try await EmbeddedApp.run(label: "vapor-hello", config: config, port: port, options: master) { worker, logger in
             try await serve(worker, logger: logger)
         }
-    }
-
-    /// With a watch.conf (`--config`, or ./vapor-hello.watch.conf): the seed workflow. Without:
-    /// this executable, upgraded on SIGHUP.
-    private func makeMasterConfiguration() throws -> MasterConfiguration {
-        try EmbeddedApp.masterConfiguration(configPath: EmbeddedApp.configPath(config, default: "vapor-hello.watch.conf"),
-                                            port: port, options: master)
     }
 
     private func serve(_ worker: BatonWorker, logger: Logger) async throws {

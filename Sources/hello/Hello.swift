@@ -35,17 +35,9 @@ struct Hello: AsyncParsableCommand {
     @OptionGroup var master: MasterOptions
 
     func run() async throws {
-        let logger = EmbeddedApp.logger(label: "hello")
-        try await Baton.run(logger: logger, master: makeMasterConfiguration) { worker in
+        try await EmbeddedApp.run(label: "hello", config: config, port: port, options: master) { worker, logger in
             try await serve(worker, logger: logger)
         }
-    }
-
-    /// With a watch.conf (`--config`, or ./hello.watch.conf): the seed workflow. Without: this
-    /// executable, upgraded on SIGHUP from the same path.
-    private func makeMasterConfiguration() throws -> MasterConfiguration {
-        try EmbeddedApp.masterConfiguration(configPath: EmbeddedApp.configPath(config, default: "hello.watch.conf"),
-                                            port: port, options: master)
     }
 
     private func serve(_ worker: BatonWorker, logger: Logger) async throws {
