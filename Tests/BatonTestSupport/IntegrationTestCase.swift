@@ -35,6 +35,7 @@ open class IntegrationTestCase: XCTestCase {
                     withDescription: "log of \(process.command.joined(separator: " ")) (pid \(process.pid), kept at \(process.logPath)):\n\(process.logExcerpt())",
                     inFile: #filePath, atLine: #line, expected: true)
             }
+            rmdir(directory)  // kept only when the test wrote something there (a hello test keeps its own folder)
         } else {
             try? FileManager.default.removeItem(atPath: directory)
         }
