@@ -70,10 +70,20 @@ let package = Package(
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
             ]
         ),
+        // The master's command-line options, shared by `hello`, `vapor-hello` and `baton run`; a
+        // target of its own so that `Baton` does not depend on ArgumentParser.
+        .target(
+            name: "BatonCommandLine",
+            dependencies: [
+                "Baton",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "hello",
             dependencies: [
-                "Baton", "BatonHummingbird",
+                "Baton", "BatonCommandLine", "BatonHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -96,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "vapor-hello",
             dependencies: [
-                "Baton", "BatonVapor",
+                "Baton", "BatonCommandLine", "BatonVapor",
                 .product(name: "Vapor", package: "vapor"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -105,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "baton",
             dependencies: [
-                "Baton",
+                "Baton", "BatonCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -135,6 +145,9 @@ let package = Package(
         // Process-level tests: they start the real `hello` and `baton` binaries, load them and
         // upgrade them (Operation/: `baton run|reload|status|stop` with the Python worker,
         // sd_notify to systemd, socket activation).
-        .testTarget(name: "BatonIntegrationTests", dependencies: ["hello", "baton", "vapor-hello"]),
+        .testTarget(name: "BatonIntegrationTests", dependencies: ["BatonTestSupport", "hello", "baton", "vapor-hello"]),
+        // What the process tests share: starting and watching processes (`TestProcess`,
+        // `HelloProcess`), a small HTTP client and load generator, /proc, and the base test case.
+        .target(name: "BatonTestSupport", dependencies: ["Baton"], path: "Tests/BatonTestSupport"),
     ]
 )

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Baton
+import BatonCommandLine
 import BatonVapor
 import Foundation
 import Logging
@@ -25,48 +26,15 @@ struct VaporHello: AsyncParsableCommand {
     @ArgumentParser.Option(help: "Port to listen on (overrides HttpPort; default 8080).")
     var port: Int?
 
-    @ArgumentParser.Option(help: "Seconds a new generation may take to become ready.")
-    var readyTimeout: Double = 30
-
-    @ArgumentParser.Option(help: "Seconds an old generation may take to drain before SIGKILL.")
-    var drainTimeout: Double = 30
+    @OptionGroup var master: MasterOptions
 
     @ArgumentParser.Option(help: "Largest request body, in bytes (413 beyond).")
     var maxBodySize: Int = 1 << 20
 
     func run() async throws {
-        let role = ProcessInfo.processInfo.environment[WorkerEnvironment.generation] == nil ? "master" : "worker"
-        BatonLogging.bootstrap()
-        var logger = Logger(label: "vapor-hello")
-        logger[metadataKey: "role"] = "\(role)"
-        logger[metadataKey: "pid"] = "\(getpid())"
-
-        try await Baton.run(logger: logger, master: makeMasterConfiguration) { worker in
+        try await EmbeddedApp.run(label: "vapor-hello", config: config, port: port, options: master) { worker, logger in
             try await serve(worker, logger: logger)
         }
-    }
-
-    private var configPath: String? {
-        if let config { return config }
-        return FileManager.default.fileExists(atPath: "vapor-hello.watch.conf") ? "vapor-hello.watch.conf" : nil
-    }
-
-    /// With a watch.conf: the seed workflow. Without: this executable, upgraded on SIGHUP.
-    private func makeMasterConfiguration() throws -> MasterConfiguration {
-        let arguments = Array(CommandLine.arguments.dropFirst())
-        var configuration: MasterConfiguration
-        if let configPath {
-            configuration = try WatchConfigDeployment(configPath: configPath, arguments: arguments, portOverride: port).masterConfiguration()
-        } else {
-            let executable = try Baton.currentExecutablePath()
-            configuration = MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: port ?? 8080)]) {
-                LaunchPlan(executable: executable, arguments: arguments, version: "1")
-            }
-        }
-        configuration.controlSocket = ControlProtocol.socketPath(configPath: configPath)
-        configuration.readyTimeout = .milliseconds(Int64(readyTimeout * 1000))
-        configuration.drainTimeout = .milliseconds(Int64(drainTimeout * 1000))
-        return configuration
     }
 
     private func serve(_ worker: BatonWorker, logger: Logger) async throws {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Baton
+import BatonCommandLine
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,26 +38,10 @@ extension BatonCommand {
         @Option(help: "Readiness: 'notify' (wait for READY=1) or 'uptime:SECONDS' (ready once up that long).")
         var ready: String = "notify"
 
-        @Option(help: "Seconds a new generation may take to become ready.")
-        var readyTimeout: Double = 30
-
-        @Option(help: "Seconds an old generation may take to drain before SIGKILL.")
-        var drainTimeout: Double = 30
-
-        @Option(help: "Seconds after taking over within which a crash rolls back to the previous release.")
-        var probation: Double = 10
-
         @Option(help: "Control socket path (default: beside --config, under $RUNTIME_DIRECTORY, or ./.baton/control.sock).")
         var control: String?
 
-        @Option(help: ArgumentHelp("Serve the master's metrics over HTTP at ADDR/metrics (e.g. 127.0.0.1:9464); never an app port.", valueName: "addr"))
-        var metricsListen: String?
-
-        @Flag(help: "When an upgrade finds the master's own binary changed on disk, re-execute the master too (default: only on SIGUSR2 or `baton reload --master`).")
-        var reexecMasterOnUpgrade = false
-
-        @Flag(help: "Accept a binary or watch.conf writable by group/others or owned by another user (not recommended).")
-        var allowInsecurePermissions = false
+        @OptionGroup var master: MasterOptions
 
         @Argument(parsing: .postTerminator, help: "The program and its arguments (after --).")
         var command: [String] = []
@@ -76,8 +61,7 @@ extension BatonCommand {
             logger[metadataKey: "pid"] = "\(getpid())"
             var configuration: MasterConfiguration
             if let config {
-                configuration = try WatchConfigDeployment(configPath: config, arguments: command,
-                                                          allowInsecurePermissions: allowInsecurePermissions).masterConfiguration()
+                configuration = try master.deployment(configPath: config, arguments: command).masterConfiguration()
                 if !listen.isEmpty { configuration.listen = try addresses() }
             } else {
                 let command = self.command
@@ -88,11 +72,7 @@ extension BatonCommand {
                 }
             }
             configuration.readiness = try readiness()
-            configuration.readyTimeout = .seconds(readyTimeout)
-            configuration.drainTimeout = .seconds(drainTimeout)
-            configuration.probation = .seconds(probation)
-            configuration.reexecMasterOnUpgrade = reexecMasterOnUpgrade
-            configuration.metricsListen = try metricsListen.map { try ListenAddress(parsing: $0) }
+            try master.apply(to: &configuration)
             configuration.controlSocket = control ?? ControlProtocol.socketPath(configPath: config)
             configuration.listenerNames = name
             try await Baton.runMaster(configuration, logger: logger)

@@ -48,8 +48,7 @@ final class DeployTests: IntegrationTestCase {
         XCTAssertTrue(FileManager.default.isExecutableFile(atPath: hello.releasesURL.appendingPathComponent("\(firstReleases[0])/hello").path),
                       "the old release's binary is not on disk any more")
 
-        let status = hello.stop(timeout: 30)
-        XCTAssertEqual(status, .exited(0), "master after SIGTERM: \(status.map { "\($0)" } ?? "did not exit within 30 s")")
+        assertStopsCleanly(hello, timeout: 30)
     }
 
     /// Every way a deploy changes watch.conf makes exactly one upgrade; 100 writes within a second
@@ -155,11 +154,11 @@ final class DeployTests: IntegrationTestCase {
             Case(name: "negative DelaySecond", prepare: { HelloProcess.watchConf(port: port, ver: "x5", delaySecond: -1) },
                  reason: #""DelaySecond" must be a number of seconds from 0 to 3600"#),
             Case(name: "missing binary", prepare: {
-                     guard rename(hello.executable.path, hello.directory.appendingPathComponent("hello.away").path) == 0 else { throw HelloError("rename away") }
+                     guard rename(hello.executable.path, hello.directory.appendingPathComponent("hello.away").path) == 0 else { throw TestError("rename away") }
                      return conf("x6")
                  }, reason: "BinName cannot be found",
                  cleanUp: {
-                     guard rename(hello.directory.appendingPathComponent("hello.away").path, hello.executable.path) == 0 else { throw HelloError("rename back") }
+                     guard rename(hello.directory.appendingPathComponent("hello.away").path, hello.executable.path) == 0 else { throw TestError("rename back") }
                  }),
             Case(name: "not executable (0644)", prepare: { try hello.installHello(as: "hello-0644", mode: 0o644); return conf("x7", binName: "hello-0644") },
                  reason: "is not executable (mode 644)"),
@@ -219,9 +218,7 @@ final class DeployTests: IntegrationTestCase {
     /// and no request fails meanwhile.
     func testEarlyCrashRollsBackToThePreviousRelease() throws {
         let hello = try startHello(mode: .watchConf(ver: "1", delaySecond: 0.2, passConfig: true))
-        let load = startLoad(hello, keepAlive: 8, perRequest: 1)
-        let old = try firstPid(load)
-        waitForChildren(hello, toBe: [old], timeout: 10, "before the deploy")
+        let (load, old) = try startLoadOnOneWorker(hello, keepAlive: 8, perRequest: 1, "before the deploy")
 
         // Ready at once, dead (exit 3) a second later.
         try HelloProcess.writeFile(hello.directory.appendingPathComponent("crash.py"), """
@@ -345,11 +342,11 @@ extension IntegrationTestCase {
         switch hello.get(path) {
         case .success(let response):
             guard let answer = HelloAnswer(response) else {
-                throw HelloError("unexpected answer: \(response.status) \(response.bodyText.prefix(200))")
+                throw TestError("unexpected answer: \(response.status) \(response.bodyText.prefix(200))")
             }
             return answer
         case .failure(let error):
-            throw HelloError("GET \(path): \(error)")
+            throw TestError("GET \(path): \(error)")
         }
     }
 }

@@ -13,9 +13,7 @@ final class FaultTests: IntegrationTestCase {
     /// follow-up upgrade (not lost, not doubled).
     func testTwoSIGHUPs10msApart() throws {
         let hello = try startHello()
-        let load = startLoad(hello, keepAlive: 8, perRequest: 1)
-        let first = try firstPid(load)
-        waitForChildren(hello, toBe: [first], timeout: 10, "before the signals")
+        let (load, _) = try startLoadOnOneWorker(hello, keepAlive: 8, perRequest: 1, "before the signals")
         let baseline = try XCTUnwrap(Proc.openFDCount(hello.masterPid))
         let startsBefore = hello.logCount("starting (")
 
@@ -43,9 +41,7 @@ final class FaultTests: IntegrationTestCase {
     /// happens; under CPU contention upgrades take ~150 ms and only ~8 start.
     func test50SIGHUPsWithinOneSecond() throws {
         let hello = try startHello()
-        let load = startLoad(hello, keepAlive: 8, perRequest: 1)
-        let first = try firstPid(load)
-        waitForChildren(hello, toBe: [first], timeout: 10, "before the signals")
+        let (load, _) = try startLoadOnOneWorker(hello, keepAlive: 8, perRequest: 1, "before the signals")
         let baseline = try XCTUnwrap(Proc.openFDCount(hello.masterPid))
         let startsBefore = hello.logCount("starting (")
         let readyLinesBefore = hello.logCount(") ready in ")
@@ -79,9 +75,7 @@ final class FaultTests: IntegrationTestCase {
     /// runs and make one follow-up, so 2 generations start (3 allowed, as for the pair).
     func test50SIGHUPsBackToBack() throws {
         let hello = try startHello()
-        let load = startLoad(hello, keepAlive: 8, perRequest: 1)
-        let first = try firstPid(load)
-        waitForChildren(hello, toBe: [first], timeout: 10, "before the signals")
+        let (load, _) = try startLoadOnOneWorker(hello, keepAlive: 8, perRequest: 1, "before the signals")
         let baseline = try XCTUnwrap(Proc.openFDCount(hello.masterPid))
         let startsBefore = hello.logCount("starting (")
         let burstStart = Date()
@@ -194,9 +188,7 @@ final class FaultTests: IntegrationTestCase {
     /// generation keeps serving without a failed request, nothing is left, the next upgrade works.
     func testSuccessorKilledDuringHandover() throws {
         let hello = try startHello()
-        let load = startLoad(hello, keepAlive: 8, perRequest: 1)
-        let old = try firstPid(load)
-        waitForChildren(hello, toBe: [old], timeout: 10, "before the upgrade")
+        let (load, old) = try startLoadOnOneWorker(hello, keepAlive: 8, perRequest: 1, "before the upgrade")
 
         // Same pid, same fds through both execs: /bin/sh shim → python (sleeps 1 s) → hello.
         let real = try hello.installHello(as: "hello.real")

@@ -116,9 +116,7 @@ final class HandoffTests: IntegrationTestCase {
     /// no request fails.
     func testSuccessorThatCannotTakeConnectionsGetsNone() throws {
         let hello = try startHello()
-        let load = startLoad(hello, keepAlive: 8, perRequest: 0)
-        let old = try firstPid(load)
-        waitForChildren(hello, toBe: [old], timeout: 10, "before the upgrade")
+        let (load, old) = try startLoadOnOneWorker(hello, keepAlive: 8, perRequest: 0, "before the upgrade")
         try hello.replaceBinary(withScript: "#!/bin/sh\nexec \(try Locations.python()) \(Locations.pythonWorker.path)\n")
         hello.signal(SIGHUP)
         guard let new = load.waitForPid(notIn: [old], timeout: 30) else {

@@ -13,9 +13,7 @@ final class MasterReexecTests: IntegrationTestCase {
     func testSIGUSR2ReexecutesTheNewBinaryInPlaceUnderLoad() throws {
         let hello = try startHello()
         let master = hello.masterPid
-        let load = startLoad(hello, keepAlive: 24, perRequest: 1)
-        let first = try firstPid(load)
-        waitForChildren(hello, toBe: [first], timeout: 10, "before the re-execution")
+        let (load, first) = try startLoadOnOneWorker(hello, keepAlive: 24, perRequest: 1, "before the re-execution")
         let baselineFDs = try XCTUnwrap(Proc.openFDCount(master))
 
         try hello.restoreBinary()  // a new file (new inode) at the master's path
@@ -84,9 +82,7 @@ final class MasterReexecTests: IntegrationTestCase {
     func testTwentyReexecutionsInARowUnderLoad() throws {
         let hello = try startHello()
         let master = hello.masterPid
-        let load = startLoad(hello, keepAlive: 16, perRequest: 1)
-        let first = try firstPid(load)
-        waitForChildren(hello, toBe: [first], timeout: 10, "before the re-executions")
+        let (load, first) = try startLoadOnOneWorker(hello, keepAlive: 16, perRequest: 1, "before the re-executions")
         let baselineFDs = try XCTUnwrap(Proc.openFDCount(master))
         var known: Set<pid_t> = [first]
         let rounds = 20

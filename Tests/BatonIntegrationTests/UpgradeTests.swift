@@ -11,9 +11,7 @@ final class UpgradeTests: IntegrationTestCase {
     func testUpgradesUnderLoadFailNoRequest() throws {
         let hello = try startHello()
         let master = hello.masterPid
-        let load = startLoad(hello, keepAlive: 32, perRequest: 1)
-        let first = try firstPid(load)
-        waitForChildren(hello, toBe: [first], timeout: 10, "before the first upgrade")
+        let (load, _) = try startLoadOnOneWorker(hello, keepAlive: 32, perRequest: 1, "before the first upgrade")
         let masterFDs = try XCTUnwrap(Proc.openFDCount(master), "cannot read /proc/\(master)/fd")
 
         let upgrades = 5
@@ -40,14 +38,7 @@ final class UpgradeTests: IntegrationTestCase {
         XCTAssertTrue(fdsBack, "master fd count \(fds.map(String.init) ?? "?") after \(upgrades) upgrades, \(masterFDs) before")
 
         // SIGTERM: every generation drains, master exits 0, no worker is left.
-        let status = hello.stop(timeout: 40)
-        XCTAssertEqual(status, .exited(0), "master after SIGTERM: \(status.map { "\($0)" } ?? "did not exit within 40 s")")
-        var lingering: [pid_t] = []
-        poll(timeout: 10) {
-            lingering = report.pids.filter { Proc.isAlive($0) }.sorted()
-            return lingering.isEmpty
-        }
-        XCTAssertEqual(lingering, [], "worker pids still alive after the master exited")
+        assertStopsCleanly(hello, timeout: 40, workers: report.pids)
 
         // The master told each draining generation whose queue its successor serves; only the
         // last one, at the stop, was the port's last user and took what was queued.
@@ -60,9 +51,7 @@ final class UpgradeTests: IntegrationTestCase {
     /// a failed request, and the next good upgrade works.
     func testSuccessorThatExitsAtStartKeepsOldGeneration() throws {
         let hello = try startHello()
-        let load = startLoad(hello, keepAlive: 8, perRequest: 1)
-        let old = try firstPid(load)
-        waitForChildren(hello, toBe: [old], timeout: 10, "before the upgrade")
+        let (load, old) = try startLoadOnOneWorker(hello, keepAlive: 8, perRequest: 1, "before the upgrade")
 
         try hello.replaceBinary(withScript: "#!/bin/sh\nexit 3\n")
         let failedBefore = hello.logCount("upgrade failed")
@@ -78,9 +67,7 @@ final class UpgradeTests: IntegrationTestCase {
     /// generation keeps serving, and the next good upgrade works.
     func testSuccessorThatNeverBecomesReadyIsKilled() throws {
         let hello = try startHello(["--ready-timeout", "2"])
-        let load = startLoad(hello, keepAlive: 8, perRequest: 1)
-        let old = try firstPid(load)
-        waitForChildren(hello, toBe: [old], timeout: 10, "before the upgrade")
+        let (load, old) = try startLoadOnOneWorker(hello, keepAlive: 8, perRequest: 1, "before the upgrade")
 
         try hello.replaceBinary(withScript: "#!/bin/sh\nexec sleep 600\n")
         let failedBefore = hello.logCount("upgrade failed")
@@ -158,9 +145,7 @@ final class UpgradeTests: IntegrationTestCase {
         XCTAssertEqual(report.stuckClients, 0, "\(report)", file: file, line: line)
         XCTAssertEqual(report.pids, [old, new], "\(report)", file: file, line: line)
         XCTAssertEqual(hello.servingPid(), new, file: file, line: line)
-        let status = hello.stop(timeout: 40)
-        XCTAssertEqual(status, .exited(0), "master after SIGTERM: \(status.map { "\($0)" } ?? "did not exit within 40 s")",
-                       file: file, line: line)
+        assertStopsCleanly(hello, timeout: 40, file: file, line: line)
     }
 }
 #endif

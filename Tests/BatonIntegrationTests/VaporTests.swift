@@ -16,9 +16,7 @@ final class VaporTests: IntegrationTestCase {
     func testVaporUpgradesUnderLoadFailNoRequest() throws {
         let hello = try startVaporHello()
         let master = hello.masterPid
-        let load = startLoad(hello, keepAlive: 32, perRequest: 2)
-        let first = try firstPid(load)
-        waitForChildren(hello, toBe: [first], timeout: 10, "before the first upgrade")
+        let (load, _) = try startLoadOnOneWorker(hello, keepAlive: 32, perRequest: 2, "before the first upgrade")
 
         let upgrades = 5
         let (report, survivors) = upgradeBySIGHUP(hello, under: load, times: upgrades)
@@ -30,14 +28,7 @@ final class VaporTests: IntegrationTestCase {
         XCTAssertEqual(hello.logCount(", 0 closed"), upgrades, hello.logLines(containing: "handed over").joined(separator: "\n"))
         XCTAssertEqual(report.keepAliveConnects, 32, "\(report)")
 
-        let status = hello.stop(timeout: 40)
-        XCTAssertEqual(status, .exited(0), "master after SIGTERM: \(status.map { "\($0)" } ?? "did not exit within 40 s")")
-        var lingering: [pid_t] = []
-        poll(timeout: 10) {
-            lingering = report.pids.filter { Proc.isAlive($0) }.sorted()
-            return lingering.isEmpty
-        }
-        XCTAssertEqual(lingering, [], "worker pids still alive after the master exited")
+        assertStopsCleanly(hello, timeout: 40, workers: report.pids)
     }
 
     /// `POST /echo` returns 100 KB intact; a body over the limit gets 413 (from Vapor's error

@@ -96,7 +96,7 @@ public enum ControlProtocol {
         if let runtime = environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first, !runtime.isEmpty {
             return "\(runtime)/baton.sock"
         }
-        let folder = configPath.map { ConfigWatcher.split($0).folder } ?? "."
+        let folder = configPath.map(PathName.folder(of:)) ?? "."
         return "\(folder)/.baton/control.sock"
     }
 

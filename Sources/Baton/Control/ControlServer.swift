@@ -45,7 +45,7 @@ final class ControlServer: Sendable {
 
     /// Binds the socket, replacing a stale one, with permissions set before anyone can connect.
     static func bind(path: String) async throws -> ControlServer {
-        let folder = ConfigWatcher.split(path).folder
+        let folder = PathName.folder(of: path)
         if mkdir(folder, 0o700) != 0 && errno != EEXIST { throw BatonError.errno("creating \(folder)") }
         var info = stat()
         guard lstat(folder, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == geteuid() else {
@@ -100,24 +100,32 @@ final class ControlServer: Sendable {
     private static func answer(_ connection: NIOAsyncChannel<ControlRequestDecoder.Frame, ByteBuffer>, logger: Logger,
                                handle: @Sendable (ControlProtocol.Request) async -> Reply) async {
         var afterDelivery: (@Sendable () -> Void)?
-        try? await connection.executeThenClose { inbound, outbound in
-            var frames = inbound.makeAsyncIterator()
-            guard let frame = try await frames.next() else { return }
-            let response: ControlProtocol.Response
-            switch frame {
-            case .tooLong:
-                response = .init(ok: false, message: "request too long (at most \(ControlProtocol.maxRequestBytes) bytes before the newline)")
-            case .truncated:
-                response = .init(ok: false, message: "request truncated: the input ended before a newline")
-            case .line(let line):
-                if let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line.readableBytesView)) {
-                    if request.command == "status" { logger.debug("control: status") } else { logger.info("control: \(request.command)") }
-                    (response, afterDelivery) = await handle(request)
-                } else {
-                    response = .init(ok: false, message: #"malformed request: expected one JSON line like {"command":"status"}"#)
+        var asked: String?
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var frames = inbound.makeAsyncIterator()
+                guard let frame = try await frames.next() else { return }
+                let response: ControlProtocol.Response
+                switch frame {
+                case .tooLong:
+                    response = .init(ok: false, message: "request too long (at most \(ControlProtocol.maxRequestBytes) bytes before the newline)")
+                case .truncated:
+                    response = .init(ok: false, message: "request truncated: the input ended before a newline")
+                case .line(let line):
+                    if let request = try? JSONDecoder().decode(ControlProtocol.Request.self, from: Data(line.readableBytesView)) {
+                        if request.command == "status" { logger.debug("control: status") } else { logger.info("control: \(request.command)") }
+                        asked = request.command
+                        (response, afterDelivery) = await handle(request)
+                    } else {
+                        response = .init(ok: false, message: #"malformed request: expected one JSON line like {"command":"status"}"#)
+                    }
                 }
+                try await outbound.write(ByteBuffer(bytes: ControlProtocol.encode(response)))
             }
-            try await outbound.write(ByteBuffer(bytes: ControlProtocol.encode(response)))
+        } catch {
+            // Nothing else would ever say it: the client went away before its answer was written
+            // (a request it made was carried out all the same), or the connection failed.
+            logger.warning("control: connection failed\(asked.map { " after a '\($0)' request, its answer lost" } ?? ""): \(error)")
         }
         afterDelivery?()
     }

@@ -22,7 +22,7 @@ public struct WatchConfigDeployment: Sendable {
         self.configPath = configPath
         self.arguments = arguments
         self.portOverride = portOverride
-        self.store = try ReleaseStore(appFolder: ConfigWatcher.split(configPath).folder)
+        self.store = try ReleaseStore(appFolder: PathName.folder(of: configPath))
         self.store.allowInsecurePermissions = allowInsecurePermissions
     }
 

@@ -106,7 +106,7 @@ public final class BatonMaster: Service, Sendable {
             logger.critical("cannot take over from the previous master image: \(error)")
             throw error
         }
-        let systemd = SystemdNotifier.fromEnvironment()
+        let systemd = SystemdNotifier.fromEnvironment(logger: logger)
         let listeners = try record.map { try ListenerSet(adopting: $0, backlog: configuration.backlog) }
             ?? ListenerSet(initial: try openListeners(), backlog: configuration.backlog)
         let continuation = self.continuation

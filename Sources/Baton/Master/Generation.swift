@@ -73,17 +73,3 @@ public enum UpgradeOutcome: Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
-
-extension Duration {
-    /// Whole milliseconds, for logs.
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-
-    /// "250 ms" or "30 s", for logs.
-    var shortDescription: String {
-        let ms = milliseconds
-        return ms % 1000 == 0 && ms >= 1000 ? "\(ms / 1000) s" : "\(ms) ms"
-    }
-}

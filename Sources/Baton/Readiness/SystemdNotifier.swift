@@ -1,22 +1,42 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
+import NIOConcurrencyHelpers
 
 /// The master's own conversation with systemd (`Type=notify` / `Type=notify-reload`), kept apart
 /// from the workers': systemd's `NOTIFY_SOCKET` is taken from the environment at start (so no
 /// child inherits it) and only the master writes to it.
 struct SystemdNotifier: Sendable {
     let socket: String?
+    private let logger: Logger
+    /// The errors already logged: each kind is said once, not at every message.
+    private let reported = NIOLockedValueBox<Set<String>>([])
 
-    /// Takes `NOTIFY_SOCKET` out of the environment.
-    static func fromEnvironment() -> SystemdNotifier {
+    init(socket: String?, logger: Logger = Logger(label: "baton.systemd")) {
+        self.socket = socket
+        self.logger = logger
+    }
+
+    /// Takes `NOTIFY_SOCKET` out of the environment. Messages systemd cannot be sent are logged
+    /// to `logger` (once per kind of error).
+    static func fromEnvironment(logger: Logger = Logger(label: "baton.systemd")) -> SystemdNotifier {
         let socket = getenv("NOTIFY_SOCKET").map { String(cString: $0) }
         unsetenv("NOTIFY_SOCKET")
-        return SystemdNotifier(socket: socket)
+        return SystemdNotifier(socket: socket, logger: logger)
     }
 
     func send(_ fields: [(key: String, value: String)]) {
-        _ = try? SDNotify.send(NotifyMessage(fields), to: socket)
+        do {
+            try SDNotify.send(NotifyMessage(fields), to: socket)
+        } catch {
+            // systemd then never hears READY=1 or RELOADING=1 (a start or reload that times out
+            // there): say why, once for each kind of failure.
+            let kind = "\(error)"
+            guard reported.withLockedValue({ $0.insert(kind).inserted }) else { return }
+            let what = fields.first.map { "\($0.key)=\($0.value)" } ?? "a message"
+            logger.warning("cannot tell systemd \(what): \(error) (the same error again is not logged)")
+        }
     }
 
     /// `READY=1` with a status line: serving (again) after start or an upgrade attempt.

@@ -25,7 +25,7 @@ public final class ConfigWatcher: Sendable {
     /// `DelaySecond` may change with the file); `onChange` runs on a private queue.
     public init(path: String, quietPeriod: @escaping @Sendable () -> Duration, onChange: @escaping @Sendable () -> Void) throws {
         self.path = path
-        let (folder, name) = Self.split(path)
+        let (folder, name) = PathName.split(path)
         self.name = name
         let fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard fd >= 0 else { throw BatonError.errno("inotify_init1") }
@@ -86,12 +86,6 @@ public final class ConfigWatcher: Sendable {
         source.cancel()
     }
 
-    static func split(_ path: String) -> (folder: String, name: String) {
-        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
-        let folder = String(path[..<slash])
-        return (folder.isEmpty ? "/" : folder, String(path[path.index(after: slash)...]))
-    }
-
     /// Reads every pending event; returns the names they concern.
     private static func readEvents(_ fd: Int32) -> Set<String> {
         var names: Set<String> = []
@@ -108,12 +102,5 @@ public final class ConfigWatcher: Sendable {
                 offset += 16 + length
             }
         }
-    }
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

@@ -56,22 +56,10 @@ public struct BatonWorker: Sendable {
             throw BatonError.invalidEnvironment("started by a Baton master but LISTEN_PID does not name this process")
         }
         let layout = WorkerDescriptors(listenerCount: listeners.count)
-        func adopt(_ variable: String, at expected: Int32, losing: String) -> Int32? {
-            guard let text = environment[variable] else { return nil }
-            guard let fd = Int32(text), fd == expected else {
-                logger.warning("\(variable)=\(text) is not fd \(expected), where a master puts it after \(listeners.count) listener(s); ignoring it: \(losing)")
-                return nil
-            }
-            guard fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else {
-                logger.warning("\(variable)=\(text) is not an open descriptor; ignoring it: \(losing)")
-                return nil
-            }
-            return fd
-        }
-        let controlFD = adopt(WorkerEnvironment.controlFD, at: layout.control,
-                              losing: "this worker will drain without the master's orders (every accept queue taken, no hand-over)")
-        let inboxFD = adopt(WorkerEnvironment.connectionInboxFD, at: layout.inbox,
-                            losing: "this worker takes no connections over from the generation before")
+        let control = HandedDescriptor.adopt(WorkerEnvironment.controlFD, in: environment, at: layout.control)
+        let inbox = HandedDescriptor.adopt(WorkerEnvironment.connectionInboxFD, in: environment, at: layout.inbox)
+        for problem in [control.problem, inbox.problem].compactMap({ $0 }) { logger.warning("\(problem)") }
+        let (controlFD, inboxFD) = (control.fd, inbox.fd)
         let worker = BatonWorker(
             generation: generation, version: environment[WorkerEnvironment.version] ?? "",
             masterPID: masterPID, listeners: listeners, notifySocket: environment[WorkerEnvironment.notifySocket],

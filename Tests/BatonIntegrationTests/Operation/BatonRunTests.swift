@@ -4,7 +4,7 @@ import Glibc
 import XCTest
 
 /// `baton run` in external mode with the Python worker, operated with `baton reload|status|stop`.
-final class BatonRunTests: OperationTestCase {
+final class BatonRunTests: IntegrationTestCase {
     /// The pid named in an outcome like "generation 3 (pid 4242, version 2) ready in 85 ms".
     private func outcomePid(_ text: String) -> pid_t? {
         guard let range = text.range(of: #"\(pid [0-9]+"#, options: .regularExpression) else { return nil }

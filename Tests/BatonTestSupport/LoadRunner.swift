@@ -3,30 +3,30 @@ import Foundation
 import Glibc
 
 /// What a load run saw: counts, the first failures, and which worker pids answered.
-struct LoadReport: Sendable, CustomStringConvertible {
-    var successes = 0
-    var failures = 0
+package struct LoadReport: Sendable, CustomStringConvertible {
+    package var successes = 0
+    package var failures = 0
     /// The first few failures, with the client and the time since the start of the load.
-    var firstFailures: [String] = []
+    package var firstFailures: [String] = []
     /// Answers per worker pid.
-    var answersByPid: [pid_t: Int] = [:]
+    package var answersByPid: [pid_t: Int] = [:]
     /// Worker pids in the order they first answered.
-    var pidOrder: [pid_t] = []
+    package var pidOrder: [pid_t] = []
     /// Successful responses that carried `Connection: close` (keep-alive clients then reconnect).
-    var closingResponses = 0
+    package var closingResponses = 0
     /// Connections the keep-alive clients opened (one each, plus one per reconnect).
-    var keepAliveConnects = 0
+    package var keepAliveConnects = 0
     /// Client threads that did not finish within the stop timeout (0 after a clean stop).
-    var stuckClients = 0
+    package var stuckClients = 0
     /// The slowest successful request, in seconds (connect included for new connections).
-    var slowest: TimeInterval = 0
+    package var slowest: TimeInterval = 0
     /// Clients that ended because the port refused connections after it was closed on purpose
     /// (see `LoadRunner.portClosed`).
-    var endedByRefusal = 0
+    package var endedByRefusal = 0
 
-    var pids: Set<pid_t> { Set(answersByPid.keys) }
+    package var pids: Set<pid_t> { Set(answersByPid.keys) }
 
-    var description: String {
+    package var description: String {
         var text = "\(successes) ok, \(failures) failed, \(closingResponses) with Connection: close, "
         text += "\(keepAliveConnects) keep-alive connects, "
         text += "slowest \(Int(slowest * 1000)) ms, "
@@ -40,14 +40,14 @@ struct LoadReport: Sendable, CustomStringConvertible {
 }
 
 /// Shared counters of a load run (one lock; a request costs far more than taking it).
-final class LoadStats: @unchecked Sendable {
+package final class LoadStats: @unchecked Sendable {
     private let lock = NSLock()
     private var report = LoadReport()
     private var stopping = false
     private let start = Date()
-    static let keptFailures = 10
+    package static let keptFailures = 10
 
-    func success(pid: pid_t, closing: Bool, took: TimeInterval = 0) {
+    package func success(pid: pid_t, closing: Bool, took: TimeInterval = 0) {
         lock.lock()
         defer { lock.unlock() }
         report.successes += 1
@@ -61,7 +61,7 @@ final class LoadStats: @unchecked Sendable {
         }
     }
 
-    func failure(_ failure: HTTPFailure, client: String) {
+    package func failure(_ failure: HTTPFailure, client: String) {
         let elapsed = String(format: "%.3f", Date().timeIntervalSince(start))
         lock.lock()
         defer { lock.unlock() }
@@ -71,31 +71,31 @@ final class LoadStats: @unchecked Sendable {
         }
     }
 
-    var snapshot: LoadReport {
+    package var snapshot: LoadReport {
         lock.lock()
         defer { lock.unlock() }
         return report
     }
 
-    var isStopping: Bool {
+    package var isStopping: Bool {
         lock.lock()
         defer { lock.unlock() }
         return stopping
     }
 
-    func connected() {
+    package func connected() {
         lock.lock()
         report.keepAliveConnects += 1
         lock.unlock()
     }
 
-    func endedByRefusal() {
+    package func endedByRefusal() {
         lock.lock()
         report.endedByRefusal += 1
         lock.unlock()
     }
 
-    func requestStop() {
+    package func requestStop() {
         lock.lock()
         stopping = true
         lock.unlock()
@@ -105,11 +105,11 @@ final class LoadStats: @unchecked Sendable {
 /// Runs `keepAlive` clients that reuse their connection (reconnecting after a response with
 /// `Connection: close` or after a failure) and `perRequest` clients that open a connection per
 /// request, each on its own thread, all sending `GET /hello` back to back.
-final class LoadRunner: @unchecked Sendable {
-    let port: UInt16
-    let keepAliveClients: Int
-    let perRequestClients: Int
-    let stats = LoadStats()
+package final class LoadRunner: @unchecked Sendable {
+    package let port: UInt16
+    package let keepAliveClients: Int
+    package let perRequestClients: Int
+    package let stats = LoadStats()
     private let group = DispatchGroup()
     private let lock = NSLock()
     private var running = 0
@@ -121,10 +121,10 @@ final class LoadRunner: @unchecked Sendable {
     /// after it happens) and, if the port was closed on purpose, stops: that port is gone, which
     /// is not a failed request. Every other error, and a refusal while the port should be open,
     /// still counts as a failure.
-    let portClosed: (@Sendable () -> Bool)?
-    let refusalGrace: TimeInterval
+    package let portClosed: (@Sendable () -> Bool)?
+    package let refusalGrace: TimeInterval
 
-    init(port: UInt16, keepAlive: Int, perRequest: Int, portClosed: (@Sendable () -> Bool)? = nil, refusalGrace: TimeInterval = 2) {
+    package init(port: UInt16, keepAlive: Int, perRequest: Int, portClosed: (@Sendable () -> Bool)? = nil, refusalGrace: TimeInterval = 2) {
         self.port = port
         self.keepAliveClients = keepAlive
         self.perRequestClients = perRequest
@@ -138,7 +138,7 @@ final class LoadRunner: @unchecked Sendable {
         return poll(timeout: refusalGrace, interval: 0.01) { portClosed() }
     }
 
-    func start() {
+    package func start() {
         precondition(!started)
         started = true
         for i in 0..<keepAliveClients {
@@ -225,7 +225,7 @@ final class LoadRunner: @unchecked Sendable {
     }
 
     /// Waits (bounded) until a pid outside `known` has answered; returns it.
-    func waitForPid(notIn known: Set<pid_t>, timeout: TimeInterval) -> pid_t? {
+    package func waitForPid(notIn known: Set<pid_t>, timeout: TimeInterval) -> pid_t? {
         var found: pid_t? = nil
         poll(timeout: timeout, interval: 0.02) {
             found = stats.snapshot.pidOrder.first { !known.contains($0) }
@@ -237,7 +237,7 @@ final class LoadRunner: @unchecked Sendable {
     /// Asks every client to stop after its current request and waits for them (bounded; a client
     /// blocked in recv leaves within its 10 s receive timeout). Idempotent.
     @discardableResult
-    func stop(timeout: TimeInterval = 20) -> LoadReport {
+    package func stop(timeout: TimeInterval = 20) -> LoadReport {
         if let finalReport { return finalReport }
         stats.requestStop()
         _ = group.wait(timeout: .now() + timeout)

@@ -3,7 +3,7 @@ import Foundation
 import Glibc
 
 /// Why one request did not count as a success.
-enum HTTPFailure: Error, CustomStringConvertible, Sendable {
+package enum HTTPFailure: Error, CustomStringConvertible, Sendable {
     case connect(errno: Int32)
     case write(errno: Int32)
     /// The peer closed the connection before a full response arrived.
@@ -16,7 +16,7 @@ enum HTTPFailure: Error, CustomStringConvertible, Sendable {
     case status(Int, body: String)
     case noPid(body: String)
 
-    var description: String {
+    package var description: String {
         switch self {
         case .connect(let e): return "connect: \(String(cString: strerror(e)))"
         case .write(let e): return "write: \(String(cString: strerror(e)))"
@@ -30,24 +30,24 @@ enum HTTPFailure: Error, CustomStringConvertible, Sendable {
     }
 }
 
-struct HTTPResponse: Sendable {
-    var status: Int
-    var headers: [(name: String, value: String)]
-    var body: [UInt8]
+package struct HTTPResponse: Sendable {
+    package var status: Int
+    package var headers: [(name: String, value: String)]
+    package var body: [UInt8]
     /// The server will close the connection after this response.
-    var connectionClose: Bool
+    package var connectionClose: Bool
 
-    var bodyText: String { String(decoding: body, as: UTF8.self) }
+    package var bodyText: String { String(decoding: body, as: UTF8.self) }
 
-    func header(_ name: String) -> String? {
+    package func header(_ name: String) -> String? {
         headers.first { $0.name.lowercased() == name.lowercased() }?.value
     }
 
     /// The `"pid": N` number of the JSON body.
-    var pid: pid_t? { HTTPResponse.jsonInteger(named: "pid", in: body).flatMap { pid_t(exactly: $0) } }
+    package var pid: pid_t? { HTTPResponse.jsonInteger(named: "pid", in: body).flatMap { pid_t(exactly: $0) } }
 
     /// Finds `"name" : 123` in a flat JSON object without a full JSON parse (cheap on the hot path).
-    static func jsonInteger(named name: String, in body: [UInt8]) -> Int? {
+    package static func jsonInteger(named name: String, in body: [UInt8]) -> Int? {
         let key = Array("\"\(name)\"".utf8)
         guard body.count > key.count else { return nil }
         var i = 0
@@ -74,14 +74,14 @@ struct HTTPResponse: Sendable {
 }
 
 /// One blocking HTTP/1.1 client connection to 127.0.0.1 over a raw socket.
-final class HTTPConnection {
-    let fd: Int32
-    let port: UInt16
+package final class HTTPConnection {
+    package let fd: Int32
+    package let port: UInt16
     private var buffer: [UInt8] = []
     private var closed = false
 
     /// Connects to 127.0.0.1:`port`. `timeout` bounds connect, each send and each recv.
-    init(port: UInt16, timeout: TimeInterval = 10) throws(HTTPFailure) {
+    package init(port: UInt16, timeout: TimeInterval = 10) throws(HTTPFailure) {
         self.port = port
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .connect(errno: errno) }
@@ -110,7 +110,7 @@ final class HTTPConnection {
 
     deinit { close() }
 
-    func close() {
+    package func close() {
         if !closed {
             closed = true
             Glibc.close(fd)
@@ -119,7 +119,7 @@ final class HTTPConnection {
 
     /// Sends `GET path` and reads one full response. With `closeConnection` the request says
     /// `Connection: close`.
-    func get(_ path: String, closeConnection: Bool = false) throws(HTTPFailure) -> HTTPResponse {
+    package func get(_ path: String, closeConnection: Bool = false) throws(HTTPFailure) -> HTTPResponse {
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUser-Agent: baton-integration-tests\r\n"
         if closeConnection { request += "Connection: close\r\n" }
         request += "\r\n"
@@ -128,12 +128,12 @@ final class HTTPConnection {
     }
 
     /// Sends `text` as it is (a request, or part of one).
-    func send(raw text: String) throws(HTTPFailure) {
+    package func send(raw text: String) throws(HTTPFailure) {
         try send(Array(text.utf8))
     }
 
     /// Reads one full response to a request sent with ``send(raw:)``.
-    func readResponse() throws(HTTPFailure) -> HTTPResponse {
+    package func readResponse() throws(HTTPFailure) -> HTTPResponse {
         try readResponse(closeConnection: false)
     }
 
@@ -278,7 +278,7 @@ final class HTTPConnection {
 }
 
 /// One `GET path` on a fresh connection that asks for `Connection: close`.
-func httpGetOnce(port: UInt16, path: String = "/hello", timeout: TimeInterval = 10) -> Result<HTTPResponse, HTTPFailure> {
+package func httpGetOnce(port: UInt16, path: String = "/hello", timeout: TimeInterval = 10) -> Result<HTTPResponse, HTTPFailure> {
     do throws(HTTPFailure) {
         let connection = try HTTPConnection(port: port, timeout: timeout)
         defer { connection.close() }

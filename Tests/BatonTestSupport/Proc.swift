@@ -3,27 +3,27 @@ import Foundation
 import Glibc
 
 /// Read-only views of /proc, used to look at the master and its workers from outside.
-enum Proc {
+package enum Proc {
     /// The few fields of `/proc/PID/stat` the tests need.
-    struct Stat: Equatable {
-        var pid: pid_t
+    package struct Stat: Equatable {
+        package var pid: pid_t
         /// R, S, D, Z (zombie), X (dead), T, …
-        var state: Character
-        var ppid: pid_t
-        var pgrp: pid_t
+        package var state: Character
+        package var ppid: pid_t
+        package var pgrp: pid_t
         /// Clock ticks after boot; with the pid it names one process, even if the pid is reused.
-        var startTime: UInt64
+        package var startTime: UInt64
         /// The main thread's nice value.
-        var nice: Int = 0
+        package var nice: Int = 0
     }
 
     /// `/proc/PID/stat`, or nil when there is no such process.
-    static func stat(_ pid: pid_t) -> Stat? {
+    package static func stat(_ pid: pid_t) -> Stat? {
         guard let text = readSmallFile("/proc/\(pid)/stat") else { return nil }
         return parseStat(text, pid: pid)
     }
 
-    static func parseStat(_ text: String, pid: pid_t) -> Stat? {
+    package static func parseStat(_ text: String, pid: pid_t) -> Stat? {
         // "pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
         //  utime stime cutime cstime priority nice threads itrealvalue starttime …"
         // comm may contain spaces and parentheses: split after the last ')'.
@@ -37,7 +37,7 @@ enum Proc {
     }
 
     /// utime + stime of `pid` (fields 14 and 15 of `/proc/PID/stat`) in clock ticks.
-    static func cpuTicks(_ pid: pid_t) -> UInt64? {
+    package static func cpuTicks(_ pid: pid_t) -> UInt64? {
         guard let text = readSmallFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
         guard fields.count > 12, let user = UInt64(fields[11]), let system = UInt64(fields[12]) else { return nil }
@@ -45,17 +45,17 @@ enum Proc {
     }
 
     /// True when the process exists and is neither a zombie nor dead.
-    static func isAlive(_ pid: pid_t) -> Bool {
+    package static func isAlive(_ pid: pid_t) -> Bool {
         guard let s = stat(pid) else { return false }
         return s.state != "Z" && s.state != "X" && s.state != "x"
     }
 
-    static func isZombie(_ pid: pid_t) -> Bool {
+    package static func isZombie(_ pid: pid_t) -> Bool {
         stat(pid)?.state == "Z"
     }
 
     /// The CPUs `pid` may run on (`Cpus_allowed_list` of `/proc/PID/status`, e.g. "0-1,4"), sorted.
-    static func allowedCPUs(_ pid: pid_t) -> [Int]? {
+    package static func allowedCPUs(_ pid: pid_t) -> [Int]? {
         guard let text = readSmallFile("/proc/\(pid)/status"),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }) else { return nil }
         var cpus: [Int] = []
@@ -68,7 +68,7 @@ enum Proc {
     }
 
     /// Number of open file descriptors (entries of `/proc/PID/fd`), nil if unreadable.
-    static func openFDCount(_ pid: pid_t) -> Int? {
+    package static func openFDCount(_ pid: pid_t) -> Int? {
         guard let dir = opendir("/proc/\(pid)/fd") else { return nil }
         defer { closedir(dir) }
         var count = 0
@@ -82,7 +82,7 @@ enum Proc {
     }
 
     /// Every process on the machine, as stat records.
-    static func all() -> [Stat] {
+    package static func all() -> [Stat] {
         guard let dir = opendir("/proc") else { return [] }
         defer { closedir(dir) }
         var result: [Stat] = []
@@ -97,12 +97,12 @@ enum Proc {
     }
 
     /// Live (non-zombie) children of `pid`, found by scanning the ppid of every process.
-    static func children(of pid: pid_t, includeZombies: Bool = false) -> [Stat] {
+    package static func children(of pid: pid_t, includeZombies: Bool = false) -> [Stat] {
         all().filter { $0.ppid == pid && (includeZombies || ($0.state != "Z" && $0.state != "X")) }
     }
 
     /// Children, grandchildren, … of `pid`.
-    static func descendants(of pid: pid_t) -> [Stat] {
+    package static func descendants(of pid: pid_t) -> [Stat] {
         let everything = all()
         var result: [Stat] = []
         var frontier: Set<pid_t> = [pid]
@@ -115,7 +115,7 @@ enum Proc {
     }
 
     /// `/proc/PID/cmdline` with NULs turned into spaces.
-    static func commandLine(_ pid: pid_t) -> String? {
+    package static func commandLine(_ pid: pid_t) -> String? {
         guard let text = readSmallFile("/proc/\(pid)/cmdline") else { return nil }
         return text.split(separator: "\0").joined(separator: " ")
     }
@@ -138,7 +138,7 @@ enum Proc {
 
 /// Polls `condition` every `interval` until it holds or `timeout` passes. Returns the last result.
 @discardableResult
-func poll(timeout: TimeInterval, interval: TimeInterval = 0.05, _ condition: () -> Bool) -> Bool {
+package func poll(timeout: TimeInterval, interval: TimeInterval = 0.05, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while true {
         if condition() { return true }

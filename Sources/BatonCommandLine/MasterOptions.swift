@@ -1,0 +1,44 @@
+import ArgumentParser
+import Baton
+
+/// The master's options, the same in every Baton command line (`hello`, `vapor-hello`,
+/// `baton run`): each includes them with `@OptionGroup var master: MasterOptions`.
+///
+/// In a target of its own so that `Baton` does not depend on ArgumentParser.
+public struct MasterOptions: ParsableArguments {
+    @Option(help: "Seconds a new generation may take to become ready.")
+    public var readyTimeout: Double = 30
+
+    @Option(help: "Seconds an old generation may take to drain before SIGKILL.")
+    public var drainTimeout: Double = 30
+
+    @Option(help: "Seconds after taking over within which a crash rolls back to the previous release.")
+    public var probation: Double = 10
+
+    @Option(help: ArgumentHelp("Serve the master's metrics over HTTP at ADDR/metrics (e.g. 127.0.0.1:9464); never an app port.", valueName: "addr"))
+    public var metricsListen: String?
+
+    @Flag(help: "When an upgrade finds the master's own binary changed on disk, re-execute the master too (default: only on SIGUSR2 or `baton reload --master`).")
+    public var reexecMasterOnUpgrade = false
+
+    @Flag(help: "Accept a binary or watch.conf writable by group/others or owned by another user (not recommended).")
+    public var allowInsecurePermissions = false
+
+    public init() {}
+
+    /// The seed workflow for the watch.conf at `configPath` (see ``WatchConfigDeployment``), with
+    /// these options' permission check.
+    public func deployment(configPath: String, arguments: [String], portOverride: Int? = nil) throws -> WatchConfigDeployment {
+        try WatchConfigDeployment(configPath: configPath, arguments: arguments, portOverride: portOverride,
+                                  allowInsecurePermissions: allowInsecurePermissions)
+    }
+
+    /// Sets the timeouts, the probation, the metrics address and the master's re-execution.
+    public func apply(to configuration: inout MasterConfiguration) throws {
+        configuration.readyTimeout = .seconds(readyTimeout)
+        configuration.drainTimeout = .seconds(drainTimeout)
+        configuration.probation = .seconds(probation)
+        configuration.reexecMasterOnUpgrade = reexecMasterOnUpgrade
+        configuration.metricsListen = try metricsListen.map { try ListenAddress(parsing: $0) }
+    }
+}
