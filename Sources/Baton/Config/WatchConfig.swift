@@ -132,10 +132,14 @@ enum JSONValue: Decodable, Sendable, Equatable {
 
 /// A watch.conf that cannot be used, and why.
 public struct WatchConfigError: Error, CustomStringConvertible, Equatable {
+    /// The file that was read.
     public let path: String
+    /// The key at fault; nil when the file as a whole is (not JSON, not an object, unreadable).
     public let key: String?
+    /// What is wrong and what was expected.
     public let problem: String
 
+    /// `PATH: "KEY" PROBLEM`, as the log and `baton check` show it.
     public var description: String {
         if let key { return "\(path): \"\(key)\" \(problem)" }
         return "\(path) \(problem)"

@@ -8,13 +8,13 @@ import NIOExtras
 import NIOPosix
 
 /// Sends one request to a master's control socket and returns its answer.
-public enum ControlClient {
+package enum ControlClient {
     /// Why no answer came.
-    public enum Failure: Error, CustomStringConvertible {
+    package enum Failure: Error, CustomStringConvertible {
         case noMaster(String, String)
         case noAnswer(String)
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .noMaster(let path, let why): return "no master answers at \(path): \(why)"
             case .noAnswer(let path): return "the master at \(path) closed the connection without an answer"
@@ -23,7 +23,7 @@ public enum ControlClient {
     }
 
     /// Sends `request` to the socket at `path` and waits at most `timeout` for the answer.
-    public static func send(_ request: ControlProtocol.Request, to path: String, timeout: Duration) async throws -> ControlProtocol.Response {
+    package static func send(_ request: ControlProtocol.Request, to path: String, timeout: Duration) async throws -> ControlProtocol.Response {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)

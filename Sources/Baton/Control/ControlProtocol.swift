@@ -17,22 +17,22 @@ import Foundation
 /// answers once the new binary passed its check, with a ``ReexecTicket``; the client then reads
 /// `status` until ``MasterStatus/ImageStatus/executions`` (done) or
 /// ``MasterStatus/reexecFailures`` (failed) exceeds the ticket's and no upgrade runs.
-public enum ControlProtocol {
+package enum ControlProtocol {
     /// `{"command": "reload" | "reload-master" | "status" | "stop"}`.
-    public struct Request: Codable, Sendable, Equatable {
-        public var command: String
-        public init(command: String) { self.command = command }
+    package struct Request: Codable, Sendable, Equatable {
+        package var command: String
+        package init(command: String) { self.command = command }
     }
 
     /// `ok` tells whether the command did what was asked; `message` says what happened.
-    public struct Response: Codable, Sendable, Equatable {
-        public var ok: Bool
-        public var message: String
-        public var status: MasterStatus?
+    package struct Response: Codable, Sendable, Equatable {
+        package var ok: Bool
+        package var message: String
+        package var status: MasterStatus?
         /// Set when the master re-executes itself to fulfil the request.
-        public var reexec: ReexecTicket?
+        package var reexec: ReexecTicket?
 
-        public init(ok: Bool, message: String, status: MasterStatus? = nil, reexec: ReexecTicket? = nil) {
+        package init(ok: Bool, message: String, status: MasterStatus? = nil, reexec: ReexecTicket? = nil) {
             self.ok = ok
             self.message = message
             self.status = status
@@ -42,57 +42,57 @@ public enum ControlProtocol {
 
     /// The master's counts just before a re-execution: a later `status` with more executions
     /// tells that it happened, with more failures that it did not.
-    public struct ReexecTicket: Codable, Sendable, Equatable {
-        public var executions: Int
-        public var failures: Int
+    package struct ReexecTicket: Codable, Sendable, Equatable {
+        package var executions: Int
+        package var failures: Int
     }
 
     /// What `status` reports.
-    public struct MasterStatus: Codable, Sendable, Equatable {
-        public struct GenerationStatus: Codable, Sendable, Equatable {
-            public var generation: Int
-            public var pid: Int32
-            public var version: String
-            public var state: String
-            public var ageSeconds: Double
-            public var status: String?
+    package struct MasterStatus: Codable, Sendable, Equatable {
+        package struct GenerationStatus: Codable, Sendable, Equatable {
+            package var generation: Int
+            package var pid: Int32
+            package var version: String
+            package var state: String
+            package var ageSeconds: Double
+            package var status: String?
         }
 
         /// The program image the master runs.
-        public struct ImageStatus: Codable, Sendable, Equatable {
+        package struct ImageStatus: Codable, Sendable, Equatable {
             /// The path it was started from, and re-executes.
-            public var path: String
+            package var path: String
             /// The Baton release it links.
-            public var batonVersion: String
+            package var batonVersion: String
             /// How often this process has re-executed itself (0: never).
-            public var executions: Int
+            package var executions: Int
             /// Since the image started (the process's start, or its last re-execution).
-            public var ageSeconds: Double
+            package var ageSeconds: Double
             /// Whether the file at `path` is not the one running (a new binary was put there).
-            public var changedOnDisk: Bool
+            package var changedOnDisk: Bool
         }
 
-        public var masterPID: Int32
+        package var masterPID: Int32
         /// Since the process started (a re-execution keeps it).
-        public var uptimeSeconds: Double
-        public var generations: [GenerationStatus]
-        public var lastUpgrade: String?
-        public var lastUpgradeSucceeded: Bool?
-        public var image: ImageStatus?
+        package var uptimeSeconds: Double
+        package var generations: [GenerationStatus]
+        package var lastUpgrade: String?
+        package var lastUpgradeSucceeded: Bool?
+        package var image: ImageStatus?
         /// An upgrade or a re-execution is under way.
-        public var upgradeRunning: Bool?
+        package var upgradeRunning: Bool?
         /// Re-executions refused or failed so far (this image and its predecessors in this process).
-        public var reexecFailures: Int?
-        public var lastReexec: String?
+        package var reexecFailures: Int?
+        package var lastReexec: String?
     }
 
     /// The longest request line accepted.
-    public static let maxRequestBytes = 4096
+    package static let maxRequestBytes = 4096
 
     /// Where a master puts its control socket, and where `baton` looks for it: under
     /// `$RUNTIME_DIRECTORY` when systemd provides one, else in `.baton/` beside the config file,
     /// else in `.baton/` in the working folder.
-    public static func socketPath(configPath: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+    package static func socketPath(configPath: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let runtime = environment["RUNTIME_DIRECTORY"]?.split(separator: ":").first, !runtime.isEmpty {
             return "\(runtime)/baton.sock"
         }

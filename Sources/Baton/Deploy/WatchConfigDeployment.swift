@@ -15,7 +15,7 @@ public struct WatchConfigDeployment: Sendable {
     /// A port that wins over `HttpPort` (a command-line override).
     public var portOverride: Int?
     /// Where releases are staged.
-    public var store: ReleaseStore
+    package var store: ReleaseStore
 
     /// The deployment described by the watch.conf at `configPath`; releases go beside it.
     public init(configPath: String, arguments: [String] = [], portOverride: Int? = nil, allowInsecurePermissions: Bool = false) throws {

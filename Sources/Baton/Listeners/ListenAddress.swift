@@ -5,7 +5,9 @@ import NIOCore
 /// Parsed from the forms operators write: `:8080` (every IPv4 address), `127.0.0.1:8080`,
 /// `[::1]:8080`, `unix:/run/app.sock`.
 public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
+    /// A TCP address; host `0.0.0.0` is every IPv4 address, port 0 a port the kernel picks.
     case tcp(host: String, port: Int)
+    /// A unix-domain socket at `path` (an existing socket file there is replaced).
     case unix(path: String)
 
     /// Parses `:PORT`, `HOST:PORT`, `[IPV6]:PORT` or `unix:PATH`.
@@ -28,6 +30,7 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
         self = .tcp(host: host.isEmpty ? "0.0.0.0" : host, port: port)
     }
 
+    /// `host:port` (`[v6]:port`) or `unix:PATH`, as ``init(parsing:)`` reads it.
     public var description: String {
         switch self {
         // A Character, not a String: String.contains(String) resolves to Foundation's (visible

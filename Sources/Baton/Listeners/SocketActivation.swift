@@ -7,9 +7,9 @@ import Glibc
 ///
 /// Baton's master hands listeners to its workers this way, and accepts them the same way from
 /// systemd (a `.socket` unit).
-public enum SocketActivation {
+package enum SocketActivation {
     /// The first descriptor passed (`SD_LISTEN_FDS_START`).
-    public static let firstDescriptor: Int32 = 3
+    package static let firstDescriptor: Int32 = 3
 
     /// Adopts the listeners passed to this process, or returns nil when none were passed to *this*
     /// process (`LISTEN_PID` absent or naming another pid).
@@ -17,7 +17,7 @@ public enum SocketActivation {
     /// Each adopted descriptor gets close-on-exec, and must be a listening stream socket.
     /// `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES` are removed from the environment so that
     /// nothing started later inherits them.
-    public static func adoptListeners(
+    package static func adoptListeners(
         environment: [String: String] = ProcessEnvironment.current(),
         pid: pid_t = getpid(),
         unsetVariables: Bool = true

@@ -24,23 +24,23 @@ public enum BatonLogging {
 /// line starts with its sd-daemon priority (`<3>` error, `<4>` warning, `<6>` info, …; see
 /// sd-daemon(3)) and carries no timestamp (the journal adds its own). `journalctl -p err` then
 /// shows errors only.
-public struct JournalLogHandler: LogHandler {
-    public var metadata: Logger.Metadata = [:]
-    public var logLevel: Logger.Level = .info
+package struct JournalLogHandler: LogHandler {
+    package var metadata: Logger.Metadata = [:]
+    package var logLevel: Logger.Level = .info
     private let label: String
 
-    public init(label: String) {
+    package init(label: String) {
         self.label = label
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
     /// True when `JOURNAL_STREAM` (`device:inode`, set by systemd) names this process's standard
     /// error: the variable alone is inherited by children whose stderr may go elsewhere.
-    public static func standardErrorIsJournal(environment: [String: String]) -> Bool {
+    package static func standardErrorIsJournal(environment: [String: String]) -> Bool {
         guard let value = environment["JOURNAL_STREAM"] else { return false }
         let parts = value.split(separator: ":")
         guard parts.count == 2, let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return false }
@@ -50,7 +50,7 @@ public struct JournalLogHandler: LogHandler {
     }
 
     /// The sd-daemon priority of `level`.
-    public static func priority(_ level: Logger.Level) -> Int {
+    package static func priority(_ level: Logger.Level) -> Int {
         switch level {
         case .trace, .debug: return 7
         case .info: return 6
@@ -64,13 +64,13 @@ public struct JournalLogHandler: LogHandler {
     /// One journal line: `<6>hello: pid=12 role=master [Baton] message`, without the newline.
     /// Line breaks inside the message would start lines of their own without a priority, so they
     /// become spaces.
-    public static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, source: String) -> String {
+    package static func line(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata, source: String) -> String {
         let fields = metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let text = ([label + ":"] + fields + ["[\(source)]", message]).joined(separator: " ")
         return "<\(priority(level))>" + text.split(whereSeparator: \.isNewline).joined(separator: " ")
     }
 
-    public func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         let merged = event.metadata.map { metadata.merging($0) { $1 } } ?? metadata
         let text = Self.line(level: event.level, label: label, message: "\(event.message)", metadata: merged, source: event.source)
         let bytes = Array((text + "\n").utf8)

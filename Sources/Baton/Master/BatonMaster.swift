@@ -260,7 +260,7 @@ public final class BatonMaster: Service, Sendable {
     }
 
     /// A snapshot for `status`.
-    public func status() -> ControlProtocol.MasterStatus {
+    package func status() -> ControlProtocol.MasterStatus {
         let now = ContinuousClock.now
         func seconds(_ duration: Duration) -> Double { Double(duration.milliseconds) / 1000 }
         let snapshot = self.snapshot.withLockedValue { $0 }

@@ -5,7 +5,7 @@ import CBaton
 @preconcurrency import Dispatch
 
 /// How a child process ended.
-public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
+package enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
     case exited(Int32)
     case signaled(Int32)
 
@@ -14,7 +14,7 @@ public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
         if status & 0x7f == 0 { self = .exited((status >> 8) & 0xff) } else { self = .signaled(status & 0x7f) }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .exited(let code): return "exit status \(code)"
         case .signaled(let signal): return "signal \(signal) (\(String(cString: strsignal(signal))))"

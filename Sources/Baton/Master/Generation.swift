@@ -63,6 +63,7 @@ public enum UpgradeOutcome: Sendable, Equatable, CustomStringConvertible {
     /// Nothing changed: the reason says why.
     case failed(reason: String)
 
+    /// One line for the log and `baton reload`: "generation 2 (pid …, version 2) ready in 45 ms, generation 1 draining".
     public var description: String {
         switch self {
         case .succeeded(let generation, let pid, let version, let readyAfter, let draining):

@@ -4,16 +4,16 @@ import Glibc
 
 /// The program image a master runs: where it was started from, so that a re-execution runs the
 /// file now at that path (the app's binary in embedded mode, `baton` for `baton run`).
-public struct MasterImage: Sendable, Equatable {
+package struct MasterImage: Sendable, Equatable {
     /// The absolute path the master was started from (argv[0] resolved like a shell does: a
     /// relative path against the working folder, a bare name through `PATH`).
-    public let path: String
+    package let path: String
     /// The full argv, argv[0] included, given again to the next image.
-    public let arguments: [String]
+    package let arguments: [String]
     /// How many times this master process has executed a new image in place (0: never).
-    public let executions: Int
+    package let executions: Int
     /// When the running image started (the process's own start, or its last re-execution).
-    public let startedAt: ContinuousClock.Instant
+    package let startedAt: ContinuousClock.Instant
     /// The file the running image was loaded from (device, inode), to tell whether the path
     /// names a different file now.
     let loadedFrom: FileIdentity?
@@ -39,7 +39,7 @@ public struct MasterImage: Sendable, Equatable {
 
     /// Whether the file at ``path`` is no longer the one this image was loaded from (a new
     /// binary was renamed over it).
-    public var changedOnDisk: Bool {
+    package var changedOnDisk: Bool {
         guard let loadedFrom, let now = FileIdentity(path: path) else { return false }
         return now != loadedFrom
     }

@@ -14,14 +14,14 @@ import Glibc
 /// It is handed over at a request boundary: every byte the old generation read was part of a
 /// request it answered, and whatever the client sent since waits in the socket's receive queue,
 /// which travels with it. The receiver serves it as if it had accepted it.
-public struct ConnectionInbox {
+package struct ConnectionInbox {
     /// The master's end (close-on-exec).
     let senderEnd: Int32
     /// The worker's end, closed in the master once the worker is spawned.
     let receiverEnd: Int32
 
     /// The start of a hand-over message, version 1.
-    public static let message = "baton-connection 1"
+    package static let message = "baton-connection 1"
 
     static func make() throws -> ConnectionInbox {
         var fds: [Int32] = [-1, -1]

@@ -6,20 +6,20 @@
 ///
 /// The two Baton descriptors are not counted in `LISTEN_FDS`, so a socket-activated program in
 /// any language sees only its listeners.
-public struct WorkerDescriptors: Sendable, Equatable {
+package struct WorkerDescriptors: Sendable, Equatable {
     /// The first listener's descriptor (`SD_LISTEN_FDS_START`).
-    public static let firstListener: Int32 = 3
+    package static let firstListener: Int32 = 3
 
     /// How many listeners the worker gets.
-    public let listenerCount: Int
+    package let listenerCount: Int
 
     /// The layout for a worker given `listenerCount` listeners.
-    public init(listenerCount: Int) { self.listenerCount = listenerCount }
+    package init(listenerCount: Int) { self.listenerCount = listenerCount }
 
     /// The worker's end of its control channel.
-    public var control: Int32 { Self.firstListener + Int32(listenerCount) }
+    package var control: Int32 { Self.firstListener + Int32(listenerCount) }
     /// The receiving end of its connection inbox.
-    public var inbox: Int32 { control + 1 }
+    package var inbox: Int32 { control + 1 }
 
     /// The master's descriptors in the order the child must get them (from fd 3 on).
     func order(listeners: [Int32], control: Int32, inbox: Int32) -> [Int32] {

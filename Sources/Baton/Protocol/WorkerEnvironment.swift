@@ -1,19 +1,19 @@
 /// The environment variables of the master–worker protocol.
-public enum WorkerEnvironment {
-    public static let generation = "BATON_GENERATION"
-    public static let version = "BATON_VERSION"
-    public static let masterPID = "BATON_MASTER_PID"
-    public static let notifySocket = "NOTIFY_SOCKET"
-    public static let listenFDs = "LISTEN_FDS"
-    public static let listenFDNames = "LISTEN_FDNAMES"
-    public static let listenPID = "LISTEN_PID"
+package enum WorkerEnvironment {
+    package static let generation = "BATON_GENERATION"
+    package static let version = "BATON_VERSION"
+    package static let masterPID = "BATON_MASTER_PID"
+    package static let notifySocket = "NOTIFY_SOCKET"
+    package static let listenFDs = "LISTEN_FDS"
+    package static let listenFDNames = "LISTEN_FDNAMES"
+    package static let listenPID = "LISTEN_PID"
     /// The worker's end of its ``WorkerControl`` channel: the descriptor after the listeners.
-    public static let controlFD = "BATON_CONTROL_FD"
+    package static let controlFD = "BATON_CONTROL_FD"
     /// The receiving end of the worker's ``ConnectionInbox``: the descriptor after the control
     /// channel (protocol 3).
-    public static let connectionInboxFD = "BATON_HANDOFF_FD"
+    package static let connectionInboxFD = "BATON_HANDOFF_FD"
     /// The master⇄worker protocol version the master speaks (absent: 1).
-    public static let protocolVersion = "BATON_PROTOCOL"
+    package static let protocolVersion = "BATON_PROTOCOL"
     /// The protocol this release speaks.
     ///
     /// - 1: the variables above; the worker may tie its life to the thread that spawned it
@@ -25,7 +25,7 @@ public enum WorkerEnvironment {
     ///   arrives there says `BATON_HANDOFF=1` with `READY=1`, and a draining worker's orders may
     ///   carry the next generation's inbox (`handoff=1`, the descriptor attached). A worker that
     ///   ignores all of it drains as in version 2.
-    public static let currentProtocol = 3
+    package static let currentProtocol = 3
 
     /// Variables never passed on from the master's own environment: they describe the master's
     /// own activation (systemd's sockets, notify socket, watchdog) or an earlier Baton hand-over.

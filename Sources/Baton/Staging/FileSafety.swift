@@ -4,7 +4,7 @@ import Glibc
 
 /// sshd's StrictModes for deploy files: a binary or config that someone else could have written
 /// is refused, because whoever can write it can run code as this service.
-public enum FileSafety {
+package enum FileSafety {
     /// Checks `info` (from `fstat`) of the file at `path`; `what` names it in the error.
     static func check(_ info: stat, path: String, what: String) throws {
         let mode = info.st_mode & 0o7777
@@ -17,7 +17,7 @@ public enum FileSafety {
     }
 
     /// Checks the file at `path` (following symlinks).
-    public static func check(path: String, what: String) throws {
+    package static func check(path: String, what: String) throws {
         var info = stat()
         guard stat(path, &info) == 0 else { throw StagingError(path: path, problem: "\(what) cannot be read: \(String(cString: strerror(errno)))") }
         try check(info, path: path, what: what)
@@ -25,9 +25,9 @@ public enum FileSafety {
 }
 
 /// A binary that cannot be staged, and why.
-public struct StagingError: Error, CustomStringConvertible, Equatable {
-    public let path: String
-    public let problem: String
+package struct StagingError: Error, CustomStringConvertible, Equatable {
+    package let path: String
+    package let problem: String
 
-    public var description: String { "\(path): \(problem)" }
+    package var description: String { "\(path): \(problem)" }
 }

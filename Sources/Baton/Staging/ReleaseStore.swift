@@ -14,18 +14,18 @@ import Foundation
 /// - the operator can overwrite `BinName` in place (no "Text file busy": nothing runs it);
 /// - a half-uploaded, tampered or world-writable file never starts;
 /// - the previous releases stay on disk for a rollback.
-public struct ReleaseStore: Sendable {
+package struct ReleaseStore: Sendable {
     /// The app folder (the config file's folder), symlinks resolved.
-    public let appFolder: String
+    package let appFolder: String
     /// `<app>/.baton/releases`.
-    public let root: String
+    package let root: String
     /// Accept group/other-writable or foreign-owned binaries (not recommended).
-    public var allowInsecurePermissions = false
+    package var allowInsecurePermissions = false
     /// How many releases to keep (those in use are always kept).
-    public var keep = 5
+    package var keep = 5
 
     /// The store of the app in `appFolder`; the folder must exist.
-    public init(appFolder: String) throws {
+    package init(appFolder: String) throws {
         guard let resolved = realpath(appFolder, nil) else {
             throw StagingError(path: appFolder, problem: "app folder cannot be resolved: \(String(cString: strerror(errno)))")
         }
@@ -35,23 +35,23 @@ public struct ReleaseStore: Sendable {
     }
 
     /// A staged binary.
-    public struct Release: Sendable, Equatable {
+    package struct Release: Sendable, Equatable {
         /// The copy to start.
-        public let path: String
+        package let path: String
         /// Its SHA-256, lowercase hex.
-        public let sha256: String
+        package let sha256: String
     }
 
     /// What ``inspect(binName:expectedSHA256:)`` found.
-    public struct Inspection: Sendable {
-        public let path: String
-        public let sha256: String
-        public let size: Int
+    package struct Inspection: Sendable {
+        package let path: String
+        package let sha256: String
+        package let size: Int
         let bytes: [UInt8]
     }
 
     /// Checks `binName` (relative to the app folder) and copies it into the store.
-    public func stage(binName: String, version: String, expectedSHA256: String? = nil) throws -> Release {
+    package func stage(binName: String, version: String, expectedSHA256: String? = nil) throws -> Release {
         let inspection = try inspect(binName: binName, expectedSHA256: expectedSHA256)
         let (source, bytes, sha) = (inspection.path, inspection.bytes, inspection.sha256)
         let name = source.split(separator: "/").last.map(String.init) ?? source
@@ -76,7 +76,7 @@ public struct ReleaseStore: Sendable {
     }
 
     /// Runs every check staging runs, without writing anything.
-    public func inspect(binName: String, expectedSHA256: String? = nil) throws -> Inspection {
+    package func inspect(binName: String, expectedSHA256: String? = nil) throws -> Inspection {
         let source = try resolve(binName)
         let fd = open(source, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw StagingError(path: source, problem: "cannot be opened: \(String(cString: strerror(errno)))") }
@@ -101,7 +101,7 @@ public struct ReleaseStore: Sendable {
     /// Removes all but the newest ``keep`` releases, never one whose binary is in `inUse`.
     /// Returns the folders removed.
     @discardableResult
-    public func prune(inUse: Set<String>) -> [String] {
+    package func prune(inUse: Set<String>) -> [String] {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
         let releases = names.filter { !$0.hasPrefix(".") }.map { "\(root)/\($0)" }.sorted { modified($0) > modified($1) }
         var removed: [String] = []

@@ -3,9 +3,9 @@ import Glibc
 #endif
 
 /// Reads the process environment.
-public enum ProcessEnvironment {
+package enum ProcessEnvironment {
     /// A snapshot of `environ` as a dictionary (the first value of a repeated name wins).
-    public static func current() -> [String: String] {
+    package static func current() -> [String: String] {
         var result: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {

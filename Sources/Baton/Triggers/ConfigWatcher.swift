@@ -12,9 +12,9 @@ import NIOConcurrencyHelpers
 /// Bursts coalesce: each event restarts a quiet period, and `onChange` runs once the file has
 /// been left alone for that long — one edit, one call, however many events it made. Nothing
 /// polls: an idle watcher sleeps in the kernel.
-public final class ConfigWatcher: Sendable {
+package final class ConfigWatcher: Sendable {
     /// The file watched.
-    public let path: String
+    package let path: String
     private let fd: Int32
     private let queue = DispatchQueue(label: "baton.config-watcher")
     private let source: any DispatchSourceRead
@@ -23,7 +23,7 @@ public final class ConfigWatcher: Sendable {
 
     /// Starts watching `path`. `quietPeriod` is read again at each event (watch.conf's
     /// `DelaySecond` may change with the file); `onChange` runs on a private queue.
-    public init(path: String, quietPeriod: @escaping @Sendable () -> Duration, onChange: @escaping @Sendable () -> Void) throws {
+    package init(path: String, quietPeriod: @escaping @Sendable () -> Duration, onChange: @escaping @Sendable () -> Void) throws {
         self.path = path
         let (folder, name) = PathName.split(path)
         self.name = name
@@ -66,7 +66,7 @@ public final class ConfigWatcher: Sendable {
     /// (`baton reload` right after a deploy wrote watch.conf), so the quiet period under way ends
     /// without a second upgrade. A change made after this call triggers as usual. Returns whether
     /// a change was pending.
-    public func absorbPendingChanges() -> Bool {
+    package func absorbPendingChanges() -> Bool {
         // Events the kernel has queued but the read source has not handled yet count too.
         let fd = self.fd, name = self.name, state = self.state
         return queue.sync {
@@ -81,7 +81,7 @@ public final class ConfigWatcher: Sendable {
     }
 
     /// Stops watching.
-    public func stop() {
+    package func stop() {
         state.withLockedValue { $0.generation += 1 }
         source.cancel()
     }
