@@ -385,8 +385,8 @@ class Report:
         if sizes:
             go = sizes.get("tableflip-gin", {}).get("stripped")
             self.w("Binary sizes: as built, and stripped (`strip --strip-unneeded`; the Go peers are built with "
-                   "`-ldflags=\"-s -w\"`), `.rodata`, and whether ICU data (`icudt`) is in the file or libFoundation is loaded.", "")
-            self.w("| binary | as built MB | stripped MB | × gin + tableflip stripped | .rodata MB | ICU data | loads libFoundation |",
+                   "`-ldflags=\"-s -w\"`), `.rodata`, whether ICU data (`icudt`) is in the file, and whether it loads libFoundation, libFoundationInternationalization or ICU (`ldd`; libFoundationEssentials does not count).", "")
+            self.w("| binary | as built MB | stripped MB | × gin + tableflip stripped | .rodata MB | ICU data | loads Foundation/ICU |",
                    "|---|---|---|---|---|---|---|")
             label = {"hello": "`hello` (dynamic release)", "static-hello": "`hello` (static)", "static-baton": "`baton` (static)",
                      "vapor-hello": "`vapor-hello` (dynamic release)", "tableflip-gin": "gin + tableflip", "grace-gin": "gin + grace"}
@@ -416,7 +416,7 @@ class Report:
             return
         for r in self.rows_of("soak"):
             self.w(f"{int(r['upgrades'])} upgrades by `baton reload`, back to back, in {int(r['elapsed_s'])} s, under wrk -c64 "
-                   "keep-alive (20 s runs in a loop):", "",
+                   f"keep-alive ({self._knob('SOAK_WRK_S')} s runs in a loop):", "",
                    f"- failed upgrades: {int(r['failed_reloads'])}; failed requests: {failed(r)} of {f(r.get('requests'))}",
                    f"- the master (same pid throughout: {r.get('master_alive')}): open fds {int(r['fds_first'])} → {int(r['fds_last'])}, "
                    f"RSS {f(r['rss_first_kb'] / 1024, 1)} → {f(r['rss_last_kb'] / 1024, 1)} MiB",

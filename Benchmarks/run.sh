@@ -44,7 +44,7 @@
 #                / "keepalive:64 keepalive:1024 keepalive:10000 close:1024"]
 #   PINNINGS ["pinned unpinned" / "pinned"]
 #   TTFA_TRIALS [5 / 5] per round (≥ 15 in all for the full run)
-#   MEM_UPGRADES [10]         SOAK_UPGRADES [1000 / 50]   REEXEC_DURATION [20 / 8]
+#   MEM_UPGRADES [10]         SOAK_UPGRADES [1000 / 50]   REEXEC_DURATION [20 / 10]
 #   SLOW_MS [10000 / 3000]    IDLE_S [30 / 10]
 #   SECTIONS ["steady upgrades scale ttfa memory reexec soak faults"]: a subset for development;
 #                             the report then lists the missing sections as not run
@@ -82,7 +82,8 @@ PINNINGS=${PINNINGS:-$(pick "pinned unpinned" "pinned")}
 TTFA_TRIALS=${TTFA_TRIALS:-5}
 MEM_UPGRADES=${MEM_UPGRADES:-10}
 SOAK_UPGRADES=${SOAK_UPGRADES:-$(pick 1000 50)}
-REEXEC_DURATION=${REEXEC_DURATION:-$(pick 20 8)}
+REEXEC_DURATION=${REEXEC_DURATION:-$(pick 20 10)}
+SOAK_WRK_S=$(pick 20 5)   # length of each wrk run of the soak (wrk reports only at the end of a run)
 SLOW_MS=${SLOW_MS:-$(pick 10000 3000)}
 IDLE_S=${IDLE_S:-$(pick 30 10)}
 SECTIONS=${SECTIONS:-"steady upgrades scale ttfa memory reexec soak faults"}
@@ -182,7 +183,7 @@ echo "build_total_s=$((SECONDS - started_all))" >>"$WORK/meta.txt"
     echo "python=$(python3 --version 2>&1 | cut -d' ' -f2)"
     echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "command=$command_line"
-    echo "knobs=ROUNDS=$ROUNDS DURATION=$DURATION UPG_DURATION=$UPG_DURATION INTERVAL=$INTERVAL SCALE_RUNS=$SCALE_RUNS SCALE_DURATION=$SCALE_DURATION SCALE_INTERVAL=$SCALE_INTERVAL TTFA_TRIALS=$TTFA_TRIALS MEM_UPGRADES=$MEM_UPGRADES SOAK_UPGRADES=$SOAK_UPGRADES REEXEC_DURATION=$REEXEC_DURATION SLOW_MS=$SLOW_MS IDLE_S=$IDLE_S CONNECTIONS=$CONNECTIONS TIMEOUT=$TIMEOUT SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
+    echo "knobs=SOAK_WRK_S=$SOAK_WRK_S ROUNDS=$ROUNDS DURATION=$DURATION UPG_DURATION=$UPG_DURATION INTERVAL=$INTERVAL SCALE_RUNS=$SCALE_RUNS SCALE_DURATION=$SCALE_DURATION SCALE_INTERVAL=$SCALE_INTERVAL TTFA_TRIALS=$TTFA_TRIALS MEM_UPGRADES=$MEM_UPGRADES SOAK_UPGRADES=$SOAK_UPGRADES REEXEC_DURATION=$REEXEC_DURATION SLOW_MS=$SLOW_MS IDLE_S=$IDLE_S CONNECTIONS=$CONNECTIONS TIMEOUT=$TIMEOUT SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
     echo "scale_cells=$SCALE_CELLS"
     echo "pinnings=$PINNINGS"
     echo "sections=$SECTIONS"
@@ -583,7 +584,7 @@ memory() {
         vapor-hello:"$WORK/bin/vapor-hello" tableflip-gin:"$WORK/bin/tableflip-gin" grace-gin:"$WORK/bin/grace-gin"; do
         f=${name#*:}
         strip --strip-unneeded -o "$WORK/stripped" "$f" 2>/dev/null || cp "$f" "$WORK/stripped"
-        record "size 0 ${name%%:*} bytes=$(stat -c %s "$f") stripped=$(stat -c %s "$WORK/stripped") rodata=$(size -A "$f" | awk '$1 == ".rodata" {print $2}') icu=$(grep -c icudt < <(strings -n 6 "$f")) foundation_so=$(ldd "$f" 2>/dev/null | grep -c 'libFoundation\|_FoundationICU')"
+        record "size 0 ${name%%:*} bytes=$(stat -c %s "$f") stripped=$(stat -c %s "$WORK/stripped") rodata=$(size -A "$f" | awk '$1 == ".rodata" {print $2}') icu=$(grep -c icudt < <(strings -n 6 "$f")) foundation_so=$(ldd "$f" 2>/dev/null | grep -cE 'libFoundation\.so|libFoundationInternationalization|_FoundationICU')"
     done
     rm -f "$WORK/stripped"
 }
@@ -630,9 +631,9 @@ soak() {
     "${WRK[@]}" >"$dir/warmup.txt" 2>&1
     settle "$s"
     fds0=$(fd_count "$m") rss0=$(rss_kb "$m")
-    # wrk prints its figures only when a run ends: 20 s runs in a loop until the upgrades are done
+    # wrk prints its figures only when a run ends: SOAK_WRK_S-second runs in a loop until the upgrades are done
     (while [[ ! -e $dir/done ]]; do
-        wrk_cmd 20 keepalive "${PORT[$s]}"
+        wrk_cmd "$SOAK_WRK_S" keepalive "${PORT[$s]}"
         "${WRK[@]}" >>"$dir/wrk.txt" 2>&1
     done) &
     local loop=$!
