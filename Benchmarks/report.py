@@ -176,14 +176,23 @@ class Report:
             peers = [med([r.get("rps") for r in self.rows_of(f"steady-{mode}", s)]) for s in systems if s not in BATON]
             peers = [p for p in peers if p]
             best[mode] = max(peers) if peers else None
-        self.w("| system | keep-alive req/s | p99 ms | × best peer | `Connection: close` req/s | p99 ms | × best peer |",
-               "|---|---|---|---|---|---|---|")
+        self.w("Server CPU: the CPU time the server's processes got during the run, as a share of its one core. A "
+               "server that is the bottleneck is near 100 %; a low share with high req/s means the client on the other "
+               "core was the limit (nginx, gin); a low share with low req/s means other work on the shared machine "
+               "took the core, and the row measures the machine more than the server.", "")
+        self.w("| system | keep-alive req/s | p99 ms | server CPU | × best peer | `Connection: close` req/s | p99 ms | server CPU | × best peer |",
+               "|---|---|---|---|---|---|---|---|---|")
+        try:
+            seconds = float(self._knob("DURATION"))
+        except ValueError:
+            seconds = None
         for s in systems:
             cells = []
             for mode in ("keepalive", "close"):
                 rs = self.rows_of(f"steady-{mode}", s)
                 rps = [r.get("rps") for r in rs]
-                cells += [spread(rps), spread([r.get("p99_ms") for r in rs], 1),
+                cpu = [100 * r["server_cpu_s"] / seconds for r in rs if seconds and isinstance(r.get("server_cpu_s"), float)]
+                cells += [spread(rps), spread([r.get("p99_ms") for r in rs], 1), spread(cpu) + " %" if cpu else "–",
                           ratio(med(rps), best[mode]) if s in BATON else ""]
             self.w(f"| {NAMES[s]} | " + " | ".join(cells) + " |")
         self.w("")
