@@ -9,10 +9,12 @@ summary.json of the load client, upgrades.json of Benchmarks/handoff/analyze.py,
 Writes WORKDIR/scale-results.json for Benchmarks/scale/plot.py. Nothing in OUT is kept from an
 earlier report.
 """
+import collections
 import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 
 NAMES = {
@@ -353,8 +355,12 @@ class Report:
                f"signal to the first answer from a pid never seen before it. {self._knob('TTFA_TRIALS')} trials per round, "
                f"{self._knob('ROUNDS')} round(s), each system started fresh per round. Static `hello`: "
                "`Packaging/swift-build-static.sh`, stripped.", "")
-        self.w("| system | trials | median ms | p90 ms | min–max ms | median × tableflip | failed polls |", "|---|---|---|---|---|---|---|")
         tf = med([r.get("ms") for r in self.rows_of("ttfa", "tableflip")])
+        peers = {s: med([r.get("ms") for r in self.rows_of("ttfa", s)]) for s in ("tableflip", "grace")}
+        peers = {s: v for s, v in peers.items() if v}
+        best = min(peers, key=peers.get) if peers else None
+        self.w(f"| system | trials | median ms | p90 ms | min–max ms | median × tableflip | median × best peer ({NAMES.get(best, '–')}) | failed polls |",
+               "|---|---|---|---|---|---|---|---|")
         for s in NAMES:
             rs = self.rows_of("ttfa", s)
             if not rs:
@@ -362,7 +368,8 @@ class Report:
             ms = [r.get("ms") for r in rs if isinstance(r.get("ms"), float) and r.get("ms") == r.get("ms")]
             nan = len(rs) - len(ms)
             self.w(f"| {NAMES[s]} | {len(rs)}{f' ({nan} without a new pid)' if nan else ''} | {f(med(ms), 1)} | {f(pct(ms, 90), 1)} "
-                   f"| {f(min(ms), 1) if ms else '–'}–{f(max(ms), 1) if ms else '–'} | {ratio(med(ms), tf)} | {sum(int(r.get('failed', 0)) for r in rs)} |")
+                   f"| {f(min(ms), 1) if ms else '–'}–{f(max(ms), 1) if ms else '–'} | {ratio(med(ms), tf)} "
+                   f"| {ratio(med(ms), peers.get(best)) if s in BATON else ''} | {sum(int(r.get('failed', 0)) for r in rs)} |")
         self.w("")
 
     # ------------------------------------------------------------------ memory
@@ -487,9 +494,74 @@ class Report:
             lines.append(f"- static `hello` stripped {f(a / 1e6, 1)} MB against gin + tableflip stripped {f(g / 1e6, 1)} MB ({a / g:.2f}×)")
         self.w(*lines, "") if lines else self.w("–", "")
 
+    def size_profile(self, path, top=10):
+        """Bytes of code and data symbols per Swift module (or runtime / C part) of an unstripped binary."""
+        try:
+            out = subprocess.run(["nm", "-S", "--size-sort", path], capture_output=True, text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return []
+        sizes = collections.Counter()
+        for line in out.splitlines():
+            p = line.split()
+            if len(p) < 4 or p[2].lower() not in "trd":
+                continue
+            n, size = p[3], int(p[1], 16)
+            m = re.match(r"\$s(\d+)(\w+)", n)
+            if n.startswith(("$ss", "$sS")):
+                mod = "Swift standard library"
+            elif m:
+                mod = m.group(2)[:int(m.group(1))]
+            elif n.startswith(("swift_", "_swift", "_ZN5swift", "_ZNK5swift")):
+                mod = "Swift runtime"
+            elif "BoringSSL" in n:
+                mod = "BoringSSL (C)"
+            elif n.startswith("_Z"):
+                mod = "other C++ (runtime, libstdc++)"
+            elif n.startswith("$s"):
+                mod = "other Swift"
+            else:
+                mod = "C and other"
+            sizes[mod] += size
+        return sizes.most_common(top)
+
+    def goals(self):
+        """Issue 19's goals, met or missed and by how much."""
+        self.w("## Goals", "")
+        lines = []
+        tt = {s: med([r.get("ms") for r in self.rows_of("ttfa", s)]) for s in ("hello", "hello-static", "tableflip")}
+        if tt.get("tableflip"):
+            for s in ("hello", "hello-static"):
+                if tt.get(s):
+                    x = tt[s] / tt["tableflip"]
+                    lines.append(f"- trigger → new pid ≤ 1.0× tableflip: {NAMES[s]} {x:.2f}× — "
+                                 + ("met" if x <= 1.0 else f"missed by {tt[s] - tt['tableflip']:.1f} ms (the driver does not profile start-up: "
+                                    "a worker's exec, runtime and framework start-up, binding to the inherited sockets and READY=1)"))
+        mem = {s: self.rows_of("memory", s) for s in ("hello-static", "tableflip")}
+        if mem["hello-static"] and mem["tableflip"]:
+            r, t = mem["hello-static"][0], mem["tableflip"][0]["worker_pss_kb"]
+            if isinstance(r.get("master_pss_kb"), float) and t:
+                x = (r["master_pss_kb"] + r["worker_pss_kb"]) / t
+                lines.append(f"- PSS of master + worker ≤ 1.5× tableflip's process (static build): {x:.2f}× — "
+                             + ("met" if x <= 1.5 else f"missed by {(r['master_pss_kb'] + r['worker_pss_kb'] - 1.5 * t) / 1024:.1f} MiB; "
+                                f"where it is: master {r['master_pss_kb'] / 1024:.1f} MiB (private dirty {r['master_priv_dirty_kb'] / 1024:.1f}), "
+                                f"worker {r['worker_pss_kb'] / 1024:.1f} MiB (private dirty {r['worker_priv_dirty_kb'] / 1024:.1f}): "
+                                "the rest of each is file-backed and shared pages (the binary, libraries), which PSS splits between the processes that map them"))
+        sizes = {r["kind"]: r for r in self.rows if r["system"] == "size"}
+        if "static-hello" in sizes and "tableflip-gin" in sizes:
+            x = sizes["static-hello"]["stripped"] / sizes["tableflip-gin"]["stripped"]
+            lines.append(f"- stripped static `hello` ≤ 3× the stripped Go peer: {x:.2f}× — "
+                         + ("met" if x <= 3 else f"missed by {(sizes['static-hello']['stripped'] - 3 * sizes['tableflip-gin']['stripped']) / 1e6:.1f} MB"))
+            prof = self.size_profile(os.path.join(self.work, "bin", "static", "hello.unstripped"))
+            if prof:
+                lines.append("  - where the static `hello`'s code and data go (symbol sizes by module, `nm -S`; the rest of the "
+                             "file is unwind tables, relocations and the dynamic symbol table): "
+                             + ", ".join(f"{k} {v / 1e6:.2f} MB" for k, v in prof))
+        self.w(*(lines or ["–"]), "")
+
     def write(self, path):
         self.header()
         self.best_of()
+        self.goals()
         self.steady()
         self.upgrades()
         self.scale()
