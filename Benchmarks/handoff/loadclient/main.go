@@ -8,6 +8,9 @@
 //
 //	GO111MODULE=off go build -o loadclient .
 //
+// -close sends `Connection: close` with every request (a new connection per request; each close
+// counts as a reconnect, reason close_header).
+//
 // -rate R makes it an open loop: each connection sends one request every c/R seconds (evenly
 // staggered), and a request's latency counts from when it was due, so a stall is not hidden by the
 // requests it prevented (wrk2's correction of coordinated omission). Without -rate each connection
@@ -23,7 +26,9 @@
 //     reset_on_reuse (the request was written on a reused connection and the connection was closed
 //     or reset before any byte of the answer, although the server had not signalled a close: the
 //     keep-alive race a real client sees as an error), timeout (no complete answer in -timeout),
-//     status (a non-2xx answer), parse (not HTTP).
+//     status (a non-2xx answer), parse (not HTTP), unfinished (still unanswered -timeout + 1 s after
+//     the end: the client waits for every request in flight when the measured period ends, so that
+//     none goes uncounted).
 //   - server closes, which are not failures: the answer carried `Connection: close` (close_header),
 //     or the server had closed the idle connection before the next request was written (closed_idle:
 //     seen by a non-blocking MSG_PEEK before each write, as an HTTP client's idle pool would).
