@@ -21,7 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
-        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         // No default traits: "FullFoundation" makes Hummingbird use Foundation's DateFormatter, which
         // links all of Foundation and ICU (~38 MB of .rodata in a static binary, and libFoundation's
         // load at every worker start); "ConfigurationSupport" (swift-configuration) is unused.

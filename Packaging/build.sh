@@ -57,6 +57,27 @@ for name in baton hello; do
     (cd "$work/debug" && objcopy --add-gnu-debuglink="$name.debug" "$work/bin/$name")
     chmod 0755 "$work/bin/$name"
 done
+# Guards for what once regressed unnoticed (issue 19). (a) ICU's data (`icudt…_dat`, ~30 MB) must
+# not be linked in: neither binary formats dates or collates text, and it came in once only
+# because a dependency (swift-crypto 3.x) imported all of Foundation instead of
+# FoundationEssentials, which drags in FoundationInternationalization and ICU. Checked in the
+# symbols of the unstripped binary and in the strings of the stripped one. (b) A stripped binary
+# may not grow past a ceiling without someone deciding so here: measured on 2026-12-03 after the
+# swift-crypto 4.5.2 fix (Benchmarks/run.sh, memory section), hello 30.5 MB and baton
+# 26.7 MB stripped; the ceilings (35 MB, 31 MB) leave about 15 % headroom. Before the fix: hello 128 MB
+# as built, 74 MB stripped, with icudt76 (issue 19).
+declare -A max_stripped_bytes=([hello]=35000000 [baton]=31000000)
+for name in baton hello; do
+    # (process substitution, not a pipe: with pipefail, grep -q ending early would fail the pipe)
+    if grep -q 'icudt[0-9]*_dat' < <(nm "$bin/$name" 2>/dev/null) || grep -q 'icudt[0-9][0-9]*' < <(strings -n 8 "$work/bin/$name"); then
+        die "$name carries ICU data (icudt): a dependency imports Foundation instead of FoundationEssentials (look for 'import Foundation' without a canImport(FoundationEssentials) branch in .build-static/checkouts)"
+    fi
+    bytes=$(stat -c %s "$work/bin/$name")
+    if ((bytes > max_stripped_bytes[$name])); then
+        die "stripped $name is $bytes bytes, above its ceiling of ${max_stripped_bytes[$name]} (Packaging/build.sh): find what grew (size -A, nm --size-sort) or raise the ceiling with a reason"
+    fi
+    say "$name: $bytes bytes stripped (ceiling ${max_stripped_bytes[$name]}), no ICU data"
+done
 # Stripping must not break them.
 out=$("$work/bin/baton" --version) || die "the stripped baton does not run"
 [ "$out" = "$version" ] || die "baton --version says '$out', Version.swift says '$version'"

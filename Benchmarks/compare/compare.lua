@@ -1,4 +1,4 @@
--- wrk script for Benchmarks/compare/compare.sh.
+-- wrk script for Benchmarks/run.sh.
 --
 -- Always: done() prints one machine-readable "CMP_RESULT key=value …" line (requests, rate,
 -- latency percentiles, wrk socket errors by kind, non-2xx).

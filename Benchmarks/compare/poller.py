@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Time from an upgrade trigger to the first answer from a new pid.
 
-Used by compare.sh. Polls GET /hello on 127.0.0.1:PORT with a new connection every ~INTERVAL ms
+Used by Benchmarks/run.sh. Polls GET /hello on 127.0.0.1:PORT with a new connection every ~INTERVAL ms
 and reads the "pid" of each JSON answer. Once it has an answer it creates READY_FILE (its content:
 the pid seen). The caller then writes the trigger time (unix seconds, e.g. bash's $EPOCHREALTIME,
 taken just before it sends the signal) to TRIGGER_FILE. The first answer after that from a pid

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-upgrade numbers of Benchmarks/handoff.sh runs.
+"""Per-upgrade numbers of runs of the scale section of Benchmarks/run.sh.
 
   analyze.py run RUNDIR      reads RUNDIR/{timeline.txt,summary.json,triggers.txt,ss.txt,ss-*.txt},
                              writes RUNDIR/upgrades.json and prints one line per upgrade

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Plots one Benchmarks/handoff.sh run.
+"""Plots one run of the scale section of Benchmarks/run.sh.
 
 usage: plot.py RUNDIR [OUT.png]   (default Benchmarks/handoff.png)
 

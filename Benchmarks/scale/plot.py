@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Plots failed requests per upgrade against connections, from Benchmarks/scale.sh's results.
+"""Plots failed requests per upgrade against connections, from Benchmarks/run.sh's scale section.
 
-usage: plot.py WORKDIR OUT.png
+usage: plot.py RESULTS.json OUT.png
 
-Reads WORKDIR/results.json (written by report.py). One line per system and mode: the median over
+Reads RESULTS.json (WORKDIR/scale-results.json, written by Benchmarks/report.py). One line per system and mode: the median over
 runs (markers), each run as a small faint dot; pinned runs solid, unpinned dashed. x: connections
 (log scale). y: symlog, linear between 0 and 1 and logarithmic above, so that 0 failed requests
 (the goal) is drawn on the axis instead of vanishing from a log scale.
@@ -26,8 +26,8 @@ STYLES = {"pinned": "-", "unpinned": "--"}
 
 
 def main():
-    workdir, out = sys.argv[1], sys.argv[2]
-    with open(f"{workdir}/results.json") as f:
+    results, out = sys.argv[1], sys.argv[2]
+    with open(results) as f:
         data = json.load(f)
     meta, confs, runs = data["meta"], data["configurations"], data["runs"]
     knobs = dict(kv.split("=", 1) for kv in meta.get("knobs", "").split() if "=" in kv)
@@ -68,16 +68,16 @@ def main():
         ax.set_xticklabels([f"{x:,}" for x in xs_sorted])
         ax.set_xlim(xs_sorted[0] / 1.5, xs_sorted[-1] * 1.5)
     ax.axhline(0, color="0.3", lw=0.8)
-    ax.set_xlabel("concurrent wrk connections (log scale)")
+    ax.set_xlabel("concurrent client connections (log scale)")
     ax.set_ylabel("failed requests per upgrade\n(symlog: linear from 0 to 1, log above; 0 = none failed)")
     ax.grid(alpha=0.3, which="major")
     ax.legend(loc="upper left", fontsize=8.5, framealpha=0.9,
               title="median over runs (faint dots: single runs;\nlines nudged sideways to keep overlaps visible)", title_fontsize=8.5)
     runs_n = knobs.get("RUNS", "?")
     fig.suptitle(f"Failed requests per upgrade: SIGHUP every {knobs.get('INTERVAL', '?')} s during "
-                 f"{knobs.get('DURATION', '?')} s of wrk load, {runs_n} run(s) per point", fontsize=12)
+                 f"{knobs.get('DURATION', '?')} s of load, {runs_n} run(s) per point", fontsize=12)
     ax.set_title(f"{meta.get('nproc', '?')} cores, {meta.get('kernel', '?')}, {meta.get('date', '?')}; pinned: server on core "
-                 f"{knobs.get('SERVER_CPU', '?')}, wrk on core {knobs.get('CLIENT_CPU', '?')} (solid); "
+                 f"{knobs.get('SERVER_CPU', '?')}, client on core {knobs.get('CLIENT_CPU', '?')} (solid); "
                  "unpinned: dashed", fontsize=8.5, color="0.3")
     fig.tight_layout()
     fig.savefig(out, dpi=110)

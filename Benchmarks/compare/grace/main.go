@@ -1,4 +1,4 @@
-// Peer for Benchmarks/compare/compare.sh: a gin server on facebookgo/grace (gracehttp).
+// Peer for Benchmarks/run.sh: a gin server on facebookgo/grace (gracehttp).
 //
 // GET /hello answers {"message":…,"ver":"1","pid":<pid>} like Baton's hello. SIGUSR2 makes
 // gracehttp start a new copy of the binary on the inherited listener; the new process SIGTERMs

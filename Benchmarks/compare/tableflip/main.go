@@ -1,4 +1,4 @@
-// Peer for Benchmarks/compare/compare.sh: a gin server on cloudflare/tableflip.
+// Peer for Benchmarks/run.sh: a gin server on cloudflare/tableflip.
 //
 // GET /hello answers {"message":…,"ver":"1","pid":<pid>} like Baton's hello. SIGHUP calls
 // upg.Upgrade() (tableflip starts a new copy of argv[0] on the same listener; this process exits

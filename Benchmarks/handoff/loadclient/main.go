@@ -1,4 +1,4 @@
-// loadclient: an HTTP/1.1 keep-alive load client for Benchmarks/handoff.sh that counts what wrk
+// loadclient: an HTTP/1.1 keep-alive load client for Benchmarks/run.sh and ScaleTests that counts what wrk
 // cannot: how often the *server* closed a connection (so the client had to reconnect), per 100 ms,
 // next to the requests, failures, latency and the "pid" of each JSON answer.
 //
@@ -7,6 +7,9 @@
 // Raw TCP + bufio (not net/http), standard library only; builds in GOPATH mode:
 //
 //	GO111MODULE=off go build -o loadclient .
+//
+// -close sends `Connection: close` with every request (a new connection per request; each close
+// counts as a reconnect, reason close_header).
 //
 // -rate R makes it an open loop: each connection sends one request every c/R seconds (evenly
 // staggered), and a request's latency counts from when it was due, so a stall is not hidden by the
@@ -23,7 +26,9 @@
 //     reset_on_reuse (the request was written on a reused connection and the connection was closed
 //     or reset before any byte of the answer, although the server had not signalled a close: the
 //     keep-alive race a real client sees as an error), timeout (no complete answer in -timeout),
-//     status (a non-2xx answer), parse (not HTTP).
+//     status (a non-2xx answer), parse (not HTTP), unfinished (still unanswered -timeout + 1 s after
+//     the end: the client waits for every request in flight when the measured period ends, so that
+//     none goes uncounted).
 //   - server closes, which are not failures: the answer carried `Connection: close` (close_header),
 //     or the server had closed the idle connection before the next request was written (closed_idle:
 //     seen by a non-blocking MSG_PEEK before each write, as an HTTP client's idle pool would).
@@ -103,10 +108,11 @@ const (
 	fTimeout
 	fStatus
 	fParse
+	fUnfinished // still in flight when the client gave up waiting after the end (timeout + 1 s)
 	nFailKinds
 )
 
-var failNames = [nFailKinds]string{"connect", "write", "read", "reset_on_reuse", "timeout", "status", "parse"}
+var failNames = [nFailKinds]string{"connect", "write", "read", "reset_on_reuse", "timeout", "status", "parse", "unfinished"}
 
 const (
 	rCloseHeader = iota
@@ -222,6 +228,7 @@ type client struct {
 	rec      *recorder     // nil during the ramp
 	stop     atomic.Bool
 	rampFail atomic.Int64
+	inFlight atomic.Int64 // requests of the measured period written and not yet answered or failed
 }
 
 func (cl *client) dial() (*conn, error) {
@@ -511,7 +518,9 @@ func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.W
 			}
 			cn = c
 		}
+		cl.inFlight.Add(1)
 		res, gotByte, kind, err := cl.roundTrip(cn, time.Now())
+		cl.inFlight.Add(-1)
 		t1 := time.Now()
 		if err != nil {
 			if kind == fRead && !gotByte && cn.reused {
@@ -633,6 +642,7 @@ func main() {
 	timeline := flag.String("timeline", "", "write one line per 100 ms bucket to this file")
 	summary := flag.Bool("summary", false, "print a JSON summary to stdout")
 	readyFile := flag.String("ready-file", "", "write the unix ms at which the measured period starts here")
+	closeEach := flag.Bool("close", false, "send a Connection: close header with every request (a new connection per request; each close is counted as a reconnect, reason close_header)")
 	rate := flag.Float64("rate", 0, "total requests/s, spread evenly over the connections (open loop, latency from when each request was due); 0: closed loop, each connection sends as soon as it has its answer")
 	flag.Parse()
 	if *conns < 1 {
@@ -643,9 +653,13 @@ func main() {
 	if h == "" {
 		h = *addr
 	}
+	extra := ""
+	if *closeEach {
+		extra = "Connection: close\r\n"
+	}
 	cl := &client{
 		addr:    *addr,
-		request: []byte("GET " + *path + " HTTP/1.1\r\nHost: " + h + "\r\nUser-Agent: baton-handoff-loadclient\r\n\r\n"),
+		request: []byte("GET " + *path + " HTTP/1.1\r\nHost: " + h + "\r\nUser-Agent: baton-handoff-loadclient\r\n" + extra + "\r\n"),
 		timeout: *timeout,
 		peek:    *peek,
 	}
@@ -680,12 +694,19 @@ func main() {
 	tStop := time.Now()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	// Every request in flight at the stop is waited for (its latency counts, and past -timeout it
+	// fails as a timeout); one still unanswered after -timeout + 1 s counts as failed (unfinished):
+	// no request of the measured period goes uncounted.
 	unfinished := false
 	select {
 	case <-done:
 	case <-time.After(*timeout + time.Second):
 		unfinished = true
-		fmt.Fprintln(os.Stderr, "loadclient: some connections did not finish their last request")
+		n := cl.inFlight.Load()
+		for i := int64(0); i < n; i++ {
+			cl.rec.fail(time.Now(), fUnfinished)
+		}
+		fmt.Fprintf(os.Stderr, "loadclient: %d requests still in flight %s after the end: counted as failed (unfinished)\n", n, *timeout+time.Second)
 	}
 	_ = tStop
 

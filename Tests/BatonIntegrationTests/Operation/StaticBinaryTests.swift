@@ -20,13 +20,13 @@ final class StaticBinaryTests: OperationTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        guard geteuid() == 0 else { throw XCTSkip("StaticBinaryTests need root (unshare -m, mount -t tmpfs); CI runs as root") }
-        guard let unshare = Locations.find("unshare") else { throw XCTSkip("unshare (util-linux) is not installed") }
+        guard geteuid() == 0 else { throw skipOrFail("StaticBinaryTests need root (unshare -m, mount -t tmpfs); CI runs as root") }
+        guard let unshare = Locations.find("unshare") else { throw skipOrFail("unshare (util-linux) is not installed") }
         self.unshare = unshare
         let probe = try runCommand(unshare, ["-m", "--propagation", "private", "/bin/sh", "-c", "mount -t tmpfs none /mnt && exit 0"],
                                    directory: directory, timeout: 30)
         guard probe.exitCode == 0 else {
-            throw XCTSkip("a private mount namespace is not permitted here (unshare -m; mount -t tmpfs): \(probe)")
+            throw skipOrFail("a private mount namespace is not permitted here (unshare -m; mount -t tmpfs): \(probe)")
         }
         toolchain = try Self.toolchainFolder(of: try Locations.product("hello"), workingDirectory: directory)
     }
