@@ -58,7 +58,12 @@ final class MasterLoop {
     /// until shutdown has drained every generation. Throws when the first generation cannot
     /// start: there is nothing to keep serving.
     func run(events: AsyncStream<BatonMaster.Event>) async throws {
-        defer { for timer in timers.values { timer.cancel() } }
+        defer {
+            for timer in timers.values { timer.cancel() }
+            // Nobody may wait forever on a master that is gone (a control client would hang).
+            for reply in waiting.values { reply(.upgrade(.failed(reason: "the master stopped"))) }
+            waiting = [:]
+        }
         if let record = adopted {
             let described = "pid \(getpid()), \(image.path) (Baton \(Baton.version), execution \(image.executions), record from Baton \(record))"
             await feed(.resume(lost: watchAdopted(), execution: image.executions, image: described))
