@@ -86,6 +86,10 @@ public final class WorkerConnections: Sendable {
             ConnectionHandoff(inbox: $0, listenerNames: worker.listeners.map(\.name), handingOver: shared,
                               window: .milliseconds(configuration.handoffWindow.milliseconds), spread: .nanoseconds(spread), logger: self.logger)
         }
+        // While this drain lasts, newer orders may name a newer generation's inbox.
+        let retargeting = handoff.flatMap { handoff in
+            worker.controlFD.map { _ in HandoffRetargeting(worker: worker, handoff: handoff, logger: self.logger) }
+        }
         for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
         try? worker.stopping()
         let listeners = worker.listeners
@@ -117,6 +121,7 @@ public final class WorkerConnections: Sendable {
             }
             group.cancelAll()
         }
+        retargeting?.stop()
         inbox?.stop()
         handoff?.close()
         let took = (ContinuousClock.now - started).milliseconds

@@ -163,6 +163,31 @@ final class MasterStateMachineTests: XCTestCase {
         XCTAssertEqual(h.machine.generations.map(\.number), [2])
     }
 
+    func testAGenerationStillHandingOverIsPointedAtTheNewestGeneration() {
+        var h = serving()
+        upgrade(&h, to: v2, number: 2)
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .serving], "generation 1 still hands over")
+        h.advance(.seconds(2))
+        h.send(.trigger(reason: "SIGHUP", reply: nil, masterBinaryChanged: false))
+        h.send(.launched(v3))
+        h.send(.spawned(generation: 3, pid: 103, listeners: [http], hasInbox: true))
+        let actions = h.send(.notified(pid: 103, ready))
+        XCTAssertTrue(actions.contains(.sendDrainOrders(generation: 2, shared: [0], handoffTo: 3, deadline: .seconds(29))))
+        let retarget = Action.sendDrainOrders(generation: 1, shared: [0], handoffTo: 3, deadline: .seconds(27))
+        XCTAssertTrue(actions.contains(retarget), "\(actions)")
+        XCTAssertLessThan(actions.firstIndex(of: retarget)!, actions.firstIndex(of: .closeInbox(generation: 3))!,
+                          "the inbox goes with the orders before the master closes its copy")
+        XCTAssertFalse(actions.contains(.signal(pid: 101, .terminate)), "no second SIGTERM")
+
+        // A new generation that takes no connections changes nothing for the drainers.
+        h.send(.trigger(reason: "SIGHUP", reply: nil, masterBinaryChanged: false))
+        h.send(.launched(v3))
+        h.send(.spawned(generation: 4, pid: 104, listeners: [http], hasInbox: true))
+        let plain = h.send(.notified(pid: 104, NotifyMessage([("READY", "1")])))
+        XCTAssertEqual(plain.filter { if case .sendDrainOrders = $0 { return true } else { return false } },
+                       [.sendDrainOrders(generation: 3, shared: [0], handoffTo: nil, deadline: .seconds(29))])
+    }
+
     func testNoHandOverToAWorkerThatDoesNotTakeConnections() {
         var h = serving()
         h.send(.trigger(reason: "SIGHUP", reply: nil, masterBinaryChanged: false))

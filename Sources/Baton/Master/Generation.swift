@@ -36,6 +36,8 @@ public struct Generation: Sendable, Equatable {
     var hasInbox: Bool
     /// It said `BATON_HANDOFF=1` when ready: it serves connections sent to its inbox.
     var takesConnections = false
+    /// Draining, it hands its connections to this generation's inbox.
+    var handsOverTo: Int?
 
     init(number: Int, pid: Int32, version: String, state: State, startedAt: ContinuousClock.Instant, plan: LaunchPlan,
          listeners: [Listener], hasInbox: Bool, takesConnections: Bool = false) {

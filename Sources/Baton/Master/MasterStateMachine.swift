@@ -444,9 +444,17 @@ struct MasterStateMachine {
         actions.append(.count(.ready(after: ready.startedAt.duration(to: now))))
         consecutiveFailures = 0
         var draining: [Int] = []
+        let drainingBefore = generations.indices.filter { generations[$0].state == .draining }
         for other in generations.indices where other != index && generations[other].state == .serving {
             beginDrain(other, successor: index, now: now)
             draining.append(generations[other].number)
+        }
+        // Generations still handing connections to one that drains now hand the rest here
+        // directly: passed through the generation in between, each would move twice.
+        if ready.takesConnections, ready.hasInbox {
+            for other in drainingBefore where generations[other].handsOverTo != nil {
+                retargetHandoff(other, to: index, now: now)
+            }
         }
         // Only the generations it replaces now may send it connections (they hold their own
         // copies): once they are done, its inbox reports that no sender is left, which a draining
@@ -489,12 +497,27 @@ struct MasterStateMachine {
                 keepAlives = "; idle keep-alive connections go to generation \(new.number)"
             }
         }
+        generations[index].handsOverTo = handoffTo
         let generation = generations[index]
         actions.append(.sendDrainOrders(generation: generation.number, shared: Set(shared), handoffTo: handoffTo,
                                         deadline: DrainOrders.deadline(forDrainTimeout: settings.drainTimeout)))
         actions.append(.signal(pid: generation.pid, .terminate))
         log(.info, "\(generation.label) draining (SIGTERM)\(keepAlives)")
         actions.append(.startTimer(.drain(generation: generation.number), after: settings.drainTimeout))
+    }
+
+    /// New orders for draining generation `index`, naming `successor`'s inbox; a worker that
+    /// reads its control channel while it drains hands the rest of its connections there.
+    private mutating func retargetHandoff(_ index: Int, to successor: Int, now: ContinuousClock.Instant) {
+        let generation = generations[index]
+        let accepting = Set(generations.filter { $0.state == .starting || $0.state == .serving }.flatMap(\.listeners))
+        let shared = generation.listeners.indices.filter { settings.listenersFromSystemd || accepting.contains(generation.listeners[$0]) }
+        let elapsed = (generation.drainStartedAt ?? now).duration(to: now)
+        let deadline = max(.zero, DrainOrders.deadline(forDrainTimeout: settings.drainTimeout) - elapsed)
+        generations[index].handsOverTo = generations[successor].number
+        actions.append(.sendDrainOrders(generation: generation.number, shared: Set(shared), handoffTo: generations[successor].number,
+                                        deadline: deadline))
+        log(.info, "\(generation.label) hands the rest of its keep-alive connections to generation \(generations[successor].number), not to the generation it drained for")
     }
 
     private mutating func timedOut(_ timer: Timer, now: ContinuousClock.Instant) {

@@ -31,6 +31,8 @@ public final class ConnectionHandoff: Sendable {
         var broken: String?
         var handedOver = 0
         var fellBack = 0
+        /// ``close()`` was called: no inbox may be taken on after it.
+        var closed = false
     }
 
     private let state: NIOLockedValueBox<State>
@@ -91,6 +93,23 @@ public final class ConnectionHandoff: Sendable {
         return outcome
     }
 
+    /// Sends the rest of the connections to `inbox` (owned from now on) instead: a newer
+    /// generation became ready while this one was still handing over to the one before it, which
+    /// drains too and would only pass each connection on again (issue 19: at 10,000 connections
+    /// with an upgrade every 2 s, those hops took the core). Closing this process's copy of the
+    /// old inbox lets the generation behind it see that no sender is left.
+    public func retarget(to inbox: Int32) {
+        state.withLockedValue { state in
+            guard !state.closed else {
+                Glibc.close(inbox)
+                return
+            }
+            if state.inbox >= 0 { Glibc.close(state.inbox) }
+            state.inbox = inbox
+            state.broken = nil
+        }
+    }
+
     /// Counts a connection that was closed instead of handed over.
     func fellBack() {
         state.withLockedValue { $0.fellBack += 1 }
@@ -106,6 +125,7 @@ public final class ConnectionHandoff: Sendable {
         state.withLockedValue { state in
             if state.inbox >= 0 { Glibc.close(state.inbox) }
             state.inbox = -1
+            state.closed = true
         }
     }
 }
