@@ -1,9 +1,10 @@
 #if os(Linux)
 import Foundation
 import Glibc
-// How a process ended is Baton's own `ExitStatus` (`init(waitStatus:)` is internal), so the tests
-// read a `waitpid` status as the master does; the tests see the type through this module.
-@testable import Baton
+// How a process ended is Baton's own `ExitStatus` (package access), so the tests read a `waitpid`
+// status as the master does; the tests see the type through this module. No `@testable`: this is
+// a plain target, and `swift build -c release` (every target) builds it too.
+import Baton
 @_exported import enum Baton.ExitStatus
 
 /// A process the test started: in its own process group (the workers a master spawns join it),

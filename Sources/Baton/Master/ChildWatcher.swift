@@ -10,7 +10,7 @@ package enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
     case signaled(Int32)
 
     /// Decodes a `waitpid` status (the W* macros are not importable into Swift).
-    init(waitStatus status: Int32) {
+    package init(waitStatus status: Int32) {
         if status & 0x7f == 0 { self = .exited((status >> 8) & 0xff) } else { self = .signaled(status & 0x7f) }
     }
 
