@@ -87,9 +87,7 @@ public final class WorkerConnections: Sendable {
                               window: .milliseconds(configuration.handoffWindow.milliseconds), spread: .nanoseconds(spread), logger: self.logger)
         }
         // While this drain lasts, newer orders may name a newer generation's inbox.
-        let retargeting = handoff.flatMap { handoff in
-            worker.controlFD.map { _ in HandoffRetargeting(worker: worker, handoff: handoff, logger: self.logger) }
-        }
+        let retargeting = handoff.flatMap { HandoffRetargeting(worker: worker, handoff: $0, logger: self.logger) }
         for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
         try? worker.stopping()
         let listeners = worker.listeners

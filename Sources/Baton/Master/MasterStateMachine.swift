@@ -482,8 +482,7 @@ struct MasterStateMachine {
         generations[index].state = .draining
         generations[index].drainStartedAt = now
         // First what the worker must know to drain well: which queues others go on serving.
-        let accepting = Set(generations.filter { $0.state == .starting || $0.state == .serving }.flatMap(\.listeners))
-        let shared = generations[index].listeners.indices.filter { settings.listenersFromSystemd || accepting.contains(generations[index].listeners[$0]) }
+        let shared = sharedListeners(of: generations[index])
         var handoffTo: Int?
         var keepAlives = ""
         if let successor {
@@ -499,7 +498,7 @@ struct MasterStateMachine {
         }
         generations[index].handsOverTo = handoffTo
         let generation = generations[index]
-        actions.append(.sendDrainOrders(generation: generation.number, shared: Set(shared), handoffTo: handoffTo,
+        actions.append(.sendDrainOrders(generation: generation.number, shared: shared, handoffTo: handoffTo,
                                         deadline: DrainOrders.deadline(forDrainTimeout: settings.drainTimeout)))
         actions.append(.signal(pid: generation.pid, .terminate))
         log(.info, "\(generation.label) draining (SIGTERM)\(keepAlives)")
@@ -510,12 +509,11 @@ struct MasterStateMachine {
     /// reads its control channel while it drains hands the rest of its connections there.
     private mutating func retargetHandoff(_ index: Int, to successor: Int, now: ContinuousClock.Instant) {
         let generation = generations[index]
-        let accepting = Set(generations.filter { $0.state == .starting || $0.state == .serving }.flatMap(\.listeners))
-        let shared = generation.listeners.indices.filter { settings.listenersFromSystemd || accepting.contains(generation.listeners[$0]) }
+        let shared = sharedListeners(of: generation)
         let elapsed = (generation.drainStartedAt ?? now).duration(to: now)
         let deadline = max(.zero, DrainOrders.deadline(forDrainTimeout: settings.drainTimeout) - elapsed)
         generations[index].handsOverTo = generations[successor].number
-        actions.append(.sendDrainOrders(generation: generation.number, shared: Set(shared), handoffTo: generations[successor].number,
+        actions.append(.sendDrainOrders(generation: generation.number, shared: shared, handoffTo: generations[successor].number,
                                         deadline: deadline))
         log(.info, "\(generation.label) hands the rest of its keep-alive connections to generation \(generations[successor].number), not to the generation it drained for")
     }
@@ -603,8 +601,19 @@ struct MasterStateMachine {
     /// A draining generation has stopped accepting: a socket kept open for it alone would only
     /// queue connections nobody accepts (reset later, instead of refused now).
     private mutating func closeUnusedListeners() {
-        let accepting = generations.filter { $0.state == .starting || $0.state == .serving }
-        actions.append(.closeUnusedListeners(inUse: accepting.flatMap(\.listeners)))
+        actions.append(.closeUnusedListeners(inUse: acceptingListeners))
+    }
+
+    /// The listeners of the generations that accept (starting or serving), in table order.
+    private var acceptingListeners: [Listener] {
+        generations.filter { $0.state == .starting || $0.state == .serving }.flatMap(\.listeners)
+    }
+
+    /// Positions of `generation`'s listeners whose queue another generation, or systemd, goes on
+    /// serving: a drainer leaves what is queued there.
+    private func sharedListeners(of generation: Generation) -> Set<Int> {
+        let accepting = Set(acceptingListeners)
+        return Set(generation.listeners.indices.filter { settings.listenersFromSystemd || accepting.contains(generation.listeners[$0]) })
     }
 
     private mutating func reportReleasesInUse() {

@@ -113,8 +113,7 @@ struct MasterRecord: Codable, Equatable {
 
     /// `instant` as nanoseconds before `now`.
     static func age(_ instant: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Int64 {
-        let (seconds, attoseconds) = instant.duration(to: now).components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        instant.duration(to: now).nanoseconds
     }
 
     /// The instant `age` nanoseconds before the record was written.

@@ -40,10 +40,7 @@ public struct DrainOrders: Sendable, Equatable {
     var line: String {
         var line = "drain shared=\(sharedListeners.sorted().map(String.init).joined(separator: ","))"
         if connectionInbox != nil { line += " handoff=1" }
-        if let deadline {
-            let (seconds, attoseconds) = deadline.components
-            line += " deadline=\(max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))"
-        }
+        if let deadline { line += " deadline=\(max(0, deadline.milliseconds))" }
         return line + "\n"
     }
 

@@ -12,8 +12,9 @@ import Glibc
 final class HandoffRetargeting: Sendable {
     private let source: any DispatchSourceRead
 
-    init(worker: BatonWorker, handoff: ConnectionHandoff, logger: Logger) {
-        let fd = worker.controlFD!
+    /// Nil when the worker has no control channel to follow.
+    init?(worker: BatonWorker, handoff: ConnectionHandoff, logger: Logger) {
+        guard let fd = worker.controlFD else { return nil }
         let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: DispatchQueue(label: "baton.handoff-retargeting"))
         self.source = source
         source.setEventHandler { [source] in
