@@ -445,7 +445,7 @@ scale_run() {
     printf '{"system":"%s","mode":"%s","connections":%d,"pinning":"%s","run":%d,"port":%d,"loadavg":"%s","duration":%d,"interval":%d}\n' \
         "$s" "$mode" "$conns" "$pin" "$run" "$port" "$(cut -d' ' -f1-3 /proc/loadavg)" "$SCALE_DURATION" "$SCALE_INTERVAL" >"$dir/run.json"
     "${CPIN[@]}" "$WORK/bin/loadclient" -addr "127.0.0.1:$port" -c "$conns" -d "${SCALE_DURATION}s" -timeout "${TIMEOUT}s" \
-        "${close_flag[@]}" -timeline "$dir/timeline.txt" -ready-file "$dir/ready" -summary >"$dir/summary.json" 2>"$dir/client.log" &
+        "${close_flag[@]}" -timeline "$dir/timeline.txt" -slow-log "$dir/slow.txt" -ready-file "$dir/ready" -summary >"$dir/summary.json" 2>"$dir/client.log" &
     local client=$!
     track_helper "$client"
     for ((t = 0; t < 700; t++)); do

@@ -84,8 +84,10 @@ final class HandoffTests: IntegrationTestCase {
         XCTAssertFalse(after.connectionClose)
     }
 
-    /// A request sent whole while the old generation drains, but not read by it yet, travels with
-    /// the socket: the new generation reads and answers it.
+    /// A request sent whole around the moment of the hand-over is answered once, by one of the two
+    /// generations: one waiting unread in the kernel when its connection's moment comes is
+    /// answered by the old generation first; one that arrives while the socket is on its way
+    /// travels with it and the new generation answers it.
     func testRequestsWaitingInTheKernelTravelWithTheSocket() throws {
         let hello = try startHello()
         let connections = try (0..<50).map { _ in try HTTPConnection(port: hello.port) }

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -16,12 +17,12 @@ class DrainTestCase: XCTestCase {
     private var rawRequests = false
 
     /// Builds the pipeline; with `socketFD`, a ``ConnectionSocketHandler`` on that descriptor first.
-    func makeChannel(socketFD: Int32? = nil) throws {
+    func makeChannel(socketFD: Int32? = nil, listener: Int? = nil) throws {
         loop = EmbeddedEventLoop()
         channel = EmbeddedChannel(loop: loop)
         if let socketFD {
             // The socket end reads bytes: a real decoder turns them into requests.
-            try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: socketFD))
+            try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: socketFD, listener: listener))
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
             rawRequests = true
         }
@@ -168,6 +169,36 @@ final class ConnectionActivityDrainTests: DrainTestCase {
         try request()
         XCTAssertEqual(try respond().headers["connection"], ["close"])
         XCTAssertFalse(channel.isActive)
+    }
+
+    func testRequestWaitingInTheKernelAtTheHandOverIsAnsweredHereFirst() throws {
+        _ = try? channel.finish()
+        try makeChannel(socketFD: pair[0], listener: 0)
+        try request()
+        _ = try respond()
+        var inbox: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &inbox), 0)
+        defer { close(inbox[1]) }
+        let handoff = ConnectionHandoff(inbox: inbox[0], listenerNames: ["a"], handingOver: [0], window: .seconds(10),
+                                        logger: Logger(label: "test"))
+        defer { handoff.close() }  // closes inbox[0]
+        // The client's next request reached the socket before this connection's moment came.
+        XCTAssertEqual(write(pair[1], "GET / HTTP/1.1\r\n\r\n", 18), 18)
+        channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent(handoff: handoff))
+        loop.run()
+        XCTAssertEqual(handoff.counts.handedOver, 0, "sent on now, the request would queue again in the next generation")
+        XCTAssertTrue(channel.isActive)
+        // The loop reads it: it is answered here, keep-alive, and the connection goes after that.
+        var sink = [UInt8](repeating: 0, count: 64)
+        _ = read(pair[0], &sink, sink.count)
+        try request()
+        XCTAssertNil(try respond().headers.first(name: "connection"))
+        XCTAssertEqual(handoff.counts.handedOver, 1)
+        XCTAssertEqual(handoff.counts.closed, 0)
+        XCTAssertFalse(channel.isActive, "this process's descriptor of a connection handed over is closed")
+        // What the next generation finds in its inbox: one connection.
+        var byte: UInt8 = 0
+        XCTAssertGreaterThan(recv(inbox[1], &byte, 1, Int32(MSG_DONTWAIT)), 0)
     }
 
     func testRequestStillArrivingIsWaitedFor() throws {

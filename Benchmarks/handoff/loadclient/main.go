@@ -45,6 +45,10 @@
 // buckets (a p99 over one second). -summary prints one JSON object with the totals to stdout.
 // -ready-file FILE: the unix ms at which the measured period starts is written there once the ramp
 // is over (the benchmark schedules its upgrades from it).
+// -slow-log FILE: one line per request slower than -slow-ms (or failed), to find where the slow
+// ones come from: "SENT_MS TOOK_MS SLOT PREV_PID PID KIND" (ms since the start; PREV_PID answered
+// the slot's previous request on the same connection, 0 after a new connection; KIND ok or the
+// failure kind).
 package main
 
 import (
@@ -229,6 +233,26 @@ type client struct {
 	stop     atomic.Bool
 	rampFail atomic.Int64
 	inFlight atomic.Int64 // requests of the measured period written and not yet answered or failed
+	slowMs   int64
+	slowMu   sync.Mutex
+	slow     []string
+}
+
+// noteSlow keeps a line for the -slow-log when the request took -slow-ms or more, or failed.
+func (cl *client) noteSlow(slot int, cn *conn, sent time.Time, took time.Duration, prev, pid int64, kind string) {
+	if cl.slowMs <= 0 || (kind == "ok" && took.Milliseconds() < cl.slowMs) {
+		return
+	}
+	port := 0
+	if cn != nil {
+		if a, ok := cn.c.LocalAddr().(*net.TCPAddr); ok {
+			port = a.Port
+		}
+	}
+	line := fmt.Sprintf("%d %d %d %d %d %s %d", sent.Sub(cl.t0).Milliseconds(), took.Milliseconds(), slot, prev, pid, kind, port)
+	cl.slowMu.Lock()
+	cl.slow = append(cl.slow, line)
+	cl.slowMu.Unlock()
 }
 
 func (cl *client) dial() (*conn, error) {
@@ -457,7 +481,7 @@ func containsToken(v []byte, tok string) bool {
 
 // worker: one connection slot. ramp: dial and one request (retried until it works or the ramp
 // deadline passes), then wait for start; then the measured loop until stop.
-func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.WaitGroup, rampDeadline time.Time, start <-chan struct{}, phase time.Duration) {
+func (cl *client) worker(slot int, wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.WaitGroup, rampDeadline time.Time, start <-chan struct{}, phase time.Duration) {
 	defer wg.Done()
 	var cn *conn
 	sem <- struct{}{}
@@ -490,6 +514,7 @@ func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.W
 		rec.reconnect(t, reason)
 	}
 	next := cl.t0.Add(phase)
+	var prevPid int64 // answered the previous request on this connection (0: a new connection)
 	for !cl.stop.Load() {
 		// The latency of a request that needs a new connection includes the connect: a reconnect
 		// is part of what an upgrade costs the client.
@@ -508,6 +533,7 @@ func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.W
 		}
 		if cn != nil && cl.peek && cn.reused && cn.closedByPeer() {
 			drop(t0, rClosedIdle)
+			prevPid = 0
 		}
 		if cn == nil {
 			c, err := cl.dial()
@@ -517,6 +543,7 @@ func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.W
 				continue
 			}
 			cn = c
+			prevPid = 0
 		}
 		cl.inFlight.Add(1)
 		res, gotByte, kind, err := cl.roundTrip(cn, time.Now())
@@ -526,6 +553,7 @@ func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.W
 			if kind == fRead && !gotByte && cn.reused {
 				kind = fResetOnReuse
 			}
+			cl.noteSlow(slot, cn, t0, t1.Sub(t0), prevPid, res.pid, failNames[kind])
 			if kind == fStatus {
 				rec.fail(t1, fStatus)
 				if !res.closeAfter {
@@ -536,12 +564,16 @@ func (cl *client) worker(wg *sync.WaitGroup, sem chan struct{}, rampDone *sync.W
 				rec.fail(t1, kind)
 			}
 			drop(t1, rAfterFailure)
+			prevPid = 0
 			continue
 		}
 		rec.ok(t1, t1.Sub(t0), res.pid) // t0: before the connect, or when the request was due
+		cl.noteSlow(slot, cn, t0, t1.Sub(t0), prevPid, res.pid, "ok")
+		prevPid = res.pid
 		cn.reused = true
 		if res.closeAfter {
 			drop(t1, rCloseHeader)
+			prevPid = 0
 		}
 	}
 	if cn != nil {
@@ -643,6 +675,8 @@ func main() {
 	summary := flag.Bool("summary", false, "print a JSON summary to stdout")
 	readyFile := flag.String("ready-file", "", "write the unix ms at which the measured period starts here")
 	closeEach := flag.Bool("close", false, "send a Connection: close header with every request (a new connection per request; each close is counted as a reconnect, reason close_header)")
+	slowLog := flag.String("slow-log", "", "write one line per request slower than -slow-ms (or failed) to this file")
+	slowMs := flag.Int64("slow-ms", 2000, "what -slow-log counts as slow")
 	rate := flag.Float64("rate", 0, "total requests/s, spread evenly over the connections (open loop, latency from when each request was due); 0: closed loop, each connection sends as soon as it has its answer")
 	flag.Parse()
 	if *conns < 1 {
@@ -663,6 +697,9 @@ func main() {
 		timeout: *timeout,
 		peek:    *peek,
 	}
+	if *slowLog != "" {
+		cl.slowMs = *slowMs
+	}
 	if *rate > 0 {
 		cl.interval = time.Duration(float64(*conns) / *rate * float64(time.Second))
 	}
@@ -675,7 +712,7 @@ func main() {
 	rampDone.Add(*conns)
 	for i := 0; i < *conns; i++ {
 		// connection i is due at t0 + i/c of the interval, then every interval
-		go cl.worker(&wg, sem, &rampDone, rampStart.Add(*rampTimeout), start, time.Duration(int64(cl.interval)*int64(i)/int64(*conns)))
+		go cl.worker(i, &wg, sem, &rampDone, rampStart.Add(*rampTimeout), start, time.Duration(int64(cl.interval)*int64(i)/int64(*conns)))
 	}
 	rampDone.Wait()
 	rampMs := time.Since(rampStart).Milliseconds()
@@ -709,6 +746,15 @@ func main() {
 		fmt.Fprintf(os.Stderr, "loadclient: %d requests still in flight %s after the end: counted as failed (unfinished)\n", n, *timeout+time.Second)
 	}
 	_ = tStop
+	if *slowLog != "" {
+		cl.slowMu.Lock()
+		sort.Strings(cl.slow)
+		data := "# SENT_MS TOOK_MS SLOT PREV_PID PID KIND\n" + strings.Join(cl.slow, "\n") + "\n"
+		cl.slowMu.Unlock()
+		if err := os.WriteFile(*slowLog, []byte(data), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "loadclient:", err)
+		}
+	}
 
 	rec := cl.rec
 	last := -1
