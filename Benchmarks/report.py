@@ -32,6 +32,9 @@ BATON = {"hello", "hello-static", "vapor-hello"}
 FAIL_KEYS = ["connect", "read", "write", "timeout", "non2xx"]
 # Sources/Baton/Master/MasterLoop.swift: "generation N (pid P, version V) drained in 250 ms (status)"
 DRAINED = re.compile(r"generation (\d+) \(pid (\d+)[^)]*\) drained in ([\d.]+) (ms|s)\b")
+# Sources/Baton/Master/Generation.swift: "generation N (pid P, version V) ready in 45 ms[, …]": from the
+# spawn to the worker's READY=1, as the master saw it
+READY = re.compile(r"generation (\d+) \(pid \d+[^)]*\) ready in (\d+) ms")
 
 
 def num(v):
@@ -347,6 +350,23 @@ class Report:
             json.dump(plot, fh, indent=1)
 
     # ------------------------------------------------------------------ ttfa
+    def startup_ms(self, system):
+        """Spawn → READY=1 of every upgrade in the ttfa runs of a Baton system (the master's log)."""
+        xs = []
+        runs = os.path.join(self.work, "runs")
+        for d in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+            if not re.fullmatch(rf"ttfa-{re.escape(system)}-r\d+", d):
+                continue
+            try:
+                with open(os.path.join(runs, d, "server.log"), errors="replace") as fh:
+                    for line in fh:
+                        m = READY.search(line)
+                        if m and int(m.group(1)) >= 2:  # generation 1 is the first start, not an upgrade
+                            xs.append(float(m.group(2)))
+            except OSError:
+                pass
+        return xs
+
     def ttfa(self):
         self.w("## Time from the trigger to the new pid's first answer", "")
         if self.missing("ttfa"):
@@ -359,16 +379,22 @@ class Report:
         peers = {s: med([r.get("ms") for r in self.rows_of("ttfa", s)]) for s in ("tableflip", "grace")}
         peers = {s: v for s, v in peers.items() if v}
         best = min(peers, key=peers.get) if peers else None
-        self.w(f"| system | trials | median ms | p90 ms | min–max ms | median × tableflip | median × best peer ({NAMES.get(best, '–')}) | failed polls |",
-               "|---|---|---|---|---|---|---|---|")
+        self.w("For Baton, the new worker's start-up is also split out: from the end of its spawn (after the exec) to its "
+               "READY=1, as the master logged it for each upgrade (`ready in … ms`). The rest of the time is the signal "
+               "reaching the master and the spawn, and READY=1 until the new pid answers a poll (the old generation stops accepting on the "
+               "socket they share; a poll every 2 ms).", "")
+        self.w(f"| system | trials | median ms | p90 ms | min–max ms | of which spawn → READY=1, median (p90) ms | median × tableflip | median × best peer ({NAMES.get(best, '–')}) | failed polls |",
+               "|---|---|---|---|---|---|---|---|---|")
         for s in NAMES:
             rs = self.rows_of("ttfa", s)
             if not rs:
                 continue
             ms = [r.get("ms") for r in rs if isinstance(r.get("ms"), float) and r.get("ms") == r.get("ms")]
             nan = len(rs) - len(ms)
+            up = self.startup_ms(s) if s in BATON else []
             self.w(f"| {NAMES[s]} | {len(rs)}{f' ({nan} without a new pid)' if nan else ''} | {f(med(ms), 1)} | {f(pct(ms, 90), 1)} "
-                   f"| {f(min(ms), 1) if ms else '–'}–{f(max(ms), 1) if ms else '–'} | {ratio(med(ms), tf)} "
+                   f"| {f(min(ms), 1) if ms else '–'}–{f(max(ms), 1) if ms else '–'} "
+                   f"| {f'{f(med(up), 0)} ({f(pct(up, 90), 0)})' if up else ''} | {ratio(med(ms), tf)} "
                    f"| {ratio(med(ms), peers.get(best)) if s in BATON else ''} | {sum(int(r.get('failed', 0)) for r in rs)} |")
         self.w("")
 
@@ -533,9 +559,13 @@ class Report:
             for s in ("hello", "hello-static"):
                 if tt.get(s):
                     x = tt[s] / tt["tableflip"]
+                    up = med(self.startup_ms(s))
+                    where = (f"; where the time goes (medians): {f(up, 0)} ms of the {f(tt[s], 1)} ms are the new worker's start-up, "
+                             "from the end of its spawn to READY=1 (the dynamic loader, the Swift runtime and Hummingbird starting, "
+                             f"taking the inherited sockets), and {f(tt[s] - up, 1)} ms the signal reaching the master, the spawn "
+                             "(clone and exec), and READY=1 until the new pid answers a poll" if up is not None else "")
                     lines.append(f"- trigger → new pid ≤ 1.0× tableflip: {NAMES[s]} {x:.2f}× — "
-                                 + ("met" if x <= 1.0 else f"missed by {tt[s] - tt['tableflip']:.1f} ms (the driver does not profile start-up: "
-                                    "a worker's exec, runtime and framework start-up, binding to the inherited sockets and READY=1)"))
+                                 + ("met" if x <= 1.0 else f"missed by {tt[s] - tt['tableflip']:.1f} ms{where}"))
         mem = {s: self.rows_of("memory", s) for s in ("hello-static", "tableflip")}
         if mem["hello-static"] and mem["tableflip"]:
             r, t = mem["hello-static"][0], mem["tableflip"][0]["worker_pss_kb"]
