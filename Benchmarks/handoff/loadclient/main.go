@@ -46,9 +46,10 @@
 // -ready-file FILE: the unix ms at which the measured period starts is written there once the ramp
 // is over (the benchmark schedules its upgrades from it).
 // -slow-log FILE: one line per request slower than -slow-ms (or failed), to find where the slow
-// ones come from: "SENT_MS TOOK_MS SLOT PREV_PID PID KIND" (ms since the start; PREV_PID answered
-// the slot's previous request on the same connection, 0 after a new connection; KIND ok or the
-// failure kind).
+// ones come from: "SENT_MS TOOK_MS SLOT PREV_PID PID KIND PORT", in the order they were sent (ms
+// since the start; PREV_PID answered the slot's previous request on the same connection, 0 after a
+// new connection; KIND ok or the failure kind; PORT the client's port, to find the connection in a
+// server's log).
 package main
 
 import (
@@ -235,7 +236,12 @@ type client struct {
 	inFlight atomic.Int64 // requests of the measured period written and not yet answered or failed
 	slowMs   int64
 	slowMu   sync.Mutex
-	slow     []string
+	slow     []slowRequest
+}
+
+type slowRequest struct {
+	sentMs int64
+	line   string
 }
 
 // noteSlow keeps a line for the -slow-log when the request took -slow-ms or more, or failed.
@@ -249,9 +255,10 @@ func (cl *client) noteSlow(slot int, cn *conn, sent time.Time, took time.Duratio
 			port = a.Port
 		}
 	}
-	line := fmt.Sprintf("%d %d %d %d %d %s %d", sent.Sub(cl.t0).Milliseconds(), took.Milliseconds(), slot, prev, pid, kind, port)
+	sentMs := sent.Sub(cl.t0).Milliseconds()
+	line := fmt.Sprintf("%d %d %d %d %d %s %d", sentMs, took.Milliseconds(), slot, prev, pid, kind, port)
 	cl.slowMu.Lock()
-	cl.slow = append(cl.slow, line)
+	cl.slow = append(cl.slow, slowRequest{sentMs, line})
 	cl.slowMu.Unlock()
 }
 
@@ -748,10 +755,14 @@ func main() {
 	_ = tStop
 	if *slowLog != "" {
 		cl.slowMu.Lock()
-		sort.Strings(cl.slow)
-		data := "# SENT_MS TOOK_MS SLOT PREV_PID PID KIND\n" + strings.Join(cl.slow, "\n") + "\n"
+		sort.SliceStable(cl.slow, func(a, b int) bool { return cl.slow[a].sentMs < cl.slow[b].sentMs })
+		var data strings.Builder
+		data.WriteString("# SENT_MS TOOK_MS SLOT PREV_PID PID KIND PORT\n")
+		for _, r := range cl.slow {
+			data.WriteString(r.line + "\n")
+		}
 		cl.slowMu.Unlock()
-		if err := os.WriteFile(*slowLog, []byte(data), 0o644); err != nil {
+		if err := os.WriteFile(*slowLog, []byte(data.String()), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "loadclient:", err)
 		}
 	}
