@@ -150,6 +150,7 @@ class Report:
         skip = " (SKIP_BUILD=1: binaries of existing builds)" if m.get("skip_build") == "1" else ""
         self.w("| | |", "|---|---|",
                f"| commit | `{m.get('commit', '?')}`{dirty} — {m.get('commit_subject', '')} ({m.get('commit_date', '')}){skip} |",
+               *([f"| report | {src} |"] if (src := self.report_source(m.get("commit"))) else []),
                f"| date | {m.get('date', '?')} |",
                f"| machine | {m.get('nproc', '?')} cores, {m.get('cpu', '?')}; {m.get('kernel', '?')}; {m.get('os', '?')} |",
                f"| load average | {m.get('loadavg_start', '?')} before, {m.get('loadavg_end', '?')} after (1, 5, 15 min) |",
@@ -348,6 +349,21 @@ class Report:
                "p99 per 100 ms): [Benchmarks/handoff.png](Benchmarks/handoff.png).", "")
         with open(os.path.join(self.work, "scale-results.json"), "w") as fh:
             json.dump(plot, fh, indent=1)
+
+    def report_source(self, commit):
+        """A line for the header when this report.py differs from the measured commit's (a report
+        written again from a run's raw output): which version wrote it."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        def git(*args):
+            return subprocess.run(["git", "-C", here, *args], capture_output=True, text=True)
+        if not commit or git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+            return None
+        if git("diff", "--quiet", commit, "--", "report.py").returncode == 0:
+            return None
+        last = git("log", "-1", "--format=%h", "--", "report.py").stdout.strip() or "?"
+        dirty = " with uncommitted changes" if git("diff", "--quiet", "HEAD", "--", "report.py").returncode != 0 else ""
+        return (f"written from this run's raw output by `Benchmarks/report.py` as of `{last}`{dirty}, which changed since "
+                "the measured commit (how figures are presented, not what was measured)")
 
     # ------------------------------------------------------------------ ttfa
     def startup_ms(self, system):

@@ -162,9 +162,10 @@ echo "build_total_s=$((SECONDS - started_all))" >>"$WORK/meta.txt"
 
 {
     echo "commit=$commit"
-    echo "commit_short=$(git rev-parse --short=9 HEAD)"
-    echo "commit_subject=$(git log -1 --format=%s)"
-    echo "commit_date=$(git log -1 --format=%cd --date=format-local:'%Y-%m-%d %H:%M UTC' 2>/dev/null || git log -1 --format=%ci)"
+    # Of the commit taken at the start (HEAD may have moved during the builds).
+    echo "commit_short=$(git rev-parse --short=9 "$commit")"
+    echo "commit_subject=$(git log -1 --format=%s "$commit")"
+    echo "commit_date=$(TZ=UTC git log -1 --format=%cd --date=format-local:'%Y-%m-%d %H:%M UTC' "$commit" 2>/dev/null || git log -1 --format=%ci "$commit")"
     echo "dirty=$([[ -n $dirty ]] && echo yes || echo no)"
     echo "skip_build=${SKIP_BUILD:-0}"
     echo "quick=$q"
