@@ -50,7 +50,7 @@ final class Acceptor: @unchecked Sendable {
         // Accepts until the queue is empty (EAGAIN); returns false after an error.
         let acceptBatch: () -> Bool = {
             var batch: [Int32] = []
-            defer { if !batch.isEmpty { adopter.adopt(batch, listener: index) } }
+            defer { if !batch.isEmpty { adopter.adoptAccepted(batch, listener: index) } }
             while true {
                 do {
                     guard let connection = try listener.acceptConnection() else { return true }

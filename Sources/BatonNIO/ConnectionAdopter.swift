@@ -1,4 +1,5 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -25,9 +26,13 @@ final class ConnectionAdopter: @unchecked Sendable {
     private let registry: ConnectionRegistry
     private let logger: Logger
     private let initializer: @Sendable (any Channel) -> EventLoopFuture<Void>
+    /// During a canary upgrade: the canary's share of what is accepted (shared by a worker's adopters).
+    private let share: NIOLockedValueBox<TrafficShare?>
 
     init(group: any EventLoopGroup, registry: ConnectionRegistry, logger: Logger,
+         share: NIOLockedValueBox<TrafficShare?> = NIOLockedValueBox(nil),
          initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) {
+        self.share = share
         self.loops = group.makeIterator().map { eventLoop in
             Loop(eventLoop: eventLoop,
                  bootstrap: ClientBootstrap(group: eventLoop).channelOption(ChannelOptions.allowRemoteHalfClosure, value: true))
@@ -41,6 +46,14 @@ final class ConnectionAdopter: @unchecked Sendable {
     /// listener at position `listener` (nil: unknown).
     func adopt(_ fd: Int32, listener: Int?) {
         adopt([fd], listener: listener)
+    }
+
+    /// Takes the connections an ``Acceptor`` accepted on the listener at position `listener`,
+    /// less the share a canary gets, if one runs.
+    func adoptAccepted(_ fds: [Int32], listener: Int) {
+        guard let share = share.withLockedValue({ $0 }) else { return adopt(fds, listener: listener) }
+        let kept = share.split(fds, listener: listener)
+        if !kept.isEmpty { adopt(kept, listener: listener) }
     }
 
     /// Takes every descriptor in `fds` (owned from now on), connections to the listener at

@@ -1,3 +1,4 @@
+import Baton
 import NIOCore
 import NIOHTTP1
 
@@ -8,6 +9,18 @@ public struct DrainConnectionEvent: Sendable {
     public var handoff: ConnectionHandoff?
 
     public init(handoff: ConnectionHandoff? = nil) {
+        self.handoff = handoff
+    }
+}
+
+/// Tells one connection of the serving generation to move to the canary of a canary upgrade:
+/// it goes at its next request boundary, as in a drain's hand-over; if that cannot happen (the
+/// canary's share ended, its inbox is gone), it simply stays.
+public struct ShareConnectionEvent: Sendable {
+    /// The canary's inbox.
+    public var handoff: ConnectionHandoff
+
+    public init(handoff: ConnectionHandoff) {
         self.handoff = handoff
     }
 }
@@ -38,6 +51,12 @@ public struct DrainConnectionEvent: Sendable {
 /// A busy connection goes after its response; one that stays idle but not at a boundary, or is
 /// still here when the hand-over window ends or the hand-over fails, is closed as above.
 ///
+/// On ``ShareConnectionEvent`` (a canary upgrade): the connection goes to the canary as it would
+/// in a hand-over, and stays here when it cannot.
+///
+/// Every answer is counted in ``RequestRecorder/shared`` (status, and the time from the request's
+/// head to the response's end), which judges a canary.
+///
 /// Always: a request with `Connection: close` gets it echoed and the connection closes after
 /// the response; an HTTP/1.0 request without keep-alive is closed after its response; an
 /// HTTP/1.0 keep-alive request gets `Connection: keep-alive` back.
@@ -50,6 +69,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     private struct PendingRequest {
         var keepAlive: Bool
         var isHTTP10: Bool
+        /// When its head was read.
+        var started: NIODeadline
     }
 
     private let idleGrace: TimeAmount
@@ -57,6 +78,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     /// Requests whose response has not ended yet, oldest first.
     private var pending: [PendingRequest] = []
     private var draining = false
+    /// The status of the response being written.
+    private var responseStatus = 200
     private var responseCloses = false
     private var closing = false
     private var idleCheck: Scheduled<Void>?
@@ -91,7 +114,7 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
-            pending.append(PendingRequest(keepAlive: head.isKeepAlive, isHTTP10: head.version == .http1_0))
+            pending.append(PendingRequest(keepAlive: head.isKeepAlive, isHTTP10: head.version == .http1_0, started: context.eventLoop.now))
             idleCheck?.cancel()
             idleCheck = nil
             activity.lastBodyChunk = nil
@@ -107,7 +130,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var head):
-            let request = pending.first ?? PendingRequest(keepAlive: true, isHTTP10: false)
+            let request = pending.first ?? PendingRequest(keepAlive: true, isHTTP10: false, started: context.eventLoop.now)
+            responseStatus = Int(head.status.code)
             let appCloses = head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
             // A pipelined request already waiting gets its answer first: the last one closes.
             responseCloses = (draining && handoff == nil && pending.count <= 1) || !request.keepAlive || appCloses
@@ -120,7 +144,10 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         case .body:
             context.write(data, promise: promise)
         case .end:
-            if !pending.isEmpty { pending.removeFirst() }
+            if !pending.isEmpty {
+                let answered = pending.removeFirst()
+                RequestRecorder.shared.record(status: responseStatus, microseconds: (context.eventLoop.now - answered.started).nanoseconds / 1000)
+            }
             activity.lastActivity = context.eventLoop.now
             if responseCloses {
                 closing = true
@@ -150,12 +177,22 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let share = event as? ShareConnectionEvent {
+            guard !draining, handoff == nil, activity.fd != nil, share.handoff.takes(listener: activity.listener) else { return }
+            handoff = share.handoff
+            handOverIfIdle(context: context)
+            return
+        }
         guard let drain = event as? DrainConnectionEvent else {
             context.fireUserInboundEventTriggered(event)
             return
         }
         guard !draining else { return }
         draining = true
+        // On its way to a canary: the drain decides where it goes now.
+        handoff = nil
+        handOverRetry?.cancel()
+        handOverRetry = nil
         if let next = drain.handoff, activity.fd != nil, next.takes(listener: activity.listener) {
             // The event comes at this connection's moment within the hand-over's spread
             // (the registry paces it): it goes now, or at its next request boundary.
@@ -218,14 +255,15 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         }
     }
 
-    /// No hand-over for this connection: the graceful close of a drain without one.
+    /// No hand-over for this connection: the graceful close of a drain without one (or, when it
+    /// was to move to a canary, it stays).
     private func fallBack(context: ChannelHandlerContext) {
         guard let next = handoff else { return }
         handoff = nil
         next.fellBack()
         handOverRetry?.cancel()
         handOverRetry = nil
-        if pending.isEmpty { scheduleIdleCheck(context: context) }
+        if draining && pending.isEmpty { scheduleIdleCheck(context: context) }
     }
 
     /// When the connection counts as idle if nothing happens until then.

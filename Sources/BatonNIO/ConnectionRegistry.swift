@@ -100,6 +100,26 @@ public final class ConnectionRegistry: Sendable {
         }
     }
 
+    /// Moves `percent` of the open connections (picked at random) to a canary through
+    /// `handoff`, spread over `spread` like a drain's hand-over; returns how many were picked.
+    /// Each goes at its next request boundary, or stays if it cannot (see ``ShareConnectionEvent``).
+    @discardableResult
+    public func share(percent: Int, handoff: ConnectionHandoff, spread: TimeAmount) -> Int {
+        let connections = state.withLockedValue { state -> [Connection] in
+            state.draining ? [] : state.open.values.filter { handoff.takes(listener: $0.listener) }
+        }
+        let count = (connections.count * percent + 50) / 100
+        var paced: [ObjectIdentifier: (loop: any EventLoop, channels: [any Channel])] = [:]
+        for connection in connections.shuffled().prefix(count) {
+            let loop = connection.channel.eventLoop
+            paced[ObjectIdentifier(loop), default: (loop, [])].channels.append(connection.channel)
+        }
+        for (loop, channels) in paced.values {
+            DrainPacer.start(ShareConnectionEvent(handoff: handoff), to: channels, on: loop, over: spread)
+        }
+        return count
+    }
+
     /// Returns once no connection is open.
     public func waitUntilAllClosed() async {
         await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in

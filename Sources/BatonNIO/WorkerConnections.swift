@@ -1,5 +1,7 @@
 import Baton
+@preconcurrency import Dispatch
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -33,13 +35,30 @@ public struct DrainConfiguration: Sendable {
 /// An adapter builds each connection's HTTP pipeline in `initializer` (with a
 /// ``ConnectionDrainHandler`` in it), reports readiness with ``ready(status:)`` once this exists,
 /// and calls ``drain(_:)`` on graceful shutdown.
+///
+/// In a canary upgrade it follows the master's orders (see `Baton.CanaryOrder`): as the serving
+/// generation it passes the canary its share of the traffic; as the canary (started with
+/// `BATON_CANARY=1`) it accepts nothing until it is promoted, serving only what arrives in its
+/// inbox. Every second it reports its request counts to the master, which judges the canary.
 public final class WorkerConnections: Sendable {
+    private struct Accepting {
+        var acceptors: [Acceptor] = []
+        var started = false
+        /// The drain began: never start accepting after it.
+        var stopped = false
+    }
+
     /// Every connection accepted and not closed yet.
     public let registry = ConnectionRegistry()
-    private let acceptors: [Acceptor]
+    private let accepting = NIOLockedValueBox(Accepting())
+    private let makeAcceptors: @Sendable () throws -> [Acceptor]
     private let inbox: ConnectionInboxReader?
     private let worker: BatonWorker
     private let logger: Logger
+    /// The canary's share, while this generation passes one.
+    private let share = NIOLockedValueBox<TrafficShare?>(nil)
+    private let follower = NIOLockedValueBox<ControlFollower?>(nil)
+    private let reporter = NIOLockedValueBox<(any DispatchSourceTimer)?>(nil)
 
     /// Starts accepting on every listener of `worker`; each connection becomes a channel on
     /// `eventLoopGroup` (remote half-closure allowed) set up by `initializer`.
@@ -48,20 +67,88 @@ public final class WorkerConnections: Sendable {
         self.worker = worker
         self.logger = logger
         let registry = self.registry
-        func adopter() -> ConnectionAdopter {
-            ConnectionAdopter(group: eventLoopGroup, registry: registry, logger: logger, initializer: initializer)
+        let share = self.share
+        @Sendable func adopter() -> ConnectionAdopter {
+            ConnectionAdopter(group: eventLoopGroup, registry: registry, logger: logger, share: share, initializer: initializer)
         }
-        self.acceptors = try worker.listeners.enumerated().map {
-            try Acceptor(listener: $0.element, index: $0.offset, adopter: adopter(), logger: logger)
+        self.makeAcceptors = {
+            try worker.listeners.enumerated().map { try Acceptor(listener: $0.element, index: $0.offset, adopter: adopter(), logger: logger) }
         }
         let names = worker.listeners.map(\.name)
         self.inbox = worker.connectionInboxFD.map { ConnectionInboxReader(fd: $0, listenerNames: names, adopter: adopter(), logger: logger) }
+        if worker.isCanary {
+            logger.info("worker generation \(worker.generation) is a canary: it serves what the serving generation passes it, and accepts nothing until it is promoted")
+        } else {
+            try startAccepting()
+        }
     }
 
-    /// Tells the master this worker serves (`READY=1`), and that it takes connections handed
-    /// over by the previous generation when it has a connection inbox.
+    /// Starts accepting on every listener, unless it already does or the drain has begun.
+    private func startAccepting() throws {
+        try accepting.withLockedValue { state in
+            guard !state.started, !state.stopped else { return }
+            state.acceptors = try makeAcceptors()
+            state.started = true
+        }
+    }
+
+    /// Tells the master this worker serves (`READY=1`), that it takes connections handed over by
+    /// the previous generation when it has a connection inbox, and that it follows canary orders
+    /// when it also has a control channel; then follows that channel and reports its request
+    /// counts every second.
     public func ready(status: String? = nil) throws {
-        try worker.ready(status: status, takesConnections: inbox != nil)
+        let follows = inbox != nil && worker.control != nil
+        try worker.ready(status: status, takesConnections: inbox != nil, followsCanaryOrders: follows)
+        guard follows else { return }
+        follower.withLockedValue { follower in
+            follower = ControlFollower(worker: worker, logger: logger) { [self] order in self.follow(order) }
+        }
+        startReporting()
+    }
+
+    private func follow(_ order: CanaryOrder) {
+        switch order {
+        case .accept:
+            do {
+                try startAccepting()
+                logger.notice("worker generation \(worker.generation): promoted from canary; accepting on \(worker.listeners.map(\.name).joined(separator: ", "))")
+            } catch {
+                logger.error("worker generation \(worker.generation): promoted from canary, but cannot accept: \(error)")
+            }
+        case .share(let percent, let inboxFD):
+            share.withLockedValue { current in
+                current?.handoff.close()
+                current = nil
+            }
+            guard percent > 0, let inboxFD else {
+                return logger.notice("worker generation \(worker.generation): the canary's share ended; serving all the traffic")
+            }
+            let listeners = worker.listeners
+            let handoff = ConnectionHandoff(inbox: inboxFD, listenerNames: listeners.map(\.name), handingOver: Set(listeners.indices),
+                                            window: .hours(24), logger: logger)
+            let draining = accepting.withLockedValue { $0.stopped }
+            guard !draining else { return handoff.close() }
+            share.withLockedValue { $0 = TrafficShare(percent: percent, handoff: handoff) }
+            let open = registry.openCount
+            let spread = TimeAmount.milliseconds(Int64(min(5_000, max(100, open))))  // 1 ms per connection, as a drain spreads them
+            let moving = registry.share(percent: percent, handoff: handoff, spread: spread)
+            logger.notice("worker generation \(worker.generation): canary upgrade: passing \(percent)% of new connections to the canary, and \(moving) of \(open) open connection(s)")
+        }
+    }
+
+    /// Sends the master this process's request counts every second while they change.
+    private func startReporting() {
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "baton.stats"))
+        let last = NIOLockedValueBox<RequestStats?>(nil)
+        let worker = self.worker
+        timer.setEventHandler {
+            let stats = RequestRecorder.shared.snapshot
+            guard last.withLockedValue({ $0 }) != stats else { return }
+            if (try? worker.report(stats)) != nil { last.withLockedValue { $0 = stats } }
+        }
+        timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1), leeway: .milliseconds(100))
+        timer.resume()
+        reporter.withLockedValue { $0 = timer }
     }
 
     /// Drains: stops accepting (leaving the kernel queue of a listener shared with a newer
@@ -86,9 +173,21 @@ public final class WorkerConnections: Sendable {
             ConnectionHandoff(inbox: $0, listenerNames: worker.listeners.map(\.name), handingOver: shared,
                               window: .milliseconds(configuration.handoffWindow.milliseconds), spread: .nanoseconds(spread), logger: self.logger)
         }
+        // A canary's share ends here: the connections on their way to it go where the drain says.
+        share.withLockedValue { current in
+            current?.handoff.close()
+            current = nil
+        }
         // While this drain lasts, newer orders may name a newer generation's inbox.
-        let retargeting = handoff.flatMap { HandoffRetargeting(worker: worker, handoff: $0, logger: self.logger) }
+        let follower = self.follower.withLockedValue { $0 }
+        if let handoff { follower?.retargeting(handoff) }
+        let (acceptors, accepted) = accepting.withLockedValue { state in
+            state.stopped = true
+            return (state.acceptors, state.started)
+        }
         for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
+        // A canary rolled back never accepted: its queues are the serving generation's.
+        if !accepted { for listener in worker.listeners { listener.close() } }
         try? worker.stopping()
         let listeners = worker.listeners
         let sharedNames = listeners.indices.filter { shared.contains($0) }.map { listeners[$0].name }
@@ -119,7 +218,8 @@ public final class WorkerConnections: Sendable {
             }
             group.cancelAll()
         }
-        retargeting?.stop()
+        follower?.stop()
+        reporter.withLockedValue { $0?.cancel() }
         inbox?.stop()
         handoff?.close()
         let took = (ContinuousClock.now - started).milliseconds

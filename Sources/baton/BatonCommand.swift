@@ -15,7 +15,7 @@ struct BatonCommand: AsyncParsableCommand {
             finish its requests and exit.
             """,
         version: BatonVersion.string,
-        subcommands: [Run.self, Reload.self, Status.self, Metrics.self, Stop.self, Check.self])
+        subcommands: [Run.self, Reload.self, Promote.self, Abort.self, Status.self, Metrics.self, Stop.self, Check.self])
 }
 
 /// Options shared by the commands that talk to a running master.

@@ -15,8 +15,14 @@ extension BatonCommand {
             abstract: "Upgrade the running master and wait for the outcome.",
             discussion: """
                 Exits 0 when the new generation serves; non-zero with the reason when it did not (and the old one \
-                still serves). With --master, the master first re-executes the binary it was started from, in \
+                still serves): 1 for a failed upgrade, 3 for a canary that was rolled back, 2 when the master \
+                cannot be reached. With --master, the master first re-executes the binary it was started from, in \
                 place (same pid; it must pass a check first), then upgrades the workers.
+
+                With --canary, the new release first serves a share of the traffic beside the serving one for a \
+                window, and is judged on its 5xx rate and p99 latency against it: promoted (the usual upgrade) \
+                or rolled back by itself. The share and window default to watch.conf's "Canary", else 10% for \
+                60 s; `baton promote` and `baton abort` end the window early.
                 """)
 
         @OptionGroup var options: ControlOptions
@@ -24,9 +30,30 @@ extension BatonCommand {
         @Flag(help: "Re-execute the master's own binary in place (as SIGUSR2 does), then upgrade the workers.")
         var master = false
 
+        @Flag(help: "Start the new release as a canary, and wait for its verdict.")
+        var canary = false
+
+        @Option(help: ArgumentHelp("With --canary: the canary's share of the traffic (1…50).", valueName: "percent"))
+        var canaryPercent: Int?
+
+        @Option(help: ArgumentHelp("With --canary: how long the canary serves before it is judged (1…3600).", valueName: "seconds"))
+        var canarySeconds: Double?
+
+        func validate() throws {
+            if !canary && (canaryPercent != nil || canarySeconds != nil) { throw ValidationError("--canary-percent and --canary-seconds need --canary") }
+            if canary && master { throw ValidationError("--canary and --master cannot be combined: re-execute the master first") }
+            if let canaryPercent, !CanarySettings.percentRange.contains(canaryPercent) { throw ValidationError("--canary-percent must be 1…50") }
+            if let canarySeconds, !CanarySettings.windowRange.contains(canarySeconds) { throw ValidationError("--canary-seconds must be 1…3600") }
+        }
+
         func run() async throws {
-            let response = try await ask(master ? "reload-master" : "reload", options)
+            let request = ControlProtocol.Request(command: master ? "reload-master" : "reload",
+                                                  canary: canary ? CanaryRequest(percent: canaryPercent, seconds: canarySeconds) : nil)
+            // The answer comes after the canary's window.
+            let wait = options.timeout + (canary ? canarySeconds ?? CanarySettings.windowRange.upperBound : 0)
+            let response = try await ask(request, options, timeout: wait)
             print(response.message)
+            if response.canary == "rolled_back" { throw ExitCode(3) }
             if !response.ok { throw ExitCode(1) }
             if let ticket = response.reexec { try await Self.follow(ticket, options) }
         }
@@ -51,6 +78,34 @@ extension BatonCommand {
             }
             print("no outcome within \(Int(options.timeout)) s; see `baton status` and the master's log")
             throw ExitCode(1)
+        }
+    }
+
+    struct Promote: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "End a canary's window now: promote it, and wait until it has taken over.",
+            discussion: "Exits 0 once the canary serves all the traffic; 1 when no canary is running.")
+
+        @OptionGroup var options: ControlOptions
+
+        func run() async throws {
+            let response = try await ask("promote", options)
+            print(response.message)
+            if !response.ok { throw ExitCode(1) }
+        }
+    }
+
+    struct Abort: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "End a canary's window now: roll it back (its connections go back to the serving release).",
+            discussion: "Exits 0 once the canary is rolled back; 1 when no canary is running.")
+
+        @OptionGroup var options: ControlOptions
+
+        func run() async throws {
+            let response = try await ask("abort", options)
+            print(response.message)
+            if response.canary != "rolled_back" { throw ExitCode(1) }
         }
     }
 
@@ -86,6 +141,8 @@ extension BatonCommand {
                        generation.state.padding(10), Self.age(generation.ageSeconds)].joined(separator: " "))
             }
             print("last upgrade: \(status.lastUpgrade ?? "none yet")")
+            if let canary = status.canary { print("canary: \(canary)") }
+            if let lastCanary = status.lastCanary { print("last canary: \(lastCanary)") }
         }
 
         static func age(_ seconds: Double) -> String {
@@ -158,7 +215,7 @@ extension BatonCommand {
                 let deployment = try WatchConfigDeployment(configPath: config, allowInsecurePermissions: allowInsecurePermissions)
                 let watch = try deployment.load()
                 let binary = try deployment.store.inspect(binName: watch.binName, expectedSHA256: watch.sha256)
-                print("\(config): OK: HttpPort \(watch.httpPort), Ver \(watch.version), DelaySecond \(watch.delaySeconds), BinName \(watch.binName)")
+                print("\(config): OK: HttpPort \(watch.httpPort), Ver \(watch.version), DelaySecond \(watch.delaySeconds), BinName \(watch.binName)\(watch.canary.map { ", Canary \($0.summary)" } ?? "")")
                 print("\(binary.path): OK: \(binary.size) bytes, complete, sha256 \(binary.sha256)")
             } catch {
                 print("\(error)")
@@ -170,8 +227,13 @@ extension BatonCommand {
 
 /// Sends `command` to the master and returns its answer; a missing master is a clear error.
 func ask(_ command: String, _ options: ControlOptions) async throws -> ControlProtocol.Response {
+    try await ask(.init(command: command), options, timeout: options.timeout)
+}
+
+/// Sends `request` to the master and waits up to `timeout` seconds for its answer.
+func ask(_ request: ControlProtocol.Request, _ options: ControlOptions, timeout: Double) async throws -> ControlProtocol.Response {
     do {
-        return try await ControlClient.send(.init(command: command), to: options.socketPath, timeout: .seconds(options.timeout))
+        return try await ControlClient.send(request, to: options.socketPath, timeout: .seconds(timeout))
     } catch {
         print("\(error)")
         throw ExitCode(2)

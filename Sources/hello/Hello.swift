@@ -12,6 +12,7 @@ import Foundation
 #endif
 import Hummingbird
 import Logging
+import Synchronization
 
 /// The seed's demo server: `GET /hello` answers which version and which worker process served;
 /// `GET /sleep?ms=N` does the same after N milliseconds (at most 60 s).
@@ -34,6 +35,22 @@ struct Hello: AsyncParsableCommand {
 
     @OptionGroup var master: MasterOptions
 
+    // Test aids: a bad release on purpose, to see a canary upgrade roll it back.
+
+    @Option(help: ArgumentHelp("Test aid: answer 500 to this percentage of requests (evenly: N in every 100).", valueName: "percent"))
+    var injectErrors: Int = 0
+
+    @Option(help: ArgumentHelp("Test aid: add this many milliseconds to every answer.", valueName: "ms"))
+    var injectLatency: Int = 0
+
+    @Option(help: ArgumentHelp("Test aid: inject only in the generation started as this version (watch.conf's Ver); default: every one.", valueName: "ver"))
+    var injectIntoVersion: String?
+
+    func validate() throws {
+        guard (0...100).contains(injectErrors) else { throw ValidationError("--inject-errors must be 0…100") }
+        guard (0...60_000).contains(injectLatency) else { throw ValidationError("--inject-latency must be 0…60000 ms") }
+    }
+
     func run() async throws {
         try await EmbeddedApp.run(label: "hello", config: config, port: port, options: master) { worker, logger in
             try await serve(worker, logger: logger)
@@ -42,6 +59,10 @@ struct Hello: AsyncParsableCommand {
 
     private func serve(_ worker: BatonWorker, logger: Logger) async throws {
         let router = Router()
+        if injectErrors > 0 || injectLatency > 0, injectIntoVersion.map({ $0 == worker.version }) ?? true {
+            logger.warning("test aid: this generation answers 500 to \(injectErrors)% of requests and adds \(injectLatency) ms to every answer")
+            router.add(middleware: InjectedFaults(errorPercent: injectErrors, latency: .milliseconds(injectLatency)))
+        }
         router.get("hello") { _, _ in
             HelloAnswer(message: "Hello from Baton", ver: worker.version, pid: Int(getpid()))
         }
@@ -59,4 +80,30 @@ struct HelloAnswer: ResponseEncodable {
     let message: String
     let ver: String
     let pid: Int
+}
+
+/// `--inject-errors` and `--inject-latency`: a release that is bad on purpose.
+struct InjectedFaults<Context: RequestContext>: RouterMiddleware {
+    let errorPercent: Int
+    let latency: Duration
+    private let answered = Counter()
+
+    init(errorPercent: Int, latency: Duration) {
+        self.errorPercent = errorPercent
+        self.latency = latency
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if latency > .zero { try await Task.sleep(for: latency) }
+        let n = answered.next()
+        if (n + 1) * errorPercent / 100 > n * errorPercent / 100 {
+            return Response(status: .internalServerError)
+        }
+        return try await next(request, context)
+    }
+
+    final class Counter: Sendable {
+        private let value = Mutex(0)
+        func next() -> Int { value.withLock { n in defer { n += 1 }; return n } }
+    }
 }

@@ -75,7 +75,7 @@ final class MasterStateMachineTests: XCTestCase {
         XCTAssertEqual(h.machine.currentPlan, v1)
         XCTAssertNil(h.machine.previousPlan)
         XCTAssertFalse(actions.contains { if case .sendDrainOrders = $0 { return true } else { return false } }, "nothing to drain")
-        XCTAssertTrue(actions.contains(.closeInbox(generation: 1)))
+        XCTAssertFalse(actions.contains(.closeInbox(generation: 1)), "the master keeps the inbox of a serving generation")
         XCTAssertTrue(actions.contains(.count(.ready(after: .milliseconds(166)))))
         XCTAssertFalse(actions.contains(.count(.upgrade(succeeded: true))), "the first start is not an upgrade")
         XCTAssertTrue(actions.contains(.tellSystemd(.ready("generation 1 (pid 101, version 1) ready in 166 ms"))))
@@ -143,8 +143,9 @@ final class MasterStateMachineTests: XCTestCase {
         let drain = Action.sendDrainOrders(generation: 1, shared: [0], handoffTo: 2, deadline: .seconds(29))
         XCTAssertEqual(actions.firstIndex(of: drain).map { $0 + 1 }, actions.firstIndex(of: .signal(pid: 101, .terminate)),
                        "orders first, then SIGTERM")
-        XCTAssertLessThan(actions.firstIndex(of: drain)!, actions.firstIndex(of: .closeInbox(generation: 2))!,
-                          "the inbox goes with the orders before the master closes its copy")
+        XCTAssertLessThan(actions.firstIndex(of: drain)!, actions.firstIndex(of: .closeInbox(generation: 1))!,
+                          "a draining generation's inbox is closed in the master once it has its orders")
+        XCTAssertFalse(actions.contains(.closeInbox(generation: 2)), "kept while generation 2 serves")
         XCTAssertTrue(actions.contains(.startTimer(.drain(generation: 1), after: .seconds(30))))
         let outcome = UpgradeOutcome.succeeded(generation: 2, pid: 102, version: "2", readyAfter: .milliseconds(45), draining: [1])
         XCTAssertTrue(actions.contains(.reply(token(1), .upgrade(outcome))))
@@ -175,8 +176,8 @@ final class MasterStateMachineTests: XCTestCase {
         XCTAssertTrue(actions.contains(.sendDrainOrders(generation: 2, shared: [0], handoffTo: 3, deadline: .seconds(29))))
         let retarget = Action.sendDrainOrders(generation: 1, shared: [0], handoffTo: 3, deadline: .seconds(27))
         XCTAssertTrue(actions.contains(retarget), "\(actions)")
-        XCTAssertLessThan(actions.firstIndex(of: retarget)!, actions.firstIndex(of: .closeInbox(generation: 3))!,
-                          "the inbox goes with the orders before the master closes its copy")
+        XCTAssertFalse(actions.contains(.closeInbox(generation: 3)), "kept while generation 3 serves")
+        XCTAssertTrue(actions.contains(.closeInbox(generation: 2)))
         XCTAssertFalse(actions.contains(.signal(pid: 101, .terminate)), "no second SIGTERM")
 
         // A new generation that takes no connections changes nothing for the drainers.

@@ -51,6 +51,23 @@ final class WatchConfigTests: XCTestCase {
         XCTAssertEqual(config.sha256, sha.lowercased())
     }
 
+    func testOptionalCanary() throws {
+        let seed = #""HttpPort":"8080","Ver":"2","DelaySecond":5,"BinName":"app""#
+        let config = try parse(#"{\#(seed),"Canary":{"Percent":10,"Seconds":60}}"#)
+        XCTAssertEqual(config.canary, CanarySettings(percent: 10, window: .seconds(60)))
+        let tuned = try parse(#"{\#(seed),"Canary":{"Percent":5,"Seconds":1.5,"MinRequests":0,"MaxErrorRateIncrease":0.002,"MaxP99Ratio":2,"P99MarginMs":3}}"#)
+        XCTAssertEqual(tuned.canary, CanarySettings(percent: 5, window: .milliseconds(1500), minRequests: 0, maxErrorRateIncrease: 0.002,
+                                                    maxP99Ratio: 2, p99Margin: .milliseconds(3)))
+        XCTAssertNil(try parse(#"{\#(seed)}"#).canary)
+        assertError(#"{\#(seed),"Canary":10}"#, key: "Canary", contains: "must be an object")
+        assertError(#"{\#(seed),"Canary":{"Percent":10}}"#, key: "Canary", contains: "needs Percent (1…50) and Seconds (1…3600)")
+        assertError(#"{\#(seed),"Canary":{"Percent":60,"Seconds":10}}"#, key: "Canary.Percent", contains: "whole number from 1.0 to 50.0")
+        assertError(#"{\#(seed),"Canary":{"Percent":2.5,"Seconds":10}}"#, key: "Canary.Percent", contains: "whole number")
+        assertError(#"{\#(seed),"Canary":{"Percent":10,"Seconds":"60"}}"#, key: "Canary.Seconds", contains: "number from 1.0 to 3600.0")
+        assertError(#"{\#(seed),"Canary":{"Percent":10,"Seconds":60,"Percnet":3}}"#, key: "Canary.Percnet", contains: "is not a known key")
+        assertError(#"{\#(seed),"Canary":{"Percent":10,"Seconds":60,"MaxP99Ratio":0.5}}"#, key: "Canary.MaxP99Ratio", contains: "from 1.0")
+    }
+
     func testAMissingFileSaysSo() {
         XCTAssertThrowsError(try WatchConfig.load(path: "/nonexistent/watch.conf")) { error in
             XCTAssertTrue("\(error)".hasPrefix("/nonexistent/watch.conf cannot be read"), "\(error)")

@@ -88,4 +88,54 @@ final class WorkerControlTests: XCTestCase {
         // Without MSG_NOSIGNAL this would raise SIGPIPE and end the test process.
         XCTAssertFalse(WorkerControl.send(DrainOrders(sharedListeners: []), on: control.masterEnd))
     }
+
+    /// A canary upgrade's orders share the channel with the drain's: each descriptor stays with
+    /// its own line, whichever order they are read in, and each reader takes only its own.
+    func testCanaryAndDrainOrdersKeepTheirOwnDescriptors() throws {
+        let control = try WorkerControl.make()
+        defer { close(control.masterEnd); close(control.workerEnd) }
+        let canaryInbox = try ConnectionInbox.make()
+        defer { close(canaryInbox.senderEnd); close(canaryInbox.receiverEnd) }
+        let nextInbox = try ConnectionInbox.make()
+        defer { close(nextInbox.senderEnd); close(nextInbox.receiverEnd) }
+        let channel = ControlChannel(fd: control.workerEnd)
+        XCTAssertTrue(WorkerControl.send(.share(percent: 10, inbox: canaryInbox.senderEnd), on: control.masterEnd))
+        XCTAssertTrue(WorkerControl.send(.share(percent: 0, inbox: nil), on: control.masterEnd))
+        XCTAssertTrue(WorkerControl.send(DrainOrders(sharedListeners: [0], connectionInbox: nextInbox.senderEnd), on: control.masterEnd))
+        XCTAssertTrue(WorkerControl.send(.accept, on: control.masterEnd))
+        // The drain takes its orders first: the canary orders wait for their reader.
+        let drain = try XCTUnwrap(channel.takeDrainOrders())
+        let drainInbox = try XCTUnwrap(drain.connectionInbox)
+        defer { close(drainInbox) }
+        XCTAssertTrue(Self.isSameSocket(drainInbox, as: nextInbox.receiverEnd), "the drain's descriptor is the next generation's inbox")
+        let orders = channel.takeCanaryOrders()
+        XCTAssertEqual(orders.count, 3)
+        guard case .share(10, let shared?) = orders.first else { return XCTFail("\(orders)") }
+        defer { close(shared) }
+        XCTAssertTrue(Self.isSameSocket(shared, as: canaryInbox.receiverEnd), "the share's descriptor is the canary's inbox")
+        XCTAssertEqual(Array(orders.dropFirst()), [.share(percent: 0, inbox: nil), .accept])
+        XCTAssertEqual(channel.takeCanaryOrders(), [])
+        XCTAssertNil(channel.takeDrainOrders())
+        XCTAssertFalse(channel.ended)
+    }
+
+    func testCanaryOrderParsing() {
+        XCTAssertEqual(CanaryOrder(parsing: "accept", descriptor: nil), .accept)
+        XCTAssertEqual(CanaryOrder(parsing: "share percent=20 handoff=1", descriptor: 7), .share(percent: 20, inbox: 7))
+        XCTAssertEqual(CanaryOrder(parsing: "share percent=0", descriptor: nil), .share(percent: 0, inbox: nil))
+        XCTAssertNil(CanaryOrder(parsing: "share percent=20", descriptor: nil), "a share without the canary's inbox")
+        XCTAssertNil(CanaryOrder(parsing: "share percent=101 handoff=1", descriptor: 7))
+        XCTAssertNil(CanaryOrder(parsing: "share percent=x handoff=1", descriptor: 7))
+        XCTAssertNil(CanaryOrder(parsing: "accept now", descriptor: nil))
+        XCTAssertNil(CanaryOrder(parsing: "drain shared=0", descriptor: nil))
+    }
+
+    /// Whether a message sent on `sender` arrives at `receiver`.
+    private static func isSameSocket(_ sender: Int32, as receiver: Int32) -> Bool {
+        let message = Array("probe".utf8)
+        guard message.withUnsafeBytes({ Glibc.send(sender, $0.baseAddress, $0.count, 0) }) == message.count else { return false }
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let n = buffer.withUnsafeMutableBytes { recv(receiver, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        return n == message.count
+    }
 }

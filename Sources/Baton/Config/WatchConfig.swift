@@ -23,19 +23,26 @@ public struct WatchConfig: Sendable, Equatable {
     public var binName: String
     /// Optional `Sha256`: the binary's expected SHA-256 (hex); a mismatch refuses the upgrade.
     public var sha256: String?
+    /// Optional `Canary`: upgrade to this release as a canary, e.g.
+    /// `{"Percent": 10, "Seconds": 60}`; also `MinRequests`, `MaxErrorRateIncrease` (a fraction,
+    /// 0.01 = one percentage point), `MaxP99Ratio`, `P99MarginMs`. See ``CanarySettings``.
+    public var canary: CanarySettings?
 
     /// The seed's four keys, all required.
     public static let requiredKeys: Set<String> = ["HttpPort", "Ver", "DelaySecond", "BinName"]
     /// Every key accepted.
-    public static let knownKeys: Set<String> = requiredKeys.union(["Sha256"])
+    public static let knownKeys: Set<String> = requiredKeys.union(["Sha256", "Canary"])
+    /// Every key accepted in `Canary`.
+    public static let canaryKeys: Set<String> = ["Percent", "Seconds", "MinRequests", "MaxErrorRateIncrease", "MaxP99Ratio", "P99MarginMs"]
 
     /// A config with these values (no validation: see ``parse(_:path:)``).
-    public init(httpPort: Int, version: String, delaySeconds: Double, binName: String, sha256: String? = nil) {
+    public init(httpPort: Int, version: String, delaySeconds: Double, binName: String, sha256: String? = nil, canary: CanarySettings? = nil) {
         self.httpPort = httpPort
         self.version = version
         self.delaySeconds = delaySeconds
         self.binName = binName
         self.sha256 = sha256
+        self.canary = canary
     }
 
     /// Reads and validates the file at `path`.
@@ -102,7 +109,36 @@ public struct WatchConfig: Sendable, Equatable {
             }
             sha256 = text.lowercased()
         }
-        return WatchConfig(httpPort: port, version: version, delaySeconds: delay, binName: binName, sha256: sha256)
+        let canary = try object["Canary"].map { try parseCanary($0, fail: fail) }
+        return WatchConfig(httpPort: port, version: version, delaySeconds: delay, binName: binName, sha256: sha256, canary: canary)
+    }
+
+    private static func parseCanary(_ value: JSONValue, fail: (String?, String) -> WatchConfigError) throws -> CanarySettings {
+        guard case .object(let object) = value else {
+            throw fail("Canary", #"must be an object like {"Percent": 10, "Seconds": 60}"#)
+        }
+        if let unknown = object.keys.filter({ !canaryKeys.contains($0) }).sorted().first {
+            throw fail("Canary.\(unknown)", "is not a known key (expected \(canaryKeys.sorted().joined(separator: ", ")))")
+        }
+        func number(_ key: String, in range: ClosedRange<Double>, whole: Bool = false) throws -> Double? {
+            guard let value = object[key] else { return nil }
+            guard case .number(let number) = value, number.isFinite, range.contains(number), !whole || number.rounded() == number else {
+                throw fail("Canary.\(key)", "must be a\(whole ? " whole" : "") number from \(range.lowerBound) to \(range.upperBound)")
+            }
+            return number
+        }
+        var settings = CanarySettings()
+        guard let percent = try number("Percent", in: Double(CanarySettings.percentRange.lowerBound)...Double(CanarySettings.percentRange.upperBound), whole: true),
+              let seconds = try number("Seconds", in: CanarySettings.windowRange) else {
+            throw fail("Canary", "needs Percent (1…50) and Seconds (1…3600)")
+        }
+        settings.percent = Int(percent)
+        settings.window = .milliseconds(Int64(seconds * 1000))
+        if let value = try number("MinRequests", in: 0...1e9, whole: true) { settings.minRequests = Int(value) }
+        if let value = try number("MaxErrorRateIncrease", in: 0...1) { settings.maxErrorRateIncrease = value }
+        if let value = try number("MaxP99Ratio", in: 1...1000) { settings.maxP99Ratio = value }
+        if let value = try number("P99MarginMs", in: 0...3_600_000) { settings.p99Margin = .milliseconds(Int64(value)) }
+        return settings
     }
 
 }

@@ -10,8 +10,10 @@ import Foundation
 /// → {"command":"reload"}
 /// ← {"ok":true,"message":"generation 3 (pid 4242, version 2) ready in 85 ms, generation 2 draining"}
 /// ```
-/// Commands: `reload` (upgrade and wait for the outcome), `reload-master` (re-execute the
-/// master's binary in place, then upgrade the workers), `status`, `stop` (graceful).
+/// Commands: `reload` (upgrade and wait for the outcome; with `canary`, a canary upgrade, answered
+/// with its verdict), `reload-master` (re-execute the master's binary in place, then upgrade the
+/// workers), `promote` and `abort` (end a canary's window now), `status`, `metrics`, `stop`
+/// (graceful).
 ///
 /// `reload-master` cannot answer with the outcome: the process that answers is replaced. It
 /// answers once the new binary passed its check, with a ``ReexecTicket``; the client then reads
@@ -21,7 +23,12 @@ package enum ControlProtocol {
     /// `{"command": "reload" | "reload-master" | "status" | "stop"}`.
     package struct Request: Codable, Sendable, Equatable {
         package var command: String
-        package init(command: String) { self.command = command }
+        /// With `reload`: start the new release as a canary, with these overrides.
+        package var canary: CanaryRequest?
+        package init(command: String, canary: CanaryRequest? = nil) {
+            self.command = command
+            self.canary = canary
+        }
     }
 
     /// `ok` tells whether the command did what was asked; `message` says what happened.
@@ -31,12 +38,15 @@ package enum ControlProtocol {
         package var status: MasterStatus?
         /// Set when the master re-executes itself to fulfil the request.
         package var reexec: ReexecTicket?
+        /// How a canary upgrade ended: `promoted` or `rolled_back`.
+        package var canary: String?
 
-        package init(ok: Bool, message: String, status: MasterStatus? = nil, reexec: ReexecTicket? = nil) {
+        package init(ok: Bool, message: String, status: MasterStatus? = nil, reexec: ReexecTicket? = nil, canary: String? = nil) {
             self.ok = ok
             self.message = message
             self.status = status
             self.reexec = reexec
+            self.canary = canary
         }
     }
 
@@ -84,6 +94,10 @@ package enum ControlProtocol {
         /// Re-executions refused or failed so far (this image and its predecessors in this process).
         package var reexecFailures: Int?
         package var lastReexec: String?
+        /// The canary window under way: the two generations and their counts so far.
+        package var canary: String?
+        /// How the last canary upgrade ended, and why.
+        package var lastCanary: String?
     }
 
     /// The longest request line accepted.

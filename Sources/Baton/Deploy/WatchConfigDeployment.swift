@@ -37,7 +37,7 @@ public struct WatchConfigDeployment: Sendable {
         let config = try load()
         let release = try store.stage(binName: config.binName, version: config.version, expectedSHA256: config.sha256)
         return LaunchPlan(executable: release.path, arguments: arguments, version: config.version,
-                          listen: [.tcp(host: "0.0.0.0", port: portOverride ?? config.httpPort)])
+                          listen: [.tcp(host: "0.0.0.0", port: portOverride ?? config.httpPort)], canary: config.canary)
     }
 
     /// A master configuration for this deployment. watch.conf must be valid now: a master does

@@ -17,7 +17,10 @@ public final class BatonMaster: Service, Sendable {
     /// Something that happened, for the master's single event loop.
     enum Event: Sendable {
         /// An upgrade trigger; `reply` gets the outcome (or the answer of the re-execution it became).
-        case trigger(reason: String, reply: MasterLoop.Reply?)
+        /// With `canary`, the new release starts as a canary.
+        case trigger(reason: String, reply: MasterLoop.Reply?, canary: CanaryRequest? = nil)
+        /// `baton promote` / `baton abort`: `reply` gets the canary upgrade's outcome.
+        case endCanary(promote: Bool, reply: MasterLoop.Reply?)
         /// Re-execute the master's binary in place (SIGUSR2, `baton reload --master`).
         case reexec(reason: String, reply: MasterLoop.Reply?)
         /// Anything else the state machine takes as it comes.
@@ -66,7 +69,7 @@ public final class BatonMaster: Service, Sendable {
     /// workers' upgrade follows in the new image.
     public func requestUpgrade(reason: String) async -> UpgradeOutcome {
         switch await ask({ .trigger(reason: reason, reply: $0) }) {
-        case .upgrade(let outcome):
+        case .upgrade(let outcome), .canary(_, let outcome):
             return outcome
         case .reexec(.refused(let why)):
             return .failed(reason: "master re-execution refused: \(why)")
@@ -221,12 +224,24 @@ public final class BatonMaster: Service, Sendable {
         switch request.command {
         case "reload":
             let before = status()
-            switch await ask({ .trigger(reason: "baton reload", reply: $0) }) {
+            let reason = request.canary == nil ? "baton reload" : "baton reload --canary"
+            switch await ask({ .trigger(reason: reason, reply: $0, canary: request.canary) }) {
             case .upgrade(let outcome):
                 if case .succeeded = outcome { return (.init(ok: true, message: outcome.description), nil) }
                 return (.init(ok: false, message: outcome.description), nil)
+            case .canary(let verdict, let outcome):
+                return (Self.canaryResponse(verdict: verdict, outcome: outcome), nil)
             case .reexec(let answer):
                 return reexecResponse(answer, before: before)
+            }
+        case "promote", "abort":
+            switch await ask({ .endCanary(promote: request.command == "promote", reply: $0) }) {
+            case .canary(let verdict, let outcome):
+                return (Self.canaryResponse(verdict: verdict, outcome: outcome), nil)
+            case .upgrade(let outcome):
+                return (.init(ok: false, message: outcome.description), nil)
+            case .reexec:
+                return (.init(ok: false, message: "no canary is running"), nil)
             }
         case "reload-master":
             let before = status()
@@ -243,8 +258,16 @@ public final class BatonMaster: Service, Sendable {
             return (.init(ok: true, message: "master pid \(getpid()) is draining every generation and stopping", status: status()),
                     { [continuation] in continuation.yield(.machine(.shutdown)) })
         default:
-            return (.init(ok: false, message: "unknown command '\(request.command)' (expected reload, reload-master, status, metrics or stop)"), nil)
+            return (.init(ok: false, message: "unknown command '\(request.command)' (expected reload, reload-master, promote, abort, status, metrics or stop)"), nil)
         }
+    }
+
+    /// The answer at the end of a canary upgrade: ok when it was promoted and took over.
+    private static func canaryResponse(verdict: String, outcome: UpgradeOutcome) -> ControlProtocol.Response {
+        var promoted = false
+        if case .succeeded = outcome { promoted = true }
+        let message = promoted ? "canary \(verdict)\n\(outcome)" : "\(outcome)"
+        return .init(ok: promoted, message: message, canary: promoted ? "promoted" : "rolled_back")
     }
 
     /// The answer to a re-execution request; once it is delivered, the exec follows. It carries
@@ -281,7 +304,9 @@ public final class BatonMaster: Service, Sendable {
             },
             upgradeRunning: snapshot?.busy,
             reexecFailures: snapshot?.reexecFailures,
-            lastReexec: snapshot?.lastReexec)
+            lastReexec: snapshot?.lastReexec,
+            canary: snapshot?.canary,
+            lastCanary: snapshot?.lastCanary)
     }
 
     private func openListeners() throws -> [(address: ListenAddress?, listener: Listener)] {
@@ -339,6 +364,9 @@ struct MasterSnapshot: Sendable {
     var reexecFailures: Int
     var lastReexec: String?
     var image: MasterImage
+    /// The canary window under way.
+    var canary: String?
+    var lastCanary: String?
 
     init(_ machine: MasterStateMachine, image: MasterImage) {
         generations = machine.generations
@@ -347,5 +375,7 @@ struct MasterSnapshot: Sendable {
         reexecFailures = machine.reexecFailures
         lastReexec = machine.lastReexec
         self.image = image
+        canary = machine.canaryStatus
+        lastCanary = machine.lastCanary
     }
 }

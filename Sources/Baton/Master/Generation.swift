@@ -6,6 +6,9 @@ public struct Generation: Sendable, Equatable {
         case starting
         /// Ready and receiving new connections.
         case serving
+        /// Ready as the canary of a canary upgrade: it serves the share of the traffic the
+        /// serving generation passes it, and is judged at the end of its window.
+        case canary
         /// Sent SIGTERM: finishing its requests, then exiting.
         case draining
         /// Gave up on (not ready in time): killed, waiting to be reaped.
@@ -32,12 +35,17 @@ public struct Generation: Sendable, Equatable {
     public let plan: LaunchPlan
     /// The listeners it was given.
     public let listeners: [Listener]
-    /// The master still holds the sending end of its ``ConnectionInbox`` (until it is ready).
+    /// The master still holds the sending end of its ``ConnectionInbox`` (until it drains: a
+    /// canary that is rolled back hands its connections back there).
     var hasInbox: Bool
     /// It said `BATON_HANDOFF=1` when ready: it serves connections sent to its inbox.
     var takesConnections = false
     /// Draining, it hands its connections to this generation's inbox.
     var handsOverTo: Int?
+    /// It said `BATON_CANARY=1` when ready: it follows ``CanaryOrder``s and reports its counts.
+    var followsCanaryOrders = false
+    /// The request counts it reported last (cumulative since it started).
+    public internal(set) var stats = RequestStats()
 
     init(number: Int, pid: Int32, version: String, state: State, startedAt: ContinuousClock.Instant, plan: LaunchPlan,
          listeners: [Listener], hasInbox: Bool, takesConnections: Bool = false) {

@@ -73,8 +73,14 @@ final class MasterLoop {
         if !machine.firstGenerationFailed {
             for await event in events {
                 switch event {
-                case .trigger(let reason, let reply):
-                    await feed(.trigger(reason: reason, reply: token(for: reply), masterBinaryChanged: image.changedOnDisk))
+                case .trigger(let reason, let reply, let canary):
+                    if let canary {
+                        await feed(.canaryTrigger(reason: reason, request: canary, reply: token(for: reply), masterBinaryChanged: image.changedOnDisk))
+                    } else {
+                        await feed(.trigger(reason: reason, reply: token(for: reply), masterBinaryChanged: image.changedOnDisk))
+                    }
+                case .endCanary(let promote, let reply):
+                    await feed(.endCanary(promote: promote, reply: token(for: reply)))
                 case .reexec(let reason, let reply):
                     await feed(.reexecRequested(reason: reason, reply: token(for: reply)))
                 case .machine(let event):
@@ -106,6 +112,19 @@ final class MasterLoop {
         master.publish(MasterSnapshot(machine, image: image))
     }
 
+    private func spawn(_ number: Int, _ plan: LaunchPlan, canary: Bool) async -> MasterStateMachine.Event {
+        do {
+            let given = try listeners.listeners(for: plan.listen)
+            let (pid, worker) = try await spawner.spawnWorker(
+                plan, generation: number, listeners: given, notifySocketPath: sockets.notify.path, canary: canary, watcher: watcher
+            ) { [master] pid, status in master.post(.machine(.exited(pid: pid, status))) }
+            channels[number] = worker
+            return .spawned(generation: number, pid: pid, listeners: given, hasInbox: true)
+        } catch {
+            return .spawnFailed(generation: number, reason: "\(error)")
+        }
+    }
+
     /// Does what `action` says; returns the event that reports its result, if it has one.
     private func perform(_ action: MasterStateMachine.Action) async -> MasterStateMachine.Event? {
         switch action {
@@ -116,15 +135,20 @@ final class MasterLoop {
                 logger.info("the pending change of \(path) is part of this upgrade (\(reason)); it will not trigger another")
             }
         case .spawn(let number, let plan):
-            do {
-                let given = try listeners.listeners(for: plan.listen)
-                let (pid, worker) = try await spawner.spawnWorker(
-                    plan, generation: number, listeners: given, notifySocketPath: sockets.notify.path, watcher: watcher
-                ) { [master] pid, status in master.post(.machine(.exited(pid: pid, status))) }
-                channels[number] = worker
-                return .spawned(generation: number, pid: pid, listeners: given, hasInbox: true)
-            } catch {
-                return .spawnFailed(generation: number, reason: "\(error)")
+            return await spawn(number, plan, canary: false)
+        case .spawnCanary(let number, let plan):
+            return await spawn(number, plan, canary: true)
+        case .sendShare(let number, let percent, let to):
+            guard let control = channels[number]?.control else { break }
+            let inbox = to.flatMap { channels[$0]?.inbox }.flatMap { $0 >= 0 ? $0 : nil }
+            if percent > 0 && inbox == nil {
+                logger.error("canary: generation \(to.map(String.init) ?? "-")'s inbox is closed; generation \(number) passes it nothing")
+            } else if !WorkerControl.send(.share(percent: inbox == nil ? 0 : percent, inbox: inbox), on: control) {
+                logger.error("canary: generation \(number) did not take its share order (gone or not reading)")
+            }
+        case .sendAccept(let number):
+            if let control = channels[number]?.control, !WorkerControl.send(.accept, on: control) {
+                logger.error("canary: generation \(number) did not take its order to accept (gone or not reading)")
             }
         case .sendDrainOrders(let number, let shared, let handoffTo, let deadline):
             guard let control = channels[number]?.control else { break }

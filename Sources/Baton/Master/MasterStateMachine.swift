@@ -32,6 +32,9 @@ struct MasterStateMachine {
     enum Reply: Sendable, Equatable {
         case upgrade(UpgradeOutcome)
         case reexec(ReexecAnswer)
+        /// The end of a canary upgrade: the verdict, and the upgrade's outcome (succeeded when the
+        /// canary was promoted).
+        case canary(verdict: String, UpgradeOutcome)
     }
 
     enum Timer: Hashable, Sendable {
@@ -45,6 +48,8 @@ struct MasterStateMachine {
         case restart
         /// A re-execution's answer had time to be delivered: exec.
         case execNow
+        /// A canary's window is over: judge it.
+        case canaryWindow(generation: Int)
     }
 
     enum CheckResult: Sendable, Equatable {
@@ -61,6 +66,10 @@ struct MasterStateMachine {
         case resume(lost: [Int32], execution: Int, image: String)
         /// SIGHUP, watch.conf, `baton reload`, ``BatonMaster/requestUpgrade(reason:)``.
         case trigger(reason: String, reply: ReplyToken?, masterBinaryChanged: Bool)
+        /// `baton reload --canary`: an upgrade whose new release first serves a share of the traffic.
+        case canaryTrigger(reason: String, request: CanaryRequest, reply: ReplyToken?, masterBinaryChanged: Bool)
+        /// `baton promote` (true) or `baton abort` (false): end a canary's window now.
+        case endCanary(promote: Bool, reply: ReplyToken?)
         case launched(LaunchPlan)
         case launchFailed(String)
         case spawned(generation: Int, pid: Int32, listeners: [Listener], hasInbox: Bool)
@@ -91,6 +100,8 @@ struct MasterStateMachine {
         case rollback
         case restart
         case reexec(String)
+        /// A canary's end: `promoted` or `rolled_back`.
+        case canary(String)
         case ready(after: Duration)
         case drained(after: Duration)
     }
@@ -102,6 +113,12 @@ struct MasterStateMachine {
         case absorbPendingConfigChanges(reason: String)
         /// Start a worker → ``Event/spawned(generation:pid:listeners:hasInbox:)`` or ``Event/spawnFailed(generation:reason:)``.
         case spawn(generation: Int, plan: LaunchPlan)
+        /// Start a worker as a canary (`BATON_CANARY=1`: it accepts nothing until told); results as for ``spawn``.
+        case spawnCanary(generation: Int, plan: LaunchPlan)
+        /// Tell a serving generation to pass `percent` of its traffic to `to`'s inbox (0: stop).
+        case sendShare(generation: Int, percent: Int, to: Int?)
+        /// Tell a canary to accept on its listeners: it is promoted.
+        case sendAccept(generation: Int)
         /// Write ``DrainOrders`` on the generation's control channel, with `handoffTo`'s inbox attached.
         case sendDrainOrders(generation: Int, shared: Set<Int>, handoffTo: Int?, deadline: Duration)
         case signal(pid: Int32, Signal)
@@ -130,6 +147,8 @@ struct MasterStateMachine {
         var reasons: [String] = []
         var replies: [ReplyToken] = []
         var masterBinaryChanged = false
+        /// The last canary asked for among them.
+        var canary: CanaryRequest?
     }
 
     /// An attempt to start a generation: an upgrade (the first start among them), a restart or a rollback.
@@ -148,6 +167,10 @@ struct MasterStateMachine {
         /// The generation started for it (nil until spawned).
         var generation: Int?
         var followUp: FollowUp?
+        /// Asked to start the new release as a canary.
+        var canaryRequest: CanaryRequest?
+        /// The canary it runs (from the request and the plan's, once launched).
+        var canary: CanarySettings?
 
         var reason: String {
             switch kind {
@@ -171,10 +194,26 @@ struct MasterStateMachine {
         var followUp: FollowUp?
     }
 
+    /// A canary upgrade's window: the canary serves a share of the traffic beside the baseline.
+    struct Trial: Sendable, Equatable {
+        /// The upgrade it is part of (its generation is the canary).
+        var attempt: Attempt
+        var settings: CanarySettings
+        var canary: Int
+        /// The generation it is compared with, which passes it its share.
+        var baseline: Int
+        var startedAt: ContinuousClock.Instant
+        /// Both generations' counts when the window started.
+        var canaryAtStart: RequestStats
+        var baselineAtStart: RequestStats
+    }
+
     enum Phase: Sendable, Equatable {
         /// Nothing under way.
         case idle
         case upgrading(Attempt)
+        /// A canary serves its share until it is judged, promoted or aborted.
+        case canary(Trial)
         case reexecuting(Reexec)
         /// Every generation drains; the master ends when the last one has exited.
         case shuttingDown
@@ -202,6 +241,8 @@ struct MasterStateMachine {
     private(set) var lastReexec: String?
     /// Whether the master's binary on disk was newer at the last trigger.
     private(set) var masterBinaryChanged = false
+    /// How the last canary upgrade ended.
+    private(set) var lastCanary: String?
 
     private var actions: [Action] = []
 
@@ -246,9 +287,17 @@ struct MasterStateMachine {
     /// An upgrade or a re-execution is under way (`status`).
     var isBusy: Bool {
         switch phase {
-        case .upgrading, .reexecuting: return true
+        case .upgrading, .reexecuting, .canary: return true
         case .idle, .shuttingDown: return false
         }
+    }
+
+    /// The canary window under way, for `status`: who serves what, and the counts so far.
+    var canaryStatus: String? {
+        guard case .canary(let trial) = phase,
+              let canary = generations.first(where: { $0.number == trial.canary }),
+              let baseline = generations.first(where: { $0.number == trial.baseline }) else { return nil }
+        return "\(canary.label) takes \(trial.settings.percent)% of the traffic from \(baseline.label) for \(trial.settings.window.shortDescription): canary \(CanaryJudge.describe(canary.stats.since(trial.canaryAtStart))); serving release \(CanaryJudge.describe(baseline.stats.since(trial.baselineAtStart)))"
     }
 
     // MARK: Events
@@ -264,6 +313,11 @@ struct MasterStateMachine {
         case .trigger(let reason, let reply, let changed):
             masterBinaryChanged = changed
             trigger(reason: reason, replies: reply.map { [$0] } ?? [], masterBinaryChanged: changed)
+        case .canaryTrigger(let reason, let request, let reply, let changed):
+            masterBinaryChanged = changed
+            trigger(reason: reason, replies: reply.map { [$0] } ?? [], masterBinaryChanged: changed, canary: request)
+        case .endCanary(let promote, let reply):
+            endCanaryByHand(promote: promote, reply: reply, now: now)
         case .launched(let plan):
             launched(plan)
         case .launchFailed(let reason):
@@ -295,33 +349,39 @@ struct MasterStateMachine {
 
     // MARK: Triggers and attempts
 
-    private mutating func trigger(reason: String, replies: [ReplyToken], masterBinaryChanged changed: Bool) {
+    private mutating func trigger(reason: String, replies: [ReplyToken], masterBinaryChanged changed: Bool, canary: CanaryRequest? = nil) {
         switch phase {
         case .shuttingDown:
             for reply in replies { actions.append(.reply(reply, .upgrade(.failed(reason: "the master is shutting down")))) }
         case .upgrading(var attempt):
-            attempt.followUp = Self.adding(reason, replies, changed, to: attempt.followUp)
+            attempt.followUp = Self.adding(reason, replies, changed, canary, to: attempt.followUp)
             phase = .upgrading(attempt)
             log(.info, "upgrade requested (\(reason)) while one is running: it will follow")
+        case .canary(var trial):
+            trial.attempt.followUp = Self.adding(reason, replies, changed, canary, to: trial.attempt.followUp)
+            phase = .canary(trial)
+            log(.info, "upgrade requested (\(reason)) during a canary window: it will follow the verdict")
         case .reexecuting(var reexec):
-            reexec.followUp = Self.adding(reason, replies, changed, to: reexec.followUp)
+            reexec.followUp = Self.adding(reason, replies, changed, canary, to: reexec.followUp)
             phase = .reexecuting(reexec)
             log(.info, "upgrade requested (\(reason)) while the master re-executes: it will follow")
         case .idle:
-            if settings.reexecMasterOnUpgrade && changed {
+            if settings.reexecMasterOnUpgrade && changed && canary == nil {
                 log(.notice, "upgrade (\(reason)): the master's own binary \(masterPath) changed on disk; re-executing the master, which then upgrades the workers (reexecMasterOnUpgrade)")
                 startReexec(reason: reason, replies: replies, followUp: nil)
             } else {
-                startAttempt(.upgrade(reason: reason, announced: false), replies: replies, followUp: nil)
+                startAttempt(.upgrade(reason: reason, announced: false), replies: replies, followUp: nil, canary: canary)
             }
         }
     }
 
-    private static func adding(_ reason: String, _ replies: [ReplyToken], _ changed: Bool, to followUp: FollowUp?) -> FollowUp {
+    private static func adding(_ reason: String, _ replies: [ReplyToken], _ changed: Bool, _ canary: CanaryRequest?,
+                               to followUp: FollowUp?) -> FollowUp {
         var next = followUp ?? FollowUp()
         next.reasons.append(reason)
         next.replies += replies
         next.masterBinaryChanged = next.masterBinaryChanged || changed
+        next.canary = canary ?? next.canary
         return next
     }
 
@@ -336,8 +396,8 @@ struct MasterStateMachine {
         return order.map { counts[$0]! > 1 ? "\($0) (×\(counts[$0]!))" : $0 }.joined(separator: ", ")
     }
 
-    private mutating func startAttempt(_ kind: Attempt.Kind, replies: [ReplyToken], followUp: FollowUp?) {
-        var attempt = Attempt(kind: kind, replies: replies, followUp: followUp)
+    private mutating func startAttempt(_ kind: Attempt.Kind, replies: [ReplyToken], followUp: FollowUp?, canary: CanaryRequest? = nil) {
+        var attempt = Attempt(kind: kind, replies: replies, followUp: followUp, canaryRequest: canary)
         switch kind {
         case .start, .upgrade:
             if case .upgrade(let why, false) = kind, currentPlan != nil { actions.append(.tellSystemd(.reloading("upgrading (\(why))"))) }
@@ -352,12 +412,33 @@ struct MasterStateMachine {
         }
     }
 
-    private mutating func launched(_ plan: LaunchPlan) {
+    private mutating func launched(_ launched: LaunchPlan) {
         guard case .upgrading(var attempt) = phase, attempt.plan == nil else { return }
+        var plan = launched
+        plan.canary = nil  // a setting of this upgrade, not of the release (a restart is no canary)
         if let current = currentPlan { log(.notice, "upgrade (\(attempt.reason)): \(Self.changes(from: current, to: plan))") }
         attempt.plan = plan
+        if attempt.countsAsUpgrade, attempt.canaryRequest != nil || launched.canary != nil {
+            attempt.canary = attempt.canaryRequest.map { $0.applied(to: launched.canary) } ?? launched.canary
+        }
         phase = .upgrading(attempt)
-        actions.append(.spawn(generation: nextNumber, plan: plan))
+        if let canary = attempt.canary {
+            if let refusal = canaryRefusal(canary) { return finishAttempt(.failed(reason: "canary refused: \(refusal)")) }
+            actions.append(.spawnCanary(generation: nextNumber, plan: plan))
+        } else {
+            actions.append(.spawn(generation: nextNumber, plan: plan))
+        }
+    }
+
+    /// Why a canary cannot run now; nil when it can.
+    private func canaryRefusal(_ canary: CanarySettings) -> String? {
+        if let problem = canary.problem { return problem }
+        let serving = generations.filter { $0.state == .serving }
+        guard let baseline = serving.last else { return "no generation serves: there is nothing to compare a canary with" }
+        guard baseline.followsCanaryOrders, baseline.takesConnections else {
+            return "\(baseline.label) cannot pass a share of its traffic to a canary (it did not say BATON_CANARY=1 when ready: a worker in another language or an older release); upgrade without a canary"
+        }
+        return nil
     }
 
     private mutating func spawned(_ number: Int, pid: Int32, listeners: [Listener], hasInbox: Bool, now: ContinuousClock.Instant) {
@@ -381,7 +462,7 @@ struct MasterStateMachine {
 
     /// Ends the attempt (when `generation` is its own, or for a failure before it spawned),
     /// tells whoever asked, and starts the follow-up.
-    private mutating func finishAttempt(_ result: UpgradeOutcome, generation: Int? = nil) {
+    private mutating func finishAttempt(_ result: UpgradeOutcome, generation: Int? = nil, canaryVerdict: String? = nil) {
         var replies: [ReplyToken] = []
         var followUp: FollowUp?
         if case .upgrading(let attempt) = phase, attempt.generation == generation {
@@ -400,7 +481,7 @@ struct MasterStateMachine {
             outcome = .failed(reason: reason + servingSummary)
             log(.error, "\(outcome)")
         }
-        for reply in replies { actions.append(.reply(reply, .upgrade(outcome))) }
+        for reply in replies { actions.append(.reply(reply, canaryVerdict.map { .canary(verdict: $0, outcome) } ?? .upgrade(outcome))) }
         lastUpgrade = outcome
         closeUnusedListeners()
         if phase != .shuttingDown, currentPlan != nil { actions.append(.tellSystemd(.ready("\(outcome)"))) }
@@ -418,7 +499,7 @@ struct MasterStateMachine {
             return
         }
         trigger(reason: "follow-up of \(Self.summary(of: followUp.reasons))", replies: followUp.replies,
-                masterBinaryChanged: followUp.masterBinaryChanged)
+                masterBinaryChanged: followUp.masterBinaryChanged, canary: followUp.canary)
     }
 
     // MARK: Readiness
@@ -432,7 +513,12 @@ struct MasterStateMachine {
             generations[index].status = status
             log(.debug, "\(generations[index].label) status: \(status)")
         }
+        if let stats = message.stats {
+            generations[index].stats = stats
+            checkCanaryErrors(now: now)
+        }
         guard message.isReady, generations[index].state == .starting else { return }
+        generations[index].followsCanaryOrders = message.followsCanaryOrders
         becameReady(index, takesConnections: message.takesConnections, now: now)
     }
 
@@ -443,6 +529,20 @@ struct MasterStateMachine {
         let ready = generations[index]
         actions.append(.count(.ready(after: ready.startedAt.duration(to: now))))
         consecutiveFailures = 0
+        if case .upgrading(let attempt) = phase, attempt.generation == ready.number, let canary = attempt.canary {
+            return startTrial(index, attempt: attempt, settings: canary, now: now)
+        }
+        takeOver(index, now: now)
+    }
+
+    /// Generation `index`, ready, takes all the traffic: the generations serving until now drain
+    /// (handing their keep-alive connections to it when both can), and the attempt succeeds.
+    private mutating func takeOver(_ index: Int, now: ContinuousClock.Instant, canaryVerdict: String? = nil) {
+        let ready = generations[index]
+        let readyAfter = ready.startedAt.duration(to: ready.readyAt ?? now)
+        // Probation (a crash soon after taking over rolls back) counts from now: a promoted
+        // canary has only served its share so far.
+        generations[index].readyAt = now
         var draining: [Int] = []
         let drainingBefore = generations.indices.filter { generations[$0].state == .draining }
         for other in generations.indices where other != index && generations[other].state == .serving {
@@ -456,21 +556,110 @@ struct MasterStateMachine {
                 retargetHandoff(other, to: index, now: now)
             }
         }
-        // Only the generations it replaces now may send it connections (they hold their own
-        // copies): once they are done, its inbox reports that no sender is left, which a draining
-        // worker waits for before it exits with connections still queued there.
-        if ready.hasInbox {
-            generations[index].hasInbox = false
-            actions.append(.closeInbox(generation: ready.number))
-        }
+        // The master keeps its copy of the inbox while this generation serves (a canary rolled
+        // back hands its connections back there) and closes it when this one drains.
         if currentPlan != ready.plan {
             previousPlan = currentPlan
             currentPlan = ready.plan
         }
         actions.append(.makeListenersCurrent(ready.listeners))
         finishAttempt(.succeeded(generation: ready.number, pid: ready.pid, version: ready.version,
-                                 readyAfter: ready.startedAt.duration(to: now), draining: draining),
-                      generation: ready.number)
+                                 readyAfter: readyAfter, draining: draining),
+                      generation: ready.number, canaryVerdict: canaryVerdict)
+    }
+
+    // MARK: Canary
+
+    /// The canary is ready: it serves the share the serving generation passes it until its window
+    /// ends. A worker that did not start as a canary (it may be accepting already) is drained.
+    private mutating func startTrial(_ index: Int, attempt: Attempt, settings canarySettings: CanarySettings, now: ContinuousClock.Instant) {
+        let canary = generations[index]
+        guard canary.followsCanaryOrders, canary.takesConnections else {
+            beginDrain(index, now: now)
+            return finishAttempt(.failed(reason: "canary refused: \(canary.label) did not start as a canary (no BATON_CANARY=1 with READY=1: a worker in another language or an older release); drained it"),
+                                 generation: canary.number)
+        }
+        guard let baselineIndex = generations.lastIndex(where: { $0.state == .serving && $0.number != canary.number }),
+              generations[baselineIndex].followsCanaryOrders else {
+            log(.warning, "canary: the generation it was to be compared with is gone; \(canary.label) takes all the traffic without a trial")
+            actions.append(.sendAccept(generation: canary.number))
+            return takeOver(index, now: now, canaryVerdict: "not judged: the serving generation was gone when the canary became ready")
+        }
+        let baseline = generations[baselineIndex]
+        generations[index].state = .canary
+        phase = .canary(Trial(attempt: attempt, settings: canarySettings, canary: canary.number, baseline: baseline.number, startedAt: now,
+                              canaryAtStart: canary.stats, baselineAtStart: baseline.stats))
+        actions.append(.sendShare(generation: baseline.number, percent: canarySettings.percent, to: canary.number))
+        actions.append(.startTimer(.canaryWindow(generation: canary.number), after: canarySettings.window))
+        log(.notice, "canary: \(canary.label) ready in \(canary.startedAt.duration(to: now).shortDescription); it takes \(canarySettings.percent)% of the traffic from \(baseline.label) for \(canarySettings.window.shortDescription), then is judged")
+    }
+
+    /// The counts of the window so far: (canary, baseline).
+    private func trialCounts(_ trial: Trial) -> (canary: RequestStats, baseline: RequestStats)? {
+        guard let canary = generations.first(where: { $0.number == trial.canary }),
+              let baseline = generations.first(where: { $0.number == trial.baseline }) else { return nil }
+        return (canary.stats.since(trial.canaryAtStart), baseline.stats.since(trial.baselineAtStart))
+    }
+
+    /// New counts came: a canary failing the error rule is rolled back before its window ends.
+    private mutating func checkCanaryErrors(now: ContinuousClock.Instant) {
+        guard case .canary(let trial) = phase, let counts = trialCounts(trial),
+              let failure = CanaryJudge.errorFailure(canary: counts.canary, baseline: counts.baseline, settings: trial.settings,
+                                                     confident: true) else { return }
+        let after = trial.startedAt.duration(to: now).shortDescription
+        rollBack(trial, verdict: "\(failure) after \(after) of its \(trial.settings.window.shortDescription) window (\(Self.figures(counts)))", now: now)
+    }
+
+    private static func figures(_ counts: (canary: RequestStats, baseline: RequestStats)) -> String {
+        "canary \(CanaryJudge.describe(counts.canary)); serving release \(CanaryJudge.describe(counts.baseline))"
+    }
+
+    private mutating func judge(now: ContinuousClock.Instant) {
+        guard case .canary(let trial) = phase, let counts = trialCounts(trial) else { return }
+        let verdict = CanaryJudge.judge(canary: counts.canary, baseline: counts.baseline, settings: trial.settings)
+        if verdict.passed { promote(trial, verdict: verdict.description, now: now) } else { rollBack(trial, verdict: verdict.description, now: now) }
+    }
+
+    private mutating func endCanaryByHand(promote byHand: Bool, reply: ReplyToken?, now: ContinuousClock.Instant) {
+        guard case .canary(let trial) = phase else {
+            if let reply { actions.append(.reply(reply, .upgrade(.failed(reason: "no canary is running")))) }
+            return
+        }
+        let command = byHand ? "baton promote" : "baton abort"
+        let after = trial.startedAt.duration(to: now).shortDescription
+        let figures = trialCounts(trial).map { " (\(Self.figures($0)))" } ?? ""
+        var ended = trial
+        if let reply { ended.attempt.replies.append(reply) }
+        if byHand {
+            promote(ended, verdict: "promoted by hand (\(command)) after \(after)\(figures)", now: now)
+        } else {
+            rollBack(ended, verdict: "aborted by hand (\(command)) after \(after)\(figures)", now: now)
+        }
+    }
+
+    /// The canary takes all the traffic: it accepts, and the baseline drains into it.
+    private mutating func promote(_ trial: Trial, verdict: String, now: ContinuousClock.Instant) {
+        guard let index = generations.firstIndex(where: { $0.number == trial.canary }) else { return }
+        lastCanary = "promoted: \(verdict)"
+        log(.notice, "canary \(generations[index].label) \(lastCanary!)")
+        actions.append(.count(.canary("promoted")))
+        phase = .upgrading(trial.attempt)
+        generations[index].state = .serving
+        actions.append(.sendAccept(generation: trial.canary))
+        takeOver(index, now: now, canaryVerdict: "promoted: \(verdict)")
+    }
+
+    /// The canary drains, handing its connections back to the baseline, which keeps serving.
+    private mutating func rollBack(_ trial: Trial, verdict: String, now: ContinuousClock.Instant) {
+        lastCanary = "rolled back: \(verdict)"
+        actions.append(.count(.canary("rolled_back")))
+        phase = .upgrading(trial.attempt)
+        actions.append(.sendShare(generation: trial.baseline, percent: 0, to: nil))
+        let baseline = generations.firstIndex(where: { $0.number == trial.baseline && $0.state == .serving })
+        if let index = generations.firstIndex(where: { $0.number == trial.canary && $0.state == .canary }) {
+            beginDrain(index, successor: baseline, now: now)
+        }
+        finishAttempt(.failed(reason: "canary rolled back: \(verdict)"), generation: trial.canary, canaryVerdict: "rolled back: \(verdict)")
     }
 
     // MARK: Draining, exits, timers
@@ -501,6 +690,13 @@ struct MasterStateMachine {
         actions.append(.sendDrainOrders(generation: generation.number, shared: shared, handoffTo: handoffTo,
                                         deadline: DrainOrders.deadline(forDrainTimeout: settings.drainTimeout)))
         actions.append(.signal(pid: generation.pid, .terminate))
+        // From now on only the generations it replaced may send it connections (they hold their
+        // own copies of its inbox): once they are done, its inbox reports that no sender is left,
+        // which a draining worker waits for before it exits with connections still queued there.
+        if generation.hasInbox {
+            generations[index].hasInbox = false
+            actions.append(.closeInbox(generation: generation.number))
+        }
         log(.info, "\(generation.label) draining (SIGTERM)\(keepAlives)")
         actions.append(.startTimer(.drain(generation: generation.number), after: settings.drainTimeout))
     }
@@ -542,6 +738,9 @@ struct MasterStateMachine {
             }
         case .execNow:
             execNow()
+        case .canaryWindow(let number):
+            guard case .canary(let trial) = phase, trial.canary == number else { return }
+            judge(now: now)
         }
     }
 
@@ -559,7 +758,20 @@ struct MasterStateMachine {
             let took = generation.drainStartedAt.map { $0.duration(to: now) }
             if let took { actions.append(.count(.drained(after: took))) }
             log(.info, "\(generation.label) drained in \(took?.shortDescription ?? "?") (\(status))")
+        case .canary:
+            guard case .canary(let trial) = phase, trial.canary == generation.number else { break }
+            rollBack(trial, verdict: "\(generation.label) exited during its window with \(status)", now: now)
         case .serving:
+            if case .canary(let trial) = phase, trial.baseline == generation.number,
+               let canary = generations.firstIndex(where: { $0.number == trial.canary }) {
+                log(.error, "\(generation.label) exited unexpectedly with \(status) during a canary window; the canary, the only generation left, takes all the traffic")
+                lastCanary = "promoted without a verdict: the serving generation exited during the window"
+                actions.append(.count(.canary("promoted")))
+                phase = .upgrading(trial.attempt)
+                generations[canary].state = .serving
+                actions.append(.sendAccept(generation: trial.canary))
+                return takeOver(canary, now: now, canaryVerdict: lastCanary)
+            }
             servingGenerationDied(generation, status: status, now: now)
         }
     }
@@ -628,6 +840,7 @@ struct MasterStateMachine {
         case .idle: refusal = nil
         case .shuttingDown: refusal = "the master is shutting down"
         case .reexecuting: refusal = "a master re-execution is already under way"
+        case .canary(let trial): refusal = "a canary upgrade is running (generation \(trial.canary)); try again once it is promoted or rolled back"
         case .upgrading(let attempt):
             refusal = "an upgrade is running (\(attempt.generation.map { "generation \($0) starting" } ?? "staging the release")); try again once it has finished"
         }
@@ -728,6 +941,7 @@ struct MasterStateMachine {
         case .shuttingDown: return
         case .idle: break
         case .upgrading(let attempt): waiting = attempt.replies + (attempt.followUp?.replies ?? [])
+        case .canary(let trial): waiting = trial.attempt.replies + (trial.attempt.followUp?.replies ?? [])
         case .reexecuting(let reexec):
             for reply in reexec.replies { actions.append(.reply(reply, .reexec(.refused("the master is shutting down")))) }
             waiting = reexec.followUp?.replies ?? []

@@ -16,6 +16,9 @@ final class MasterMetrics: Sendable {
         var reexecutionsSucceeded = 0
         var reexecutionsRefused = 0
         var reexecutionsFailed = 0
+        /// Optional: records of older releases have none.
+        var canariesPromoted: Int?
+        var canariesRolledBack: Int?
     }
 
     private let registry: PrometheusCollectorRegistry
@@ -24,6 +27,7 @@ final class MasterMetrics: Sendable {
     private let rollbacks: Counter
     private let restarts: Counter
     private let reexecutions: [String: Counter]
+    private let canaries: [String: Counter]
     private let generations: [Generation.State: Gauge]
     private let timeToReady: DurationHistogram
     private let drainTime: DurationHistogram
@@ -42,7 +46,11 @@ final class MasterMetrics: Sendable {
             (outcome, registry.makeCounter(name: "baton_master_reexecutions_total", labels: [("outcome", outcome)],
                                            help: "Re-executions of the master's own binary in place, by outcome."))
         })
-        generations = Dictionary(uniqueKeysWithValues: [Generation.State.starting, .serving, .draining, .abandoned].map { state in
+        canaries = Dictionary(uniqueKeysWithValues: ["promoted", "rolled_back"].map { outcome in
+            (outcome, registry.makeCounter(name: "baton_canaries_total", labels: [("outcome", outcome)],
+                                           help: "Canary upgrades by outcome (promoted, or rolled back on its errors, latency, a crash or by hand)."))
+        })
+        generations = Dictionary(uniqueKeysWithValues: [Generation.State.starting, .serving, .canary, .draining, .abandoned].map { state in
             (state, registry.makeGauge(name: "baton_generations", labels: [("state", state.rawValue)], help: "Worker generations by state."))
         })
         let buckets: [Duration] = [.milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
@@ -66,6 +74,20 @@ final class MasterMetrics: Sendable {
         reexecutions["succeeded"]?.increment(by: Int64(totals.reexecutionsSucceeded))
         reexecutions["refused"]?.increment(by: Int64(totals.reexecutionsRefused))
         reexecutions["failed"]?.increment(by: Int64(totals.reexecutionsFailed))
+        canaries["promoted"]?.increment(by: Int64(totals.canariesPromoted ?? 0))
+        canaries["rolled_back"]?.increment(by: Int64(totals.canariesRolledBack ?? 0))
+    }
+
+    /// `outcome`: "promoted" or "rolled_back".
+    func canaryEnded(_ outcome: String) {
+        canaries[outcome]?.increment()
+        state.withLockedValue {
+            if outcome == "promoted" {
+                $0.totals.canariesPromoted = ($0.totals.canariesPromoted ?? 0) + 1
+            } else {
+                $0.totals.canariesRolledBack = ($0.totals.canariesRolledBack ?? 0) + 1
+            }
+        }
     }
 
     func upgradeFinished(succeeded: Bool) {
@@ -102,6 +124,7 @@ final class MasterMetrics: Sendable {
         case .rollback: rolledBack()
         case .restart: restarted()
         case .reexec(let outcome): reexecuted(outcome)
+        case .canary(let outcome): canaryEnded(outcome)
         case .ready(let after): ready(after: after)
         case .drained(let after): drained(after: after)
         }

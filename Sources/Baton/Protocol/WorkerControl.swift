@@ -6,7 +6,7 @@ import CBaton
 /// The master's one-way channel to one worker: a unix socket pair whose worker end is passed at
 /// the descriptor right after the listeners, named by `BATON_CONTROL_FD` (not counted in
 /// `LISTEN_FDS`, so socket-activated programs in any language ignore it). Lines of text, master
-/// to worker; today only ``DrainOrders``. A worker that never reads it loses nothing.
+/// to worker: ``DrainOrders`` and ``CanaryOrder``s. A worker that never reads it loses nothing.
 struct WorkerControl {
     /// The master's end (close-on-exec, non-blocking).
     let masterEnd: Int32
@@ -26,26 +26,17 @@ struct WorkerControl {
     /// them (MSG_NOSIGNAL: a dead reader must not raise SIGPIPE in the master). A worker of an
     /// older release reads with plain `recv`, which discards the attached descriptor.
     static func send(_ orders: DrainOrders, on fd: Int32) -> Bool {
-        let bytes = Array(orders.line.utf8)
-        return bytes.withUnsafeBytes { baton_send_fd(fd, $0.baseAddress, $0.count, orders.connectionInbox ?? -1) } == bytes.count
+        send(line: orders.line, descriptor: orders.connectionInbox, on: fd)
     }
 
-    /// Reads what the master sent so far on the worker's end, without blocking, and the last
-    /// descriptor that came with it (close-on-exec; earlier ones are closed).
-    static func receive(on fd: Int32) -> (text: String, descriptor: Int32?) {
-        var text: [UInt8] = []
-        var descriptor: Int32?
-        var buffer = [UInt8](repeating: 0, count: 512)
-        while text.count < 65536 {
-            var received: Int32 = -1
-            let n = buffer.withUnsafeMutableBytes { baton_recv_fd(fd, $0.baseAddress, $0.count, &received) }
-            if received >= 0 {
-                if let earlier = descriptor { close(earlier) }
-                descriptor = received
-            }
-            guard n > 0 else { break }
-            text += buffer[0..<n]
-        }
-        return (String(decoding: text, as: UTF8.self), descriptor)
+    /// Sends a ``CanaryOrder`` the same way (a `share` order with the canary's inbox attached).
+    static func send(_ order: CanaryOrder, on fd: Int32) -> Bool {
+        if case .share(_, let inbox) = order { return send(line: order.line, descriptor: inbox, on: fd) }
+        return send(line: order.line, descriptor: nil, on: fd)
+    }
+
+    private static func send(line: String, descriptor: Int32?, on fd: Int32) -> Bool {
+        let bytes = Array(line.utf8)
+        return bytes.withUnsafeBytes { baton_send_fd(fd, $0.baseAddress, $0.count, descriptor ?? -1) } == bytes.count
     }
 }

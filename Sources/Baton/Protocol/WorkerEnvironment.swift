@@ -12,6 +12,9 @@ package enum WorkerEnvironment {
     /// The receiving end of the worker's ``ConnectionInbox``: the descriptor after the control
     /// channel (protocol 3).
     package static let connectionInboxFD = "BATON_HANDOFF_FD"
+    /// `1`: this generation is the canary of a canary upgrade: it serves only what arrives in
+    /// its inbox until the master says `accept` (protocol 4).
+    package static let canary = "BATON_CANARY"
     /// The master⇄worker protocol version the master speaks (absent: 1).
     package static let protocolVersion = "BATON_PROTOCOL"
     /// The protocol this release speaks.
@@ -25,7 +28,11 @@ package enum WorkerEnvironment {
     ///   arrives there says `BATON_HANDOFF=1` with `READY=1`, and a draining worker's orders may
     ///   carry the next generation's inbox (`handoff=1`, the descriptor attached). A worker that
     ///   ignores all of it drains as in version 2.
-    package static let currentProtocol = 3
+    /// - 4: canary upgrades (``CanaryOrder``): a worker that says `BATON_CANARY=1` with `READY=1`
+    ///   follows `share` and `accept` orders on its control channel, reports `BATON_STATS=` every
+    ///   second, and, started with `BATON_CANARY=1`, accepts nothing until told. The master only
+    ///   runs a canary between two such workers.
+    package static let currentProtocol = 4
 
     /// Variables never passed on from the master's own environment: they describe the master's
     /// own activation (systemd's sockets, notify socket, watchdog) or an earlier Baton hand-over.
@@ -45,7 +52,8 @@ package enum WorkerEnvironment {
         generation: Int,
         notifySocketPath: String,
         masterPID: Int32,
-        control: Bool = false
+        control: Bool = false,
+        canary: Bool = false
     ) -> [String: String] {
         var result = inherited.filter { isInheritable($0.key) }
         result[listenFDs] = String(listeners.count)
@@ -61,6 +69,7 @@ package enum WorkerEnvironment {
             result[connectionInboxFD] = String(layout.inbox)
         }
         for (name, value) in plan.environment { result[name] = value }
+        if canary && control { result[self.canary] = "1" }
         return result
     }
 }

@@ -25,6 +25,14 @@ package struct NotifyMessage: Sendable, Equatable {
     /// its connection inbox.
     package var takesConnections: Bool { self[Self.takesConnectionsKey] == "1" }
     static let takesConnectionsKey = "BATON_HANDOFF"
+    /// `BATON_CANARY=1` (with `READY=1`): the worker follows ``CanaryOrder``s and reports its
+    /// request counts.
+    package var followsCanaryOrders: Bool { self[Self.canaryKey] == "1" }
+    static let canaryKey = "BATON_CANARY"
+    /// `BATON_STATS=…`: the worker's request counts so far (``RequestStats/wire``); nil when
+    /// absent or malformed.
+    package var stats: RequestStats? { self[Self.statsKey].flatMap(RequestStats.init(wire:)) }
+    static let statsKey = "BATON_STATS"
     /// The `STATUS=` text, if any.
     package var status: String? { self["STATUS"] }
 

@@ -13,14 +13,18 @@ public struct LaunchPlan: Sendable, Equatable {
     /// bound before the generation starts; an address no generation uses any more is closed
     /// once the generations that used it have drained.
     public var listen: [ListenAddress]?
+    /// Start this release as a canary (watch.conf's `Canary`); nil: the usual upgrade. Only an
+    /// upgrade reads it: the master keeps the plans it runs without it.
+    public var canary: CanarySettings?
 
     /// A plan to start `executable` with `arguments`.
     public init(executable: String, arguments: [String] = [], version: String = "", environment: [String: String] = [:],
-                listen: [ListenAddress]? = nil) {
+                listen: [ListenAddress]? = nil, canary: CanarySettings? = nil) {
         self.executable = executable
         self.arguments = arguments
         self.version = version
         self.environment = environment
         self.listen = listen
+        self.canary = canary
     }
 }

@@ -3,8 +3,8 @@ import Glibc
 #endif
 
 /// The master's ends of one worker's channels: its ``WorkerControl`` channel, and the sending
-/// end of its ``ConnectionInbox`` until the worker is ready (then only the generations it
-/// replaces hold a copy).
+/// end of its ``ConnectionInbox`` until the worker drains (then only the generations it
+/// replaced hold a copy).
 struct WorkerChannels {
     let control: Int32
     /// -1 once closed.
@@ -30,7 +30,8 @@ extension Spawner {
     /// Starts generation `number` of `plan` on `listeners`, with its control channel and
     /// connection inbox where ``WorkerDescriptors`` puts them, and watches it: `onExit` runs
     /// once it has exited and been reaped. Returns its pid and the master's ends of its channels.
-    func spawnWorker(_ plan: LaunchPlan, generation number: Int, listeners: [Listener], notifySocketPath: String,
+    /// With `canary`, the worker is told it is a canary (`BATON_CANARY=1`).
+    func spawnWorker(_ plan: LaunchPlan, generation number: Int, listeners: [Listener], notifySocketPath: String, canary: Bool = false,
                      watcher: ChildWatcher, onExit: @escaping @Sendable (pid_t, ExitStatus) -> Void) async throws -> (pid_t, WorkerChannels) {
         let control = try WorkerControl.make()
         let inbox: ConnectionInbox
@@ -47,7 +48,7 @@ extension Spawner {
         do {
             let environment = WorkerEnvironment.make(
                 inherited: ProcessEnvironment.current(), plan: plan, listeners: listeners, generation: number,
-                notifySocketPath: notifySocketPath, masterPID: getpid(), control: true)
+                notifySocketPath: notifySocketPath, masterPID: getpid(), control: true, canary: canary)
             let layout = WorkerDescriptors(listenerCount: listeners.count)
             let descriptors = layout.order(listeners: listeners.map(\.fd), control: control.workerEnd, inbox: inbox.receiverEnd)
             let pid = try await spawn(plan, environment: environment, descriptors: descriptors)

@@ -22,10 +22,15 @@ public struct BatonWorker: Sendable {
     /// The receiving end of this worker's ``ConnectionInbox`` (`BATON_HANDOFF_FD`), if it was
     /// given one: where the previous generation hands its keep-alive connections over.
     public let connectionInboxFD: Int32?
+    /// What the master writes on ``controlFD``.
+    public let control: ControlChannel?
+    /// Started as the canary of a canary upgrade (`BATON_CANARY=1`): serve only the connections
+    /// that arrive in the inbox until the master says `accept` (see ``CanaryOrder``).
+    public let isCanary: Bool
 
     /// A hand-over made by hand (tests, or a custom launcher); see ``fromEnvironment()``.
     public init(generation: Int, version: String, masterPID: pid_t, listeners: [Listener], notifySocket: String?,
-                controlFD: Int32? = nil, connectionInboxFD: Int32? = nil) {
+                controlFD: Int32? = nil, connectionInboxFD: Int32? = nil, isCanary: Bool = false) {
         self.generation = generation
         self.version = version
         self.masterPID = masterPID
@@ -33,6 +38,8 @@ public struct BatonWorker: Sendable {
         self.notifySocket = notifySocket
         self.controlFD = controlFD
         self.connectionInboxFD = connectionInboxFD
+        self.control = controlFD.map(ControlChannel.init(fd:))
+        self.isCanary = isCanary && connectionInboxFD != nil
     }
 
     /// Takes over what a Baton master passed to this process, or returns nil when this process
@@ -63,8 +70,8 @@ public struct BatonWorker: Sendable {
         let worker = BatonWorker(
             generation: generation, version: environment[WorkerEnvironment.version] ?? "",
             masterPID: masterPID, listeners: listeners, notifySocket: environment[WorkerEnvironment.notifySocket],
-            controlFD: controlFD, connectionInboxFD: inboxFD)
-        for name in [WorkerEnvironment.generation, WorkerEnvironment.version, WorkerEnvironment.masterPID,
+            controlFD: controlFD, connectionInboxFD: inboxFD, isCanary: environment[WorkerEnvironment.canary] == "1")
+        for name in [WorkerEnvironment.canary, WorkerEnvironment.generation, WorkerEnvironment.version, WorkerEnvironment.masterPID,
                      WorkerEnvironment.notifySocket, WorkerEnvironment.controlFD, WorkerEnvironment.connectionInboxFD,
                      WorkerEnvironment.protocolVersion] {
             unsetenv(name)
@@ -91,24 +98,26 @@ public struct BatonWorker: Sendable {
     /// nil when it said nothing (an older master, no control channel). The caller owns the
     /// orders' ``DrainOrders/connectionInbox`` descriptor.
     public func drainOrders() -> DrainOrders? {
-        guard let controlFD else { return nil }
-        let (text, descriptor) = WorkerControl.receive(on: controlFD)
-        guard let orders = DrainOrders(parsing: text, inbox: descriptor) else {
-            if let descriptor { close(descriptor) }
-            return nil
-        }
-        if let descriptor, orders.connectionInbox != descriptor { close(descriptor) }
-        return orders
+        control?.takeDrainOrders()
     }
 
     /// Tells the master this worker accepts connections (`READY=1`). With `takesConnections`, it
     /// also says it serves connections handed to its ``connectionInboxFD`` (`BATON_HANDOFF=1`), so
-    /// the master lets the previous generation hand its keep-alive connections over.
-    public func ready(status: String? = nil, takesConnections: Bool = false) throws {
+    /// the master lets the previous generation hand its keep-alive connections over. With
+    /// `followsCanaryOrders`, it says it follows ``CanaryOrder``s and reports ``RequestStats``
+    /// (`BATON_CANARY=1`): it can serve beside a canary, or be one (then it accepts nothing until
+    /// told).
+    public func ready(status: String? = nil, takesConnections: Bool = false, followsCanaryOrders: Bool = false) throws {
         var fields: [(String, String)] = [("READY", "1")]
         if let status { fields.append(("STATUS", status)) }
         if takesConnections { fields.append((NotifyMessage.takesConnectionsKey, "1")) }
+        if followsCanaryOrders { fields.append((NotifyMessage.canaryKey, "1")) }
         try SDNotify.send(NotifyMessage(fields), to: notifySocket)
+    }
+
+    /// Sends the master this worker's request counts (`BATON_STATS=…`), which judge a canary.
+    public func report(_ stats: RequestStats) throws {
+        try SDNotify.send(NotifyMessage([(NotifyMessage.statsKey, stats.wire)]), to: notifySocket)
     }
 
     /// Tells the master this worker is draining (`STOPPING=1`).

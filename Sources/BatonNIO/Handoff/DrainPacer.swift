@@ -1,7 +1,8 @@
 import NIOCore
 
-/// Tells the connections of one event loop that a drain with a hand-over has begun, a few at a
-/// time, evenly over the hand-over's spread, instead of all at once.
+/// Tells the connections of one event loop that a drain with a hand-over has begun (or that they
+/// are to move to a canary), a few at a time, evenly over the hand-over's spread, instead of all
+/// at once.
 ///
 /// Each connection goes to the next generation when it learns of the drain (or at its first
 /// request boundary after that), so this pacing is the spread. Telling every connection at
@@ -12,7 +13,7 @@ import NIOCore
 final class DrainPacer {
     private let loop: any EventLoop
     private let channels: [any Channel]
-    private let event: DrainConnectionEvent
+    private let event: any Sendable
     private let start: NIODeadline
     private let spread: TimeAmount
     private let tick: TimeAmount
@@ -20,14 +21,14 @@ final class DrainPacer {
 
     /// Starts pacing `event` to `channels`, which must all belong to `loop`, over `spread`, in
     /// the order given.
-    static func start(_ event: DrainConnectionEvent, to channels: [any Channel], on loop: any EventLoop, over spread: TimeAmount) {
+    static func start(_ event: any Sendable, to channels: [any Channel], on loop: any EventLoop, over spread: TimeAmount) {
         guard !channels.isEmpty else { return }
         loop.execute {
             DrainPacer(event, to: channels, on: loop, over: spread).tellDue()
         }
     }
 
-    private init(_ event: DrainConnectionEvent, to channels: [any Channel], on loop: any EventLoop, over spread: TimeAmount) {
+    private init(_ event: any Sendable, to channels: [any Channel], on loop: any EventLoop, over spread: TimeAmount) {
         self.loop = loop
         self.channels = channels
         self.event = event
