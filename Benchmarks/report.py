@@ -468,6 +468,42 @@ class Report:
                        f"{int(r.get('executions', 0))} logged) | {r.get('master_same_pid')} | {failed(r)} | {f(r.get('requests'))} |")
         self.w("")
 
+    def canary(self):
+        self.w("## Canary upgrades", "")
+        if self.missing("canary"):
+            return
+        rows = self.rows_of("canary")
+        if not rows:
+            return
+        r0 = rows[0]
+        self.w(f"`hello` in the seed workflow, server pinned; the Go load client in an open loop at {f(r0.get('rate'))} requests/s "
+               "in all (each connection sends at its own fixed rate, so a generation's share of the answers is its share of the "
+               f"connections); 2 s in, `baton reload --canary --canary-percent {f(r0.get('percent'))} --canary-seconds "
+               f"{f(r0.get('seconds'))}`. Release 2 is `hello` as it is (good), or with hello's test aids: 500 to 5% of its "
+               "requests (errors), 50 ms more on each (latency). The share is read once the keep-alive connections it gets have "
+               "moved (they go over up to 5 s, 1 ms each) until 0.5 s before the verdict.", "")
+        self.w("| release | mode | connections | outcome (`baton reload` exit, after) | canary's share of the answers "
+               f"(asked {f(r0.get('percent'))}%) | 500s seen by clients (5% of the canary's answers) | other failures | verdict |",
+               "|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            verdict = ""
+            path = os.path.join(self.work, "runs", str(r.get("dir")), "reload.txt")
+            if os.path.exists(path):
+                verdict = open(path).read().strip().splitlines()[0] if open(path).read().strip() else ""
+            outcome = {0: "promoted", 3: "rolled back"}.get(int(r.get("reload_exit", -1)), f"exit {int(r.get('reload_exit', -1))}")
+            share = r.get("share_pct")
+            share_text = f"{share:.2f}% ({f(r.get('share_answers'))} answers)" if isinstance(share, float) else "– (judged before it settled)"
+            errors = int(r.get("status_failures", 0))
+            expected = ""
+            if r.get("case") == "errors":
+                answered = r.get("canary_answers", 0) + errors
+                expected = f" (≈ {answered * 0.05:.0f} expected: 5% of {f(answered)})"
+            mode = "keep-alive" if r.get("mode") == "keepalive" else "`Connection: close`"
+            self.w(f"| {r.get('case')} | {mode} | {f(r.get('connections'))} | {outcome} ({int(r.get('reload_exit', -1))}, "
+                   f"{f(r.get('verdict_ms', 0) / 1000, 1)} s) | {share_text} | {errors}{expected} | {int(r.get('other_failures', 0))} | "
+                   f"{verdict.replace('|', '/')[:220]} |")
+        self.w("")
+
     def soak(self):
         self.w("## Soak", "")
         if self.missing("soak"):
@@ -614,6 +650,7 @@ class Report:
         self.ttfa()
         self.memory()
         self.reexec()
+        self.canary()
         self.soak()
         self.faults()
         with open(path + ".tmp", "w") as fh:

@@ -28,6 +28,10 @@
 #   memory     PSS of master + serving worker after 10 upgrades, the master's private dirty, against
 #              tableflip's process; binary sizes, stripped against stripped, and ICU data in them
 #   reexec     the master re-executing itself (`baton reload --master`) under load
+#   canary     canary upgrades (`baton reload --canary`) under an open-loop load, pinned: a good
+#              release at 64/1,024/4,096 keep-alive and 1,024 `Connection: close` connections (its
+#              share of the answers, promoted), one answering 500 to 5% and one 50 ms slower
+#              (rolled back by themselves; the errors clients saw)
 #   soak       SOAK_UPGRADES back-to-back `baton reload` under load: fds and RSS, first and last
 #   faults     a slow request across an upgrade; the idle master's CPU
 #
@@ -45,6 +49,9 @@
 #   PINNINGS ["pinned unpinned" / "pinned"]
 #   TTFA_TRIALS [5 / 5] per round (≥ 15 in all for the full run)
 #   MEM_UPGRADES [10]         SOAK_UPGRADES [1000 / 50]   REEXEC_DURATION [20 / 10]
+#   CANARY_CELLS ["good:keepalive:64 good:keepalive:1024 good:keepalive:4096 good:close:1024
+#                 errors:keepalive:1024 latency:keepalive:1024"]  CASE:MODE:CONNECTIONS
+#   CANARY_PERCENT [10]  CANARY_SECONDS [10]  CANARY_RATE [10000] requests/s in all
 #   SLOW_MS [10000 / 3000]    IDLE_S [30 / 10]
 #   SECTIONS ["steady upgrades scale ttfa memory reexec soak faults"]: a subset for development;
 #                             the report then lists the missing sections as not run
@@ -61,7 +68,8 @@ source "$here/lib.sh"
 # The exact command, with the knobs set in the environment.
 command_line=""
 for v in QUICK ROUNDS DURATION UPG_DURATION INTERVAL SCALE_RUNS SCALE_DURATION SCALE_INTERVAL SCALE_CELLS PINNINGS TTFA_TRIALS \
-    MEM_UPGRADES SOAK_UPGRADES REEXEC_DURATION SLOW_MS IDLE_S SECTIONS SKIP_BUILD ALLOW_DIRTY SERVER_CPU CLIENT_CPU; do
+    MEM_UPGRADES SOAK_UPGRADES REEXEC_DURATION SLOW_MS IDLE_S CANARY_CELLS CANARY_PERCENT CANARY_SECONDS CANARY_RATE \
+    SECTIONS SKIP_BUILD ALLOW_DIRTY SERVER_CPU CLIENT_CPU; do
     [[ -n ${!v:-} ]] && command_line+="$v=$(printf '%q' "${!v}") "
 done
 command_line+="Benchmarks/run.sh"
@@ -86,7 +94,11 @@ REEXEC_DURATION=${REEXEC_DURATION:-$(pick 20 10)}
 SOAK_WRK_S=$(pick 20 5)   # length of each wrk run of the soak (wrk reports only at the end of a run)
 SLOW_MS=${SLOW_MS:-$(pick 10000 3000)}
 IDLE_S=${IDLE_S:-$(pick 30 10)}
-SECTIONS=${SECTIONS:-"steady upgrades scale ttfa memory reexec soak faults"}
+CANARY_CELLS=${CANARY_CELLS:-"good:keepalive:64 good:keepalive:1024 good:keepalive:4096 good:close:1024 errors:keepalive:1024 latency:keepalive:1024"}
+CANARY_PERCENT=${CANARY_PERCENT:-10}
+CANARY_SECONDS=${CANARY_SECONDS:-10}
+CANARY_RATE=${CANARY_RATE:-10000}
+SECTIONS=${SECTIONS:-"steady upgrades scale ttfa memory reexec canary soak faults"}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 CONNECTIONS=64
@@ -621,6 +633,97 @@ reexec() {
     done
 }
 
+# ------------------------------------------------------------------ section: canary
+# canary_run CASE MODE CONNECTIONS: hello in the seed workflow (watch.conf with DelaySecond 3600,
+# so only `baton reload` upgrades it), pinned; the load client in an open loop at CANARY_RATE
+# requests/s in all (each connection sends at its own fixed rate: a generation's share of the
+# answers is its share of the connections, whatever CPU each process gets); 2 s in, watch.conf's
+# Ver becomes 2 and `baton reload --canary` runs. CASE good: release 2 is hello as it is; errors:
+# it answers 500 to 5% of its requests; latency: it adds 50 ms to each (hello's test aids, given
+# to the master and applied by the generation started as version 2 only).
+canary_conf() {   # canary_conf DIR PORT VER
+    printf '{"HttpPort":"%s","Ver":"%s","DelaySecond":3600,"BinName":"hello"}\n' "$2" "$3" >"$1/hello.watch.conf.new"
+    chmod 0644 "$1/hello.watch.conf.new"
+    mv "$1/hello.watch.conf.new" "$1/hello.watch.conf"
+}
+
+canary_run() {
+    local case=$1 mode=$2 conns=$3
+    local id="canary-$case-$mode-c$conns" inject=() close_flag=() t
+    local dir="$WORK/runs/$id" port
+    mkdir -p "$dir"
+    port=$(free_port) || die "no free port"
+    case $case in
+        errors) inject=(--inject-errors 5 --inject-into-version 2) ;;
+        latency) inject=(--inject-latency 50 --inject-into-version 2) ;;
+    esac
+    [[ $mode == close ]] && close_flag=(-close)
+    cp "$WORK/bin/hello" "$dir/hello"
+    canary_conf "$dir" "$port" 1
+    (cd "$dir" && exec setsid "${SPIN[@]}" "$dir/hello" --config "$dir/hello.watch.conf" "${inject[@]}" \
+        >>"$dir/server.log" 2>&1 </dev/null) &
+    local master=$!
+    track_group "$master"
+    if ! wait_answer "$port" 60; then
+        say "  $id: hello did not answer (see $dir)"
+        record "hello 1 canary-error case=$case mode=$mode connections=$conns"
+        kill_group "$master" 5
+        return
+    fi
+    local duration=$((CANARY_SECONDS + 8))
+    "${CPIN[@]}" "$WORK/bin/loadclient" -addr "127.0.0.1:$port" -c "$conns" -d "${duration}s" -timeout "${TIMEOUT}s" -rate "$CANARY_RATE" \
+        "${close_flag[@]}" -timeline "$dir/timeline.txt" -ready-file "$dir/ready" -summary >"$dir/summary.json" 2>"$dir/client.log" &
+    local client=$!
+    track_helper "$client"
+    for ((t = 0; t < 700; t++)); do
+        [[ -s $dir/ready ]] && break
+        alive "$client" || break
+        sleep 0.1
+    done
+    if [[ ! -s $dir/ready ]]; then
+        say "  $id: the load client did not open its connections (see $dir/client.log)"
+        stop_pid "$client"
+        kill_group "$master" 5
+        record "hello 1 canary-error case=$case mode=$mode connections=$conns"
+        return
+    fi
+    local t0 t_reload t_verdict code=0
+    t0=$(<"$dir/ready")
+    sleep_until_ms $((t0 + 2000))
+    canary_conf "$dir" "$port" 2
+    t_reload=$(now_ms)
+    (cd "$dir" && "${CPIN[@]}" "$WORK/bin/baton" reload --config hello.watch.conf --canary --canary-percent "$CANARY_PERCENT" \
+        --canary-seconds "$CANARY_SECONDS" --timeout 60) >"$dir/reload.txt" 2>&1 || code=$?
+    t_verdict=$(now_ms)
+    local deadline=$((SECONDS + duration + TIMEOUT + 15)) rc=0
+    while alive "$client" && ((SECONDS < deadline)); do sleep 0.2; done
+    alive "$client" && { say "  $id: the load client still runs: killing it"; kill -KILL "$client" 2>/dev/null; }
+    wait "$client" || rc=$?
+    forget_helper "$client"
+    kill_group "$master" 15
+    wait_port_closed "$port" 5 || say "warning: hello still listens on $port"
+    if ((rc != 0)); then
+        say "  $id: no result from the load client (exit $rc; see $dir/client.log)"
+        record "hello 1 canary-error case=$case mode=$mode connections=$conns"
+        return
+    fi
+    # the keep-alive connections move over min(5 s, 1 ms each): the share is read after that
+    local settle=$((conns < 100 ? 1600 : (conns > 5000 ? 6500 : conns + 1500)))
+    local fields
+    fields=$(python3 "$here/canary/analyze.py" "$dir" "$t_reload" "$t_verdict" "$settle") || fields=""
+    record "hello 1 canary case=$case mode=$mode connections=$conns percent=$CANARY_PERCENT seconds=$CANARY_SECONDS rate=$CANARY_RATE reload_exit=$code verdict_ms=$((t_verdict - t_reload)) dir=$id $fields"
+    say "  $id: reload exit $code after $((t_verdict - t_reload)) ms; $fields"
+}
+
+canary() {
+    local cell rest
+    for cell in $CANARY_CELLS; do
+        rest=${cell#*:}
+        say "canary: ${cell%%:*} release, ${rest%%:*}, ${rest##*:} connections, $CANARY_PERCENT% for $CANARY_SECONDS s"
+        canary_run "${cell%%:*}" "${rest%%:*}" "${rest##*:}"
+    done
+}
+
 # ------------------------------------------------------------------ section: soak
 soak() {
     local s=hello i failed=0 z zmax=0 fds0 rss0 fds1 rss1 t0 m
@@ -693,7 +796,7 @@ faults() {
 
 # ------------------------------------------------------------------ main
 started=$SECONDS
-for section in steady upgrades scale ttfa memory reexec soak faults; do
+for section in steady upgrades scale ttfa memory reexec canary soak faults; do
     has_section "$section" || continue
     section_started=$SECONDS
     "$section"

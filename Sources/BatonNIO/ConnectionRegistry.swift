@@ -101,10 +101,11 @@ public final class ConnectionRegistry: Sendable {
     }
 
     /// Moves `percent` of the open connections (picked at random) to a canary through
-    /// `handoff`, spread over `spread` like a drain's hand-over; returns how many were picked.
-    /// Each goes at its next request boundary, or stays if it cannot (see ``ShareConnectionEvent``).
+    /// `handoff`, spread over `spread` like a drain's hand-over; returns how many were picked, of
+    /// how many open. Each goes at its next request boundary, or stays if it cannot (see
+    /// ``ShareConnectionEvent``).
     @discardableResult
-    public func share(percent: Int, handoff: ConnectionHandoff, spread: TimeAmount) -> Int {
+    public func share(percent: Int, handoff: ConnectionHandoff, spread: TimeAmount) -> (picked: Int, of: Int) {
         let connections = state.withLockedValue { state -> [Connection] in
             state.draining ? [] : state.open.values.filter { handoff.takes(listener: $0.listener) }
         }
@@ -117,7 +118,7 @@ public final class ConnectionRegistry: Sendable {
         for (loop, channels) in paced.values {
             DrainPacer.start(ShareConnectionEvent(handoff: handoff), to: channels, on: loop, over: spread)
         }
-        return count
+        return (count, connections.count)
     }
 
     /// Returns once no connection is open.

@@ -129,9 +129,8 @@ public final class WorkerConnections: Sendable {
             let draining = accepting.withLockedValue { $0.stopped }
             guard !draining else { return handoff.close() }
             share.withLockedValue { $0 = TrafficShare(percent: percent, handoff: handoff) }
-            let open = registry.openCount
-            let spread = TimeAmount.milliseconds(Int64(min(5_000, max(100, open))))  // 1 ms per connection, as a drain spreads them
-            let moving = registry.share(percent: percent, handoff: handoff, spread: spread)
+            let spread = TimeAmount.milliseconds(Int64(min(5_000, max(100, registry.openCount))))  // 1 ms per connection, as a drain spreads them
+            let (moving, open) = registry.share(percent: percent, handoff: handoff, spread: spread)
             logger.notice("worker generation \(worker.generation): canary upgrade: passing \(percent)% of new connections to the canary, and \(moving) of \(open) open connection(s)")
         }
     }

@@ -6,6 +6,8 @@ import Glibc
 package struct LoadReport: Sendable, CustomStringConvertible {
     package var successes = 0
     package var failures = 0
+    /// Of the failures, answers with a status other than 200 (the rest are socket errors).
+    package var statusFailures = 0
     /// The first few failures, with the client and the time since the start of the load.
     package var firstFailures: [String] = []
     /// Answers per worker pid.
@@ -27,7 +29,7 @@ package struct LoadReport: Sendable, CustomStringConvertible {
     package var pids: Set<pid_t> { Set(answersByPid.keys) }
 
     package var description: String {
-        var text = "\(successes) ok, \(failures) failed, \(closingResponses) with Connection: close, "
+        var text = "\(successes) ok, \(failures) failed (\(statusFailures) by status), \(closingResponses) with Connection: close, "
         text += "\(keepAliveConnects) keep-alive connects, "
         text += "slowest \(Int(slowest * 1000)) ms, "
         text += "pids (first-seen order, answers): "
@@ -66,6 +68,7 @@ package final class LoadStats: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         report.failures += 1
+        if case .status = failure { report.statusFailures += 1 }
         if report.firstFailures.count < LoadStats.keptFailures {
             report.firstFailures.append("t+\(elapsed)s \(client): \(failure)")
         }

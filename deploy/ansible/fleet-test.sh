@@ -18,9 +18,14 @@
 #   3. rollout.yml, release 3 = a program that exits at start: the canary's upgrade fails, Baton keeps
 #      its old generation, max_fail_percentage 0 stops the rollout in batch 1; every host still
 #      serves 2 and the canary's files are release 2 again.
-#   4. rollback.yml to release 1.
+#   4. rollout.yml with a canary on each host (baton_release_canary), release 4 = a hello that starts
+#      and answers but returns 500 to 20% of its requests (the masters run with hello's test aids
+#      --inject-errors 20 --inject-into-version 4): the first host's canary is rolled back by Baton
+#      (`baton reload --canary` exits 3), the rollout stops in batch 1, every host still serves 2.
+#   5. rollback.yml to release 1.
 # The last lines include
-#   FLEET hosts=N upgraded=U failed=F broken_stopped_at_batch=B old_kept=K requests=R
+#   FLEET hosts=N upgraded=U failed=F broken_stopped_at_batch=B canary_stopped_at_batch=C old_kept=K requests=R
+#   CANARY canary_errors=E requests=R (the 500s the canary answered before Baton rolled it back)
 # (failed and requests: through nginx, over rollouts 1 and 3). Exits non-zero on any deviation.
 # Everything it made (namespaces, veths, the bridge, processes, the temporary folder) is removed
 # at the end, also after a failure (KEEP=1 keeps the folder).
@@ -164,9 +169,11 @@ cp "$BIN/hello" "$TMP/releases/app-1"
 cp "$BIN/hello" "$TMP/releases/app-2"
 printf 'baton-fleet-rel2' >> "$TMP/releases/app-2"   # after the ELF's end: another file, same program
 printf '#!/bin/sh\necho "release 3 is broken: exiting at start" >&2\nexit 3\n' > "$TMP/releases/app-3"
+cp "$BIN/hello" "$TMP/releases/app-4"
+printf 'baton-fleet-rel4' >> "$TMP/releases/app-4"   # served as Ver 4: answers 500 to 20% (the masters' test aids)
 chmod 0755 "$TMP/releases/"app-*
 sha() { sha256sum "$1" | cut -c1-12; }
-say "releases: 1 $(sha "$TMP/releases/app-1")…, 2 $(sha "$TMP/releases/app-2")…, 3 (broken) $(sha "$TMP/releases/app-3")…"
+say "releases: 1 $(sha "$TMP/releases/app-1")…, 2 $(sha "$TMP/releases/app-2")…, 3 (broken) $(sha "$TMP/releases/app-3")…, 4 (5xx) $(sha "$TMP/releases/app-4")…"
 
 # --- network: a bridge in the root namespace, one namespace per host -----------------------------
 ip link add "$BRIDGE" type bridge
@@ -225,7 +232,8 @@ EOF
     cp "$TMP/releases/app-1" "$(app_dir "$n")/app"
     printf '{"HttpPort":"8080","Ver":"1","DelaySecond":5,"BinName":"app"}\n' > "$(app_dir "$n")/watch.conf"
     chmod 0755 "$(app_dir "$n")/app"; chmod 0644 "$(app_dir "$n")/watch.conf"
-    ip netns exec "$ns" "$TMP/bin/hello" --config "$(app_dir "$n")/watch.conf" >"$TMP/h$n/master.log" 2>&1 &
+    ip netns exec "$ns" "$TMP/bin/hello" --config "$(app_dir "$n")/watch.conf" --inject-errors 20 --inject-into-version 4 \
+        >"$TMP/h$n/master.log" 2>&1 &
     MASTER_PIDS+=($!)
 done
 for n in $(seq "$HOSTS"); do
@@ -396,7 +404,30 @@ done
 requests=$(( $(field "$r1" requests) + $(field "$r3" requests) ))
 failed=$(( $(field "$r1" errors) + $(field "$r1" non2xx) + $(field "$r3" errors) + $(field "$r3" non2xx) ))
 
-# --- 4. rollback to release 1 -----------------------------------------------------------------------
+# --- 4. a release that answers errors: its canary fails on the first host --------------------------
+start_wrk rollout-4
+if play rollout-4 rollout.yml -e baton_release_version=4 -e baton_release_src="$TMP/releases/app-4" \
+        -e baton_release_canary=true -e baton_release_canary_percent=20 -e baton_release_canary_seconds=30; then
+    die "the rollout of release 4 (20% 500s) succeeded"
+fi
+stop_wrk rollout-4; r4=$WRK_RESULT
+say "load during rollout 4: $r4"
+canary_stopped_at=$(batches rollout-4)
+grep -q 'canary rolled back: 5xx rate' "$TMP/rollout-4.log" || die "the playbook did not report the canary's rollback"
+grep -q 'upgrade failed: canary rolled back' "$TMP/h1/master.log" || die "the first host's master did not roll its canary back"
+for n in $(seq "$HOSTS"); do
+    ver=$(served_ver "$n"); st=$(status_ver "$n")
+    say "h$n after rollout 4: /hello ver=$ver, baton status: serving $st, watch.conf Ver $(conf_ver "$n")"
+    [ "$ver" = 2 ] && [ "$st" = 2 ] && [ "$(conf_ver "$n")" = 2 ] && cmp -s "$(app_dir "$n")/app" "$TMP/releases/app-2" ||
+        die "host h$n does not serve release 2 with its files after the canary failed"
+done
+for n in $(seq 2 "$HOSTS"); do
+    ! grep -q 'version 2 → 4' "$TMP/h$n/master.log" || die "host h$n was upgraded to release 4: the rollout did not stop at the first host"
+done
+[ "$(field "$r4" errors)" = 0 ] || die "socket errors through nginx during the canary: $r4"
+echo "CANARY canary_errors=$(field "$r4" non2xx) requests=$(field "$r4" requests) (500s the canary answered before Baton rolled it back)"
+
+# --- 5. rollback to release 1 -----------------------------------------------------------------------
 rolled_back=skipped
 if [ "$ROLLBACK" = 1 ]; then
     start_wrk rollback-1
@@ -425,8 +456,9 @@ upstream_errors=$(grep -c 'upstream' "$TMP/nginx/logs/error.log" || true)
 echo "NGINX retried_upstream=$retried upstream_errors=$upstream_errors (requests nginx had to send to another attempt; 0 means it hid nothing)"
 [ "$upstream_errors" = 0 ] || grep 'upstream' "$TMP/nginx/logs/error.log" | head -5 >&2
 echo "TIME seconds=$((SECONDS - STARTED_AT))"
-echo "FLEET hosts=$HOSTS upgraded=$upgraded failed=$failed broken_stopped_at_batch=$stopped_at old_kept=$old_kept requests=$requests"
+echo "FLEET hosts=$HOSTS upgraded=$upgraded failed=$failed broken_stopped_at_batch=$stopped_at canary_stopped_at_batch=$canary_stopped_at old_kept=$old_kept requests=$requests"
 [ "$failed" = 0 ] || die "$failed requests failed through nginx"
 [ "$stopped_at" = 1 ] || die "the broken release was not stopped in batch 1 (batches started: $stopped_at)"
+[ "$canary_stopped_at" = 1 ] || die "the release that failed its canary was not stopped in batch 1 (batches started: $canary_stopped_at)"
 [ "$old_kept" = "$HOSTS" ] || die "only $old_kept of $HOSTS hosts kept release 2"
 say "OK"
