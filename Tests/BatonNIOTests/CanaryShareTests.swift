@@ -89,4 +89,30 @@ final class CanaryShareTests: DrainTestCase {
         XCTAssertEqual(passed, [9, 19, 29, 39, 49, 59, 69, 79, 89, 99])
         XCTAssertEqual(handoff.counts.handedOver, 10)
     }
+
+    func testAConnectionThatCouldNotBePassedIsMadeUpForByTheNext() throws {
+        // An inbox whose queue is full: every send fails with EAGAIN until the canary reads.
+        var full: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0, &full), 0)
+        defer { close(full[1]) }
+        let handoff = ConnectionHandoff(inbox: full[0], listenerNames: ["a"], handingOver: [0], window: .seconds(60), logger: Logger(label: "test"))
+        defer { handoff.close() }
+        var filler = [UInt8](repeating: 0, count: 60_000)
+        while filler.withUnsafeBytes({ send(full[0], $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
+        filler = []
+        let share = TrafficShare(percent: 50, handoff: handoff)
+        func accept() -> Bool {  // true when passed
+            var fds: [Int32] = [-1, -1]
+            XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds), 0)
+            close(fds[1])
+            let kept = share.split([fds[0]], listener: 0)
+            kept.forEach { close($0) }
+            return kept.isEmpty
+        }
+        XCTAssertEqual((0..<4).map { _ in accept() }, [false, false, false, false], "the queue is full: all served here")
+        var drain = [UInt8](repeating: 0, count: 65_536)
+        while recv(full[1], &drain, drain.count, Int32(MSG_DONTWAIT)) > 0 {}
+        XCTAssertEqual((0..<4).map { _ in accept() }, [true, true, true, true], "the two owed go first, then one in two")
+        XCTAssertEqual(handoff.counts.handedOver, 4)
+    }
 }
