@@ -480,8 +480,9 @@ class Report:
                "in all (each connection sends at its own fixed rate, so a generation's share of the answers is its share of the "
                f"connections); 2 s in, `baton reload --canary --canary-percent {f(r0.get('percent'))} --canary-seconds "
                f"{f(r0.get('seconds'))}`. Release 2 is `hello` as it is (good), or with hello's test aids: 500 to 5% of its "
-               "requests (errors), 50 ms more on each (latency). The share is read once the keep-alive connections it gets have "
-               "moved (they go over up to 5 s, 1 ms each) until 0.5 s before the verdict.", "")
+               "requests (errors), 50 ms more on each (latency). The share is read from 1 s after the keep-alive connections it "
+               "gets have moved (they go over up to 5 s, 1 ms each; counted from the canary's first answer, which comes a while after "
+               "the reload on a busy core: staging the release yields to the requests) until 0.5 s before the verdict.", "")
         self.w("| release | mode | connections | outcome (`baton reload` exit, after) | canary's share of the answers "
                f"(asked {f(r0.get('percent'))}%) | 500s seen by clients (5% of the canary's answers) | other failures | verdict |",
                "|---|---|---|---|---|---|---|---|")

@@ -707,10 +707,10 @@ canary_run() {
         record "hello 1 canary-error case=$case mode=$mode connections=$conns"
         return
     fi
-    # the keep-alive connections move over min(5 s, 1 ms each): the share is read after that
-    local settle=$((conns < 100 ? 1600 : (conns > 5000 ? 6500 : conns + 1500)))
+    # the keep-alive connections move over min(5 s, max(100 ms, 1 ms each)): the share is read after that
+    local spread=$((conns < 100 ? 100 : (conns > 5000 ? 5000 : conns)))
     local fields
-    fields=$(python3 "$here/canary/analyze.py" "$dir" "$t_reload" "$t_verdict" "$settle") || fields=""
+    fields=$(python3 "$here/canary/analyze.py" "$dir" "$t_reload" "$t_verdict" "$spread") || fields=""
     record "hello 1 canary case=$case mode=$mode connections=$conns percent=$CANARY_PERCENT seconds=$CANARY_SECONDS rate=$CANARY_RATE reload_exit=$code verdict_ms=$((t_verdict - t_reload)) dir=$id $fields"
     say "  $id: reload exit $code after $((t_verdict - t_reload)) ms; $fields"
 }
