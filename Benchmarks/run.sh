@@ -442,6 +442,16 @@ upgrades() {
     done
 }
 
+client_ready() {   # client_ready DIR PID: until the load client has opened its connections (DIR/ready), bounded at 70 s
+    local t
+    for ((t = 0; t < 700; t++)); do
+        [[ -s $1/ready ]] && return 0
+        alive "$2" || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
 # ------------------------------------------------------------------ section: scale
 # scale_run SYSTEM MODE CONNECTIONS PINNING RUN: one server, the load client for SCALE_DURATION s
 # (after every connection is open), an upgrade every SCALE_INTERVAL s from 2 s on; `ss` snapshots
@@ -461,12 +471,7 @@ scale_run() {
         "${close_flag[@]}" -timeline "$dir/timeline.txt" -slow-log "$dir/slow.txt" -ready-file "$dir/ready" -summary >"$dir/summary.json" 2>"$dir/client.log" &
     local client=$!
     track_helper "$client"
-    for ((t = 0; t < 700; t++)); do
-        [[ -s $dir/ready ]] && break
-        alive "$client" || break
-        sleep 0.1
-    done
-    if [[ ! -s $dir/ready ]]; then
+    if ! client_ready "$dir" "$client"; then
         say "  $id: the load client did not open its connections (see $dir/client.log)"
         stop_pid "$client"
         stop_system "$s"
@@ -675,12 +680,7 @@ canary_run() {
         "${close_flag[@]}" -timeline "$dir/timeline.txt" -ready-file "$dir/ready" -summary >"$dir/summary.json" 2>"$dir/client.log" &
     local client=$!
     track_helper "$client"
-    for ((t = 0; t < 700; t++)); do
-        [[ -s $dir/ready ]] && break
-        alive "$client" || break
-        sleep 0.1
-    done
-    if [[ ! -s $dir/ready ]]; then
+    if ! client_ready "$dir" "$client"; then
         say "  $id: the load client did not open its connections (see $dir/client.log)"
         stop_pid "$client"
         kill_group "$master" 5
