@@ -444,7 +444,7 @@ fi
 # (`baton help metrics` exits 0 even without the subcommand: look for it in the SUBCOMMANDS list.)
 if "$BATON" --help 2>/dev/null | grep -qE '^[[:space:]]+metrics([[:space:]]|$)'; then
     for n in $(seq "$HOSTS"); do
-        "$BATON" metrics --config "$(app_dir "$n")/watch.conf" 2>/dev/null | grep '^baton_upgrades_total' | sed "s/^/METRICS h$n /" || true
+        "$BATON" metrics --config "$(app_dir "$n")/watch.conf" 2>/dev/null | grep -E '^baton_(upgrades|canaries)_total' | sed "s/^/METRICS h$n /" || true
     done
 else
     say "baton metrics is not in this build: no per-host upgrade counters"
