@@ -156,6 +156,25 @@ final class CanaryStateMachineTests: XCTestCase {
         XCTAssertTrue(h.send(.notified(pid: 102, ready)).contains(.sendShare(generation: 1, percent: 5, to: 2)))
     }
 
+    func testAChangeOfAddressIsNoCanary() {
+        var h = Harness()
+        var first = v1
+        first.listen = [.tcp(host: "0.0.0.0", port: 8080)]
+        h.send(.start)
+        h.send(.launched(first))
+        h.send(.spawned(generation: 1, pid: 101, listeners: [http], hasInbox: true))
+        h.send(.notified(pid: 101, ready))
+        var moved = v2
+        moved.listen = [.tcp(host: "0.0.0.0", port: 9090)]
+        h.send(.canaryTrigger(reason: "r", request: CanaryRequest(), reply: .init(id: 1), masterBinaryChanged: false))
+        guard case .upgrade(.failed(let reason))? = h.send(.launched(moved)).replies.first?.1 else { return XCTFail() }
+        XCTAssertTrue(reason.contains("the release listens elsewhere (0.0.0.0:9090, now 0.0.0.0:8080)"), reason)
+        var same = v2
+        same.listen = first.listen
+        h.send(.canaryTrigger(reason: "r", request: CanaryRequest(), reply: nil, masterBinaryChanged: false))
+        XCTAssertEqual(h.send(.launched(same)).last, .spawnCanary(generation: 2, plan: same), "the same address: a canary")
+    }
+
     func testAWorkerThatDidNotStartAsACanaryIsDrained() {
         var h = serving()
         h.send(.canaryTrigger(reason: "r", request: CanaryRequest(), reply: .init(id: 1), masterBinaryChanged: false))
@@ -198,7 +217,7 @@ final class CanaryStateMachineTests: XCTestCase {
         let aborted = h.send(.endCanary(promote: false, reply: .init(id: 2)))
         XCTAssertEqual(aborted.replies.map(\.0), [.init(id: 1), .init(id: 2)], "the reload and the abort both hear the outcome")
         guard case .canary(let verdict, .failed)? = aborted.replies.first?.1 else { return XCTFail() }
-        XCTAssertTrue(verdict.hasPrefix("rolled back: aborted by hand (baton abort) after 3 s"), verdict)
+        XCTAssertTrue(verdict.hasPrefix("rolled back: by hand (baton abort) after 3 s"), verdict)
 
         h.send(.exited(pid: 102, .exited(0)))
         _ = startCanary(&h, number: 3, reply: nil)
@@ -206,7 +225,7 @@ final class CanaryStateMachineTests: XCTestCase {
         XCTAssertTrue(promoted.contains(.sendAccept(generation: 3)))
         XCTAssertEqual(promoted.replies.map(\.0), [.init(id: 3)])
         guard case .canary(let verdict, .succeeded)? = promoted.replies.last?.1 else { return XCTFail() }
-        XCTAssertTrue(verdict.hasPrefix("promoted: promoted by hand (baton promote)"), verdict)
+        XCTAssertTrue(verdict.hasPrefix("promoted: by hand (baton promote)"), verdict)
     }
 
     func testTriggersDuringTheWindowFollowTheVerdictAndReexecIsRefused() {

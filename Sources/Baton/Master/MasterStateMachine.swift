@@ -423,18 +423,23 @@ struct MasterStateMachine {
         }
         phase = .upgrading(attempt)
         if let canary = attempt.canary {
-            if let refusal = canaryRefusal(canary) { return finishAttempt(.failed(reason: "canary refused: \(refusal)")) }
+            if let refusal = canaryRefusal(canary, plan: plan) { return finishAttempt(.failed(reason: "canary refused: \(refusal)")) }
             actions.append(.spawnCanary(generation: nextNumber, plan: plan))
         } else {
             actions.append(.spawn(generation: nextNumber, plan: plan))
         }
     }
 
-    /// Why a canary cannot run now; nil when it can.
-    private func canaryRefusal(_ canary: CanarySettings) -> String? {
+    /// Why a canary of `plan` cannot run now; nil when it can.
+    private func canaryRefusal(_ canary: CanarySettings, plan: LaunchPlan) -> String? {
         if let problem = canary.problem { return problem }
         let serving = generations.filter { $0.state == .serving }
         guard let baseline = serving.last else { return "no generation serves: there is nothing to compare a canary with" }
+        // The canary only gets what the serving generation accepts: a listener it alone would
+        // have would not be served until it is promoted.
+        if let listen = plan.listen, listen != currentPlan?.listen {
+            return "the release listens elsewhere (\(listen.map(\.description).joined(separator: ", ")), now \((currentPlan?.listen ?? []).map(\.description).joined(separator: ", "))): a canary shares the serving generation's listeners; deploy the change of address without a canary"
+        }
         guard baseline.followsCanaryOrders, baseline.takesConnections else {
             return "\(baseline.label) cannot pass a share of its traffic to a canary (it did not say BATON_CANARY=1 when ready: a worker in another language or an older release); upgrade without a canary"
         }
@@ -625,16 +630,11 @@ struct MasterStateMachine {
             if let reply { actions.append(.reply(reply, .upgrade(.failed(reason: "no canary is running")))) }
             return
         }
-        let command = byHand ? "baton promote" : "baton abort"
-        let after = trial.startedAt.duration(to: now).shortDescription
-        let figures = trialCounts(trial).map { " (\(Self.figures($0)))" } ?? ""
+        let verdict = "by hand (\(byHand ? "baton promote" : "baton abort")) after \(trial.startedAt.duration(to: now).shortDescription)"
+            + (trialCounts(trial).map { " (\(Self.figures($0)))" } ?? "")
         var ended = trial
         if let reply { ended.attempt.replies.append(reply) }
-        if byHand {
-            promote(ended, verdict: "promoted by hand (\(command)) after \(after)\(figures)", now: now)
-        } else {
-            rollBack(ended, verdict: "aborted by hand (\(command)) after \(after)\(figures)", now: now)
-        }
+        if byHand { promote(ended, verdict: verdict, now: now) } else { rollBack(ended, verdict: verdict, now: now) }
     }
 
     /// The canary takes all the traffic: it accepts, and the baseline drains into it.
