@@ -492,13 +492,21 @@ func (cl *client) worker(slot int, wg *sync.WaitGroup, sem chan struct{}, rampDo
 	defer wg.Done()
 	var cn *conn
 	sem <- struct{}{}
-	for cn == nil {
+	for opened := false; !opened; {
 		c, err := cl.dial()
 		if err == nil {
-			_, _, _, err = cl.roundTrip(c, time.Now())
+			var res result
+			res, _, _, err = cl.roundTrip(c, time.Now())
 			if err == nil {
-				c.reused = true
-				cn = c
+				opened = true
+				if res.closeAfter {
+					// The server said it closes this one (-close): the first measured request
+					// opens a new connection. Kept, it would race the server's FIN.
+					c.c.Close()
+				} else {
+					c.reused = true
+					cn = c
+				}
 				break
 			}
 			c.c.Close()
