@@ -60,6 +60,12 @@ final class CanaryJudgeTests: XCTestCase {
         let slow = CanaryJudge.judge(canary: stats(1_000, microseconds: 51_000), baseline: baseline, settings: settings)
         XCTAssertFalse(slow.passed)
         XCTAssertTrue(slow.description.contains("p99 latency"), slow.description)
+        // A serving release whose p99 is its own queueing: the canary's median still shows it.
+        var queued = stats(9_000, microseconds: 1_000)
+        for _ in 0..<1_000 { queued.record(status: 200, microseconds: 73_000) }
+        let hidden = CanaryJudge.judge(canary: stats(1_000, microseconds: 51_000), baseline: queued, settings: settings)
+        XCTAssertFalse(hidden.passed)
+        XCTAssertTrue(hidden.description.hasPrefix("median latency"), hidden.description)
         // Three times slower but within the margin: a sub-millisecond p99 is not judged on its ratio.
         XCTAssertTrue(CanaryJudge.judge(canary: stats(1_000, microseconds: 3_000), baseline: baseline, settings: settings).passed)
         XCTAssertFalse(CanaryJudge.judge(canary: stats(99), baseline: baseline, settings: settings).passed)

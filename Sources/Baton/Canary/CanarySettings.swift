@@ -4,9 +4,9 @@
 ///
 /// It fails its trial when, over the window, it answered fewer than `minRequests` requests (no
 /// evidence either way), when its share of 5xx answers exceeds the serving release's by more than
-/// `maxErrorRateIncrease`, or when its p99 latency exceeds the serving release's by more than
-/// `maxP99Ratio` times *and* by more than `p99Margin` (so that a sub-millisecond p99 that doubles
-/// does not fail a release).
+/// `maxErrorRateIncrease`, or when its p99 or median latency exceeds the serving release's by
+/// more than `maxP99Ratio` times *and* by more than `p99Margin` (so that a sub-millisecond p99
+/// that doubles does not fail a release).
 ///
 /// Set it in watch.conf (`"Canary": {"Percent": 10, "Seconds": 60}`), or with
 /// `baton reload --canary --canary-percent 10 --canary-seconds 60`.
@@ -21,9 +21,9 @@ public struct CanarySettings: Sendable, Equatable, Codable {
     /// How much higher the canary's 5xx rate may be than the serving release's (0.01: one
     /// percentage point).
     public var maxErrorRateIncrease: Double
-    /// How many times the serving release's p99 the canary's may be (with ``p99Margin``).
+    /// How many times the serving release's p99 (and median) the canary's may be (with ``p99Margin``).
     public var maxP99Ratio: Double
-    /// A p99 within this of the serving release's passes whatever the ratio.
+    /// A p99 (or median) within this of the serving release's passes whatever the ratio.
     public var p99Margin: Duration
 
     /// The defaults: 10% for 60 s, at least 100 requests, one percentage point more 5xx, p99
