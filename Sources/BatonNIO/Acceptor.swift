@@ -98,7 +98,8 @@ final class Acceptor: @unchecked Sendable {
     }
 
     /// Stops accepting and returns once no accept can happen any more. Closes this process's copy
-    /// of the listener (never `shutdown(2)`: the socket lives on in the other generation).
+    /// of the listener (never `shutdown(2)`: the socket lives on in the other generation) unless
+    /// it is to be `kept` for a drain that may be called off (then accepting starts again on it).
     ///
     /// With `takeQueued`, what is already in the kernel's queue is accepted first, to be served
     /// (with `Connection: close`) rather than reset: when no other generation listens there (an
@@ -107,7 +108,7 @@ final class Acceptor: @unchecked Sendable {
     /// socket, leave the queue to it (`takeQueued: false`): connections taken now would only be
     /// served once and closed, and a client that has not sent its request yet could not be told
     /// apart from an idle one.
-    func stop(takeQueued: Bool) async {
+    func stop(takeQueued: Bool, keepListener kept: Bool = false) async {
         var one: UInt64 = 1
         _ = withUnsafeBytes(of: &one) { write(wake, $0.baseAddress, $0.count) }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -118,7 +119,7 @@ final class Acceptor: @unchecked Sendable {
             if ended { continuation.resume() }
         }
         if takeQueued { accept() }
-        listener.close()
+        if !kept { listener.close() }
         close(wake)
     }
 

@@ -25,6 +25,12 @@ public struct ShareConnectionEvent: Sendable {
     }
 }
 
+/// Calls a drain off for one connection: the worker's successor died, and this generation
+/// serves again (see `Baton.WorkerOrder.resume`).
+public struct ResumeConnectionEvent: Sendable {
+    public init() {}
+}
+
 /// Ends a keep-alive connection without a client ever seeing an error, and keeps HTTP/1.1's
 /// connection semantics that Hummingbird leaves out.
 ///
@@ -53,6 +59,9 @@ public struct ShareConnectionEvent: Sendable {
 ///
 /// On ``ShareConnectionEvent`` (a canary upgrade): the connection goes to the canary as it would
 /// in a hand-over, and stays here when it cannot.
+///
+/// On ``ResumeConnectionEvent`` (the drain is called off) the connection serves on as before the
+/// drain, unless it is closing already.
 ///
 /// Every answer is counted in ``RequestRecorder/shared`` (status, and the time from the request's
 /// head to the response's end), which judges a canary.
@@ -181,6 +190,17 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
             guard !draining, handoff == nil, activity.fd != nil, share.handoff.takes(listener: activity.listener) else { return }
             handoff = share.handoff
             handOverIfIdle(context: context)
+            return
+        }
+        if event is ResumeConnectionEvent {
+            guard draining else { return }
+            draining = false
+            handoff = nil
+            handOverRetry?.cancel()
+            handOverRetry = nil
+            idleCheck?.cancel()
+            idleCheck = nil
+            fullInboxBackoff = .milliseconds(1)
             return
         }
         guard let drain = event as? DrainConnectionEvent else {

@@ -13,6 +13,9 @@ public final class ConnectionRegistry: Sendable {
         /// Accepted, not yet a channel.
         var settingUp = 0
         var draining = false
+        /// One more at each start or end of a drain: a pacer still telling the connections of
+        /// a drain that was called off stops.
+        var drainEpoch = 0
         var handoff: ConnectionHandoff?
         var waiters: [CheckedContinuation<Void, Never>] = []
         /// Nothing open, nothing being set up.
@@ -77,26 +80,44 @@ public final class ConnectionRegistry: Sendable {
     /// its first request boundary after it. The rest (a listener the next generation does not
     /// serve), and any connection registered later, learn of it at once.
     public func startDraining(handoff: ConnectionHandoff? = nil) {
-        let connections = state.withLockedValue { state -> [Connection] in
+        let (connections, epoch) = state.withLockedValue { state -> ([Connection], Int) in
             state.draining = true
+            state.drainEpoch += 1
             state.handoff = handoff
-            return Array(state.open.values)
+            return (Array(state.open.values), state.drainEpoch)
         }
         guard let handoff else {
             for connection in connections { Self.sendDrain(to: connection.channel, handoff: nil) }
             return
         }
-        var paced: [ObjectIdentifier: (loop: any EventLoop, channels: [any Channel])] = [:]
+        var moving: [Connection] = []
         for connection in connections.shuffled() {
-            guard handoff.takes(listener: connection.listener) else {
+            if handoff.takes(listener: connection.listener) {
+                moving.append(connection)
+            } else {
                 Self.sendDrain(to: connection.channel, handoff: handoff)
-                continue
             }
-            let loop = connection.channel.eventLoop
-            paced[ObjectIdentifier(loop), default: (loop, [])].channels.append(connection.channel)
         }
-        for (loop, channels) in paced.values {
-            DrainPacer.start(DrainConnectionEvent(handoff: handoff), to: channels, on: loop, over: handoff.spread)
+        Self.pace(DrainConnectionEvent(handoff: handoff), to: moving, over: handoff.spread) { [state] in
+            state.withLockedValue { $0.draining && $0.drainEpoch == epoch }
+        }
+    }
+
+    /// Calls the drain off (its successor died: this generation serves again): every open
+    /// connection stops draining, and those not told yet are not told.
+    ///
+    /// A connection already closing (its last response said `Connection: close`), or already
+    /// handed over, is gone anyway; every other one stays open as if no drain had begun.
+    public func stopDraining() {
+        let connections = state.withLockedValue { state -> [Connection] in
+            state.draining = false
+            state.drainEpoch += 1
+            state.handoff = nil
+            return Array(state.open.values)
+        }
+        for connection in connections {
+            let channel = connection.channel
+            channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(ResumeConnectionEvent()) }
         }
     }
 
@@ -110,15 +131,22 @@ public final class ConnectionRegistry: Sendable {
             state.draining ? [] : state.open.values.filter { handoff.takes(listener: $0.listener) }
         }
         let count = (connections.count * percent + 50) / 100
+        Self.pace(ShareConnectionEvent(handoff: handoff), to: Array(connections.shuffled().prefix(count)), over: spread) { true }
+        return (count, connections.count)
+    }
+
+    /// Tells `connections` of `event` evenly over `spread`, in the order given, one ``DrainPacer``
+    /// per event loop, for as long as `due` says.
+    private static func pace(_ event: any Sendable, to connections: [Connection], over spread: TimeAmount,
+                             while due: @escaping @Sendable () -> Bool) {
         var paced: [ObjectIdentifier: (loop: any EventLoop, channels: [any Channel])] = [:]
-        for connection in connections.shuffled().prefix(count) {
+        for connection in connections {
             let loop = connection.channel.eventLoop
             paced[ObjectIdentifier(loop), default: (loop, [])].channels.append(connection.channel)
         }
         for (loop, channels) in paced.values {
-            DrainPacer.start(ShareConnectionEvent(handoff: handoff), to: channels, on: loop, over: spread)
+            DrainPacer.start(event, to: channels, on: loop, over: spread, while: due)
         }
-        return (count, connections.count)
     }
 
     /// Returns once no connection is open.

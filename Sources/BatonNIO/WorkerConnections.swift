@@ -1,5 +1,8 @@
 import Baton
 @preconcurrency import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -36,22 +39,45 @@ public struct DrainConfiguration: Sendable {
 /// ``ConnectionDrainHandler`` in it), reports readiness with ``ready(status:)`` once this exists,
 /// and calls ``drain(_:)`` on graceful shutdown.
 ///
-/// In a canary upgrade it follows the master's orders (see `Baton.CanaryOrder`): as the serving
+/// In a canary upgrade it follows the master's orders (see `Baton.WorkerOrder`): as the serving
 /// generation it passes the canary its share of the traffic; as the canary (started with
 /// `BATON_CANARY=1`) it accepts nothing until it is promoted, serving only what arrives in its
 /// inbox. Every second it reports its request counts to the master, which judges the canary.
 public final class WorkerConnections: Sendable {
     private struct Accepting {
-        var acceptors: [Acceptor] = []
+        /// By listener position.
+        var acceptors: [Int: Acceptor] = [:]
         var started = false
-        /// The drain began: never start accepting after it.
+        /// A drain is under way: no accepting until it is called off.
         var stopped = false
+        /// Listeners (by position) this process has closed its copy of.
+        var closed: Set<Int> = []
+    }
+
+    /// How one drain ended.
+    private enum DrainEnd: Sendable {
+        /// Every connection closed (or was handed over).
+        case drained
+        case deadline
+        /// The task running the drain was cancelled.
+        case cancelled
+        /// The master called it off (``WorkerOrder/resume``).
+        case resumed
+    }
+
+    /// What a drain called off waits for before it drains again.
+    private enum NextDrain: Sendable {
+        /// ``DrainOrders`` came.
+        case orders
+        /// The master exited: drain without orders.
+        case masterGone
+        case cancelled
     }
 
     /// Every connection accepted and not closed yet.
     public let registry = ConnectionRegistry()
     private let accepting = NIOLockedValueBox(Accepting())
-    private let makeAcceptors: @Sendable () throws -> [Acceptor]
+    private let makeAcceptor: @Sendable (Int) throws -> Acceptor
     private let inbox: ConnectionInboxReader?
     private let worker: BatonWorker
     private let logger: Logger
@@ -59,6 +85,10 @@ public final class WorkerConnections: Sendable {
     private let share = NIOLockedValueBox<TrafficShare?>(nil)
     private let follower = NIOLockedValueBox<ControlFollower?>(nil)
     private let reporter = NIOLockedValueBox<(any DispatchSourceTimer)?>(nil)
+    /// The drain under way, which a `resume` order ends.
+    private let currentDrain = NIOLockedValueBox<OneShot<DrainEnd>?>(nil)
+    /// While a drain is called off: what ends the wait for the next one.
+    private let nextDrain = NIOLockedValueBox<OneShot<NextDrain>?>(nil)
 
     /// Starts accepting on every listener of `worker`; each connection becomes a channel on
     /// `eventLoopGroup` (remote half-closure allowed) set up by `initializer`.
@@ -71,8 +101,8 @@ public final class WorkerConnections: Sendable {
         @Sendable func adopter() -> ConnectionAdopter {
             ConnectionAdopter(group: eventLoopGroup, registry: registry, logger: logger, share: share, initializer: initializer)
         }
-        self.makeAcceptors = {
-            try worker.listeners.enumerated().map { try Acceptor(listener: $0.element, index: $0.offset, adopter: adopter(), logger: logger) }
+        self.makeAcceptor = { index in
+            try Acceptor(listener: worker.listeners[index], index: index, adopter: adopter(), logger: logger)
         }
         let names = worker.listeners.map(\.name)
         self.inbox = worker.connectionInboxFD.map { ConnectionInboxReader(fd: $0, listenerNames: names, adopter: adopter(), logger: logger) }
@@ -87,7 +117,7 @@ public final class WorkerConnections: Sendable {
     private func startAccepting() throws {
         try accepting.withLockedValue { state in
             guard !state.started, !state.stopped else { return }
-            state.acceptors = try makeAcceptors()
+            for index in worker.listeners.indices { state.acceptors[index] = try makeAcceptor(index) }
             state.started = true
         }
     }
@@ -98,16 +128,25 @@ public final class WorkerConnections: Sendable {
     /// counts every second.
     public func ready(status: String? = nil) throws {
         let follows = inbox != nil && worker.control != nil
-        try worker.ready(status: status, takesConnections: inbox != nil, followsCanaryOrders: follows)
+        try worker.ready(status: status, takesConnections: inbox != nil, followsCanaryOrders: follows, resumes: follows)
         guard follows else { return }
         follower.withLockedValue { follower in
-            follower = ControlFollower(worker: worker, logger: logger) { [self] order in self.follow(order) }
+            follower = ControlFollower(worker: worker, logger: logger,
+                                       onOrder: { [self] order in self.follow(order) },
+                                       onDrainOrders: { [self] in self.nextDrain.withLockedValue { $0 }?.settle(.orders) })
         }
         startReporting()
     }
 
-    private func follow(_ order: CanaryOrder) {
+    private func follow(_ order: WorkerOrder) {
         switch order {
+        case .resume:
+            // The order may come before the drain has begun (SIGTERM and orders travel apart):
+            // it then ends that drain as soon as it begins.
+            currentDrain.withLockedValue { current in
+                if current == nil { current = OneShot() }
+                return current!
+            }.settle(.resumed)
         case .accept:
             do {
                 try startAccepting()
@@ -116,10 +155,7 @@ public final class WorkerConnections: Sendable {
                 logger.error("worker generation \(worker.generation): promoted from canary, but cannot accept: \(error)")
             }
         case .share(let percent, let inboxFD):
-            share.withLockedValue { current in
-                current?.handoff.close()
-                current = nil
-            }
+            endShare()
             guard percent > 0, let inboxFD else {
                 return logger.notice("worker generation \(worker.generation): the canary's share ended; serving all the traffic")
             }
@@ -132,6 +168,14 @@ public final class WorkerConnections: Sendable {
             let spread = TimeAmount.milliseconds(Int64(min(5_000, max(100, registry.openCount))))  // 1 ms per connection, as a drain spreads them
             let (moving, open) = registry.share(percent: percent, handoff: handoff, spread: spread)
             logger.notice("worker generation \(worker.generation): canary upgrade: passing \(percent)% of new connections to the canary, and \(moving) of \(open) open connection(s)")
+        }
+    }
+
+    /// Ends the canary's share: connections on their way to it stay (or go where a drain says).
+    private func endShare() {
+        share.withLockedValue { current in
+            current?.handoff.close()
+            current = nil
         }
     }
 
@@ -158,11 +202,44 @@ public final class WorkerConnections: Sendable {
     /// When the master's orders carry the next generation's connection inbox, keep-alive
     /// connections are handed over there at a request boundary, spread over a time, for up to
     /// the configuration's `handoffWindow`, instead of being closed; see ``ConnectionDrainHandler``.
+    ///
+    /// The master may call the drain off (`resume`: the generation it drained for died): then
+    /// every connection still here stays, accepting starts again on the listeners still open,
+    /// and this waits, serving, for the master's next ``DrainOrders`` (or its exit) to drain again.
     public func drain(_ configuration: DrainConfiguration) async {
         let started = ContinuousClock.now
         // Without orders (an older master) every queue is taken: the safe choice when this may be
         // the last generation on a socket.
-        let orders = worker.drainOrders()
+        var orders = worker.drainOrders()
+        while await drainOnce(configuration, orders: orders, started: started) == .resumed {
+            let next = OneShot<NextDrain>()
+            nextDrain.withLockedValue { $0 = next }
+            MasterWatch.onExit { next.settle(.masterGone) }
+            // Orders that came with the `resume` already (or since) count.
+            if worker.control?.hasDrainOrders == true { next.settle(.orders) }
+            let why = await withTaskCancellationHandler { await next.value } onCancel: { next.settle(.cancelled) }
+            nextDrain.withLockedValue { $0 = nil }
+            orders = worker.drainOrders()
+            switch why {
+            case .orders: logger.info("worker generation \(worker.generation): drain orders came: draining again")
+            case .masterGone: logger.warning("worker generation \(worker.generation): the master exited: draining")
+            case .cancelled: break
+            }
+        }
+    }
+
+    /// One drain, until it ends or is called off.
+    private func drainOnce(_ configuration: DrainConfiguration, orders: DrainOrders?, started: ContinuousClock.Instant) async -> DrainEnd {
+        let ending = currentDrain.withLockedValue { current in
+            if current == nil { current = OneShot() }
+            return current!
+        }
+        if ending.settled == .resumed {
+            currentDrain.withLockedValue { $0 = nil }
+            if let inbox = orders?.connectionInbox { close(inbox) }
+            logger.notice("worker generation \(worker.generation): drain called off before it began; serving on")
+            return .resumed
+        }
         let deadline = [configuration.drainDeadline, orders?.deadline].compactMap { $0 }.min() ?? .seconds(25)
         let shared = orders?.sharedListeners ?? []
         let spread = max(100_000_000, configuration.handoffSpreadPerConnection.nanoseconds * Int64(registry.openCount))
@@ -173,20 +250,25 @@ public final class WorkerConnections: Sendable {
                               window: .milliseconds(configuration.handoffWindow.milliseconds), spread: .nanoseconds(spread), logger: self.logger)
         }
         // A canary's share ends here: the connections on their way to it go where the drain says.
-        share.withLockedValue { current in
-            current?.handoff.close()
-            current = nil
-        }
+        endShare()
         // While this drain lasts, newer orders may name a newer generation's inbox.
         let follower = self.follower.withLockedValue { $0 }
         if let handoff { follower?.retargeting(handoff) }
+        // A worker that follows the master's orders may be told to resume: it keeps its copy of
+        // a shared listener until the drain ends, to accept there again.
+        let resumable = follower != nil
         let (acceptors, accepted) = accepting.withLockedValue { state in
             state.stopped = true
+            defer { state.acceptors = [:] }
             return (state.acceptors, state.started)
         }
-        for (index, acceptor) in acceptors.enumerated() { await acceptor.stop(takeQueued: !shared.contains(index)) }
+        for (index, acceptor) in acceptors.sorted(by: { $0.key < $1.key }) {
+            let keep = resumable && shared.contains(index)
+            await acceptor.stop(takeQueued: !shared.contains(index), keepListener: keep)
+            if !keep { accepting.withLockedValue { _ = $0.closed.insert(index) } }
+        }
         // A canary rolled back never accepted: its queues are the serving generation's.
-        if !accepted { for listener in worker.listeners { listener.close() } }
+        if !accepted { closeListeners() }
         try? worker.stopping()
         let listeners = worker.listeners
         let sharedNames = listeners.indices.filter { shared.contains($0) }.map { listeners[$0].name }
@@ -197,36 +279,119 @@ public final class WorkerConnections: Sendable {
         logger.info("worker generation \(worker.generation) draining \(registry.openCount) connection(s)\(left)\(taken)\(handing)")
         let registry = self.registry
         registry.startDraining(handoff: handoff)
-        let logger = self.logger
         let inbox = self.inbox
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                // The generation before may still be handing connections over to this one: the
-                // ones it sends go on to the next generation (or close gracefully) like the rest,
-                // instead of dying unread in the inbox when this process exits.
-                await inbox?.waitUntilSendersAreGone()
-                await registry.waitUntilAllClosed()
-                return true
-            }
-            group.addTask { (try? await Task.sleep(for: deadline)) != nil }
-            if await group.next() != true {
-                if !Task.isCancelled {
-                    logger.warning("drain deadline (\(deadline)) passed with \(registry.openCount) connection(s) open: closing them")
-                }
-                registry.closeAll()
-            }
-            group.cancelAll()
+        // The generation before may still be handing connections over to this one: the ones it
+        // sends go on to the next generation (or close gracefully) like the rest, instead of
+        // dying unread in the inbox when this process exits. (Unstructured: neither wait can be
+        // cancelled, and a drain called off leaves them waiting.)
+        Task {
+            await inbox?.waitUntilSendersAreGone()
+            await registry.waitUntilAllClosed()
+            ending.settle(.drained)
+        }
+        let timer = Task {
+            guard (try? await Task.sleep(for: deadline)) != nil else { return }
+            ending.settle(.deadline)
+        }
+        let end = await withTaskCancellationHandler { await ending.value } onCancel: { ending.settle(.cancelled) }
+        timer.cancel()
+        currentDrain.withLockedValue { $0 = nil }
+        switch end {
+        case .resumed:
+            resume(handoff: handoff, follower: follower)
+            return .resumed
+        case .deadline:
+            logger.warning("drain deadline (\(deadline)) passed with \(registry.openCount) connection(s) open: closing them")
+            registry.closeAll()
+        case .cancelled:
+            registry.closeAll()
+        case .drained:
+            break
         }
         follower?.stop()
         reporter.withLockedValue { $0?.cancel() }
         inbox?.stop()
         handoff?.close()
+        closeListeners()
         let took = (ContinuousClock.now - started).milliseconds
         let received = inbox.map { $0.count > 0 ? "; had taken over \($0.count) connection(s) from the generation before" : "" } ?? ""
         if let (handedOver, closed) = handoff?.counts {
             logger.info("worker generation \(worker.generation) drained in \(took) ms: \(handedOver) connection(s) handed over, \(closed) closed\(received)")
         } else {
             logger.info("worker generation \(worker.generation) drained in \(took) ms\(received)")
+        }
+        return end
+    }
+
+    /// The drain is called off: every connection still here stays, and accepting starts again
+    /// on the listeners this process still holds.
+    private func resume(handoff: ConnectionHandoff?, follower: ControlFollower?) {
+        registry.stopDraining()
+        follower?.stopRetargeting()
+        handoff?.close()
+        let generation = worker.generation
+        do {
+            let (open, closed) = try accepting.withLockedValue { state -> ([Int], [Int]) in
+                let open = worker.listeners.indices.filter { !state.closed.contains($0) }
+                for index in open { state.acceptors[index] = try makeAcceptor(index) }
+                state.started = true
+                state.stopped = false
+                return (open, state.closed.sorted())
+            }
+            let names = { (indices: [Int]) in indices.map { self.worker.listeners[$0].name }.joined(separator: ", ") }
+            let gone = closed.isEmpty ? "" : "; not on \(names(closed)), closed when the drain began (no other generation served it)"
+            logger.notice("worker generation \(generation): drain called off (the generation it drained for is gone): serving again with \(registry.openCount) connection(s) kept, accepting on \(names(open))\(gone)")
+        } catch {
+            logger.error("worker generation \(generation): drain called off, but cannot accept again: \(error)")
+        }
+        try? worker.status("generation \(generation) serving again (drain called off)")
+    }
+
+    /// Closes this process's copy of every listener it still holds.
+    private func closeListeners() {
+        let listeners = worker.listeners
+        accepting.withLockedValue { state in
+            for index in listeners.indices where !state.closed.contains(index) {
+                listeners[index].close()
+                state.closed.insert(index)
+            }
+        }
+    }
+}
+
+/// A value the first of several racers settles, awaited by one task.
+private final class OneShot<Value: Sendable>: Sendable {
+    private struct State: Sendable {
+        var value: Value?
+        var waiter: CheckedContinuation<Value, Never>?
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    /// Settles the value unless it is settled already.
+    func settle(_ value: Value) {
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Value, Never>? in
+            guard state.value == nil else { return nil }
+            state.value = value
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: value)
+    }
+
+    /// The value if it is settled already.
+    var settled: Value? { state.withLockedValue { $0.value } }
+
+    /// The value, once settled.
+    var value: Value {
+        get async {
+            await withCheckedContinuation { (waiter: CheckedContinuation<Value, Never>) in
+                let settled = state.withLockedValue { state -> Value? in
+                    if state.value == nil { state.waiter = waiter }
+                    return state.value
+                }
+                if let settled { waiter.resume(returning: settled) }
+            }
         }
     }
 }

@@ -234,6 +234,56 @@ final class FaultTests: IntegrationTestCase {
         XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
     }
 
+    /// The successor dies after taking over, while the old generation still drains (a long
+    /// request holds it): the old generation is told to serve again. It keeps the connection of
+    /// that request (answered without `Connection: close`, and reused after), accepts again, and
+    /// nothing new is started; the next upgrade drains it on the master's orders alone (no second
+    /// SIGTERM), and it exits.
+    func testSuccessorDyingAfterTakingOverGivesTheTrafficBack() throws {
+        let hello = try startHello()
+        let (load, old) = try startLoadOnOneWorker(hello, keepAlive: 4, perRequest: 1, "before the upgrade")
+        let held = try HTTPConnection(port: hello.port, timeout: 20)
+        try held.send(raw: "GET /sleep?ms=3000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        Thread.sleep(forTimeInterval: 0.3)  // in flight on the old generation by now
+
+        hello.signal(SIGHUP)
+        guard let new = load.waitForPid(notIn: [old], timeout: 10) else {
+            return XCTFail("no new pid within 10 s: \(load.stats.snapshot)")
+        }
+        hello.track(new)
+        let startsBefore = hello.logCount("starting (")
+        XCTAssertEqual(kill(new, SIGKILL), 0)
+        XCTAssertTrue(hello.waitForLog("still draining, serves again", timeout: 10), "the master did not resume the old generation")
+        XCTAssertTrue(hello.waitForLog("drain called off", timeout: 10), "the old generation did not say it serves again")
+        waitForChildren(hello, toBe: [old], timeout: 10, "after the successor died")
+
+        let long = try held.readResponse()
+        XCTAssertEqual(long.status, 200)
+        XCTAssertEqual(long.pid, old)
+        XCTAssertFalse(long.connectionClose, "the connection the old generation held is kept")
+        let again = try held.get("/hello")
+        XCTAssertEqual(again.pid, old)
+        XCTAssertFalse(again.connectionClose)
+        XCTAssertEqual(hello.servingPid(), old, "fresh connections go to the old generation")
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertEqual(hello.logCount("starting ("), startsBefore, "nothing is started while the old generation serves")
+        let during = load.stats.snapshot
+        // What the dead generation held is lost: at most one request per connection it had.
+        XCTAssertLessThanOrEqual(during.failures, 5, "\(during)")
+
+        hello.signal(SIGHUP)
+        guard let next = load.waitForPid(notIn: [old, new], timeout: 10) else {
+            return XCTFail("the next upgrade did not happen: \(load.stats.snapshot)")
+        }
+        hello.track(next)
+        XCTAssertTrue(hello.waitForLog("draining (drain orders)", timeout: 10))
+        waitForChildren(hello, toBe: [next], timeout: 20, "the resumed generation drains on orders alone")
+        let report = load.stop()
+        XCTAssertEqual(report.failures, during.failures, "failures after the successor died: \(report)")
+        held.close()
+        XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
+    }
+
     // MARK: A long request across an upgrade
 
     /// `GET /sleep?ms=3000` in flight during an upgrade completes with 200 from the old pid, while

@@ -95,6 +95,22 @@ final class ConnectionDrainHandlerTests: DrainTestCase {
         XCTAssertFalse(channel.isActive)
     }
 
+    func testADrainCalledOffKeepsTheConnection() throws {
+        try request()
+        _ = try respond()
+        drain()
+        loop.advanceTime(by: .milliseconds(200))
+        channel.pipeline.fireUserInboundEventTriggered(ResumeConnectionEvent())
+        loop.advanceTime(by: .seconds(5))
+        XCTAssertTrue(channel.isActive, "the idle check of the drain is cancelled")
+        try request()
+        XCTAssertFalse(try respond().headers.contains(name: "connection"), "served as before the drain")
+        XCTAssertTrue(channel.isActive)
+        drain()
+        try request()
+        XCTAssertEqual(try respond().headers["connection"], ["close"], "a later drain applies again")
+    }
+
     func testRequestArrivingInTheGraceIsServedWithConnectionClose() throws {
         drain()
         loop.advanceTime(by: .milliseconds(100))

@@ -13,10 +13,12 @@ private final class DrainRecorder: ChannelInboundHandler {
     let loop: EmbeddedEventLoop
     private(set) var toldAt: NIODeadline?
     private(set) var handoff: ConnectionHandoff?
+    private(set) var resumed = false
 
     init(loop: EmbeddedEventLoop) { self.loop = loop }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ResumeConnectionEvent { resumed = true }
         guard let drain = event as? DrainConnectionEvent, toldAt == nil else { return }
         toldAt = loop.now
         handoff = drain.handoff
@@ -99,5 +101,35 @@ final class DrainPacerTests: XCTestCase {
         registry.accepted(channels.last!, listener: 0)
         loop.run()
         XCTAssertNotNil(recorders.last!.toldAt)
+    }
+
+    func testADrainCalledOffStopsThePacerAndResumesEveryConnection() throws {
+        try makeConnections(20)
+        let registry = ConnectionRegistry()
+        for channel in channels {
+            registry.willAccept()
+            registry.accepted(channel, listener: 0)
+        }
+        var inbox: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &inbox), 0)
+        defer { close(inbox[1]) }
+        let handoff = ConnectionHandoff(inbox: inbox[0], listenerNames: ["a"], handingOver: [0], window: .seconds(10),
+                                        spread: .milliseconds(200), logger: Logger(label: "test"))
+        defer { handoff.close() }
+        registry.startDraining(handoff: handoff)
+        loop.advanceTime(by: .milliseconds(100))
+        let toldBefore = told()
+        XCTAssertEqual(Double(toldBefore), 11, accuracy: 2)
+        registry.stopDraining()
+        loop.run()
+        XCTAssertEqual(recorders.map(\.resumed).filter { $0 }.count, 20, "every open connection hears that the drain is off")
+        loop.advanceTime(by: .milliseconds(200))
+        XCTAssertEqual(told(), toldBefore, "the rest are not told of a drain that was called off")
+        // A connection registered now is not draining.
+        try makeConnections(1)
+        registry.willAccept()
+        registry.accepted(channels.last!, listener: 0)
+        loop.run()
+        XCTAssertNil(recorders.last!.toldAt)
     }
 }

@@ -38,6 +38,24 @@ final class MasterRecordTests: XCTestCase {
         XCTAssertEqual(read.lastUpgrade?.outcome, .succeeded(generation: 5, pid: 101, version: "7", readyAfter: .milliseconds(80), draining: [4]))
     }
 
+    func testCapabilitiesAndACalledOffDrainCarryOverToTheNextImage() throws {
+        var record = sample()
+        record.generations[0].followsCanaryOrders = true
+        record.generations[0].resumes = true
+        record.generations[0].resumed = true
+        record.generations[0].drainsFor = 5
+        let fd = try record.writeToMemfd()
+        defer { close(fd) }
+        let read = try MasterRecord.read(from: fd)
+        let (adopted, _) = try read.adopted(listeners: ListenerSet(adopting: read, backlog: 128))
+        let old = adopted.generations[0]
+        XCTAssertTrue(old.followsCanaryOrders, "else the next image refuses a canary beside it")
+        XCTAssertTrue(old.resumes)
+        XCTAssertTrue(old.resumed, "else its next drain would send a second SIGTERM")
+        XCTAssertEqual(old.drainsFor, 5)
+        XCTAssertFalse(adopted.generations[1].resumes, "absent (a record of an older release): cannot be called off")
+    }
+
     func testAgesContinueFromWhenTheRecordWasWritten() {
         var record = sample()
         record.writtenAt = MasterRecord.bootTime() - 2_000_000_000  // written 2 s ago

@@ -108,26 +108,44 @@ final class WorkerControlTests: XCTestCase {
         let drainInbox = try XCTUnwrap(drain.connectionInbox)
         defer { close(drainInbox) }
         XCTAssertTrue(Self.isSameSocket(drainInbox, as: nextInbox.receiverEnd), "the drain's descriptor is the next generation's inbox")
-        let orders = channel.takeCanaryOrders()
+        let orders = channel.takeWorkerOrders()
         XCTAssertEqual(orders.count, 3)
         guard case .share(10, let shared?) = orders.first else { return XCTFail("\(orders)") }
         defer { close(shared) }
         XCTAssertTrue(Self.isSameSocket(shared, as: canaryInbox.receiverEnd), "the share's descriptor is the canary's inbox")
         XCTAssertEqual(Array(orders.dropFirst()), [.share(percent: 0, inbox: nil), .accept])
-        XCTAssertEqual(channel.takeCanaryOrders(), [])
+        XCTAssertEqual(channel.takeWorkerOrders(), [])
         XCTAssertNil(channel.takeDrainOrders())
         XCTAssertFalse(channel.ended)
     }
 
-    func testCanaryOrderParsing() {
-        XCTAssertEqual(CanaryOrder(parsing: "accept", descriptor: nil), .accept)
-        XCTAssertEqual(CanaryOrder(parsing: "share percent=20 handoff=1", descriptor: 7), .share(percent: 20, inbox: 7))
-        XCTAssertEqual(CanaryOrder(parsing: "share percent=0", descriptor: nil), .share(percent: 0, inbox: nil))
-        XCTAssertNil(CanaryOrder(parsing: "share percent=20", descriptor: nil), "a share without the canary's inbox")
-        XCTAssertNil(CanaryOrder(parsing: "share percent=101 handoff=1", descriptor: 7))
-        XCTAssertNil(CanaryOrder(parsing: "share percent=x handoff=1", descriptor: 7))
-        XCTAssertNil(CanaryOrder(parsing: "accept now", descriptor: nil))
-        XCTAssertNil(CanaryOrder(parsing: "drain shared=0", descriptor: nil))
+    /// A drain called off: `resume` comes on the channel, and later the next drain's orders,
+    /// which the follower sees waiting without taking them (the drain takes them).
+    func testResumeThenTheNextDrainOrdersWaitForTheDrain() throws {
+        let control = try WorkerControl.make()
+        defer { close(control.masterEnd); close(control.workerEnd) }
+        let channel = ControlChannel(fd: control.workerEnd)
+        XCTAssertTrue(WorkerControl.send(.resume, on: control.masterEnd))
+        XCTAssertFalse(channel.hasDrainOrders)
+        XCTAssertEqual(channel.takeWorkerOrders(), [.resume])
+        XCTAssertTrue(WorkerControl.send(DrainOrders(sharedListeners: [0], deadline: .seconds(20)), on: control.masterEnd))
+        XCTAssertTrue(channel.hasDrainOrders)
+        XCTAssertTrue(channel.hasDrainOrders, "looking does not take them")
+        XCTAssertEqual(channel.takeDrainOrders()?.deadline, .seconds(20))
+        XCTAssertFalse(channel.hasDrainOrders)
+    }
+
+    func testWorkerOrderParsing() {
+        XCTAssertEqual(WorkerOrder(parsing: "resume", descriptor: nil), .resume)
+        XCTAssertNil(WorkerOrder(parsing: "resume now", descriptor: nil))
+        XCTAssertEqual(WorkerOrder(parsing: "accept", descriptor: nil), .accept)
+        XCTAssertEqual(WorkerOrder(parsing: "share percent=20 handoff=1", descriptor: 7), .share(percent: 20, inbox: 7))
+        XCTAssertEqual(WorkerOrder(parsing: "share percent=0", descriptor: nil), .share(percent: 0, inbox: nil))
+        XCTAssertNil(WorkerOrder(parsing: "share percent=20", descriptor: nil), "a share without the canary's inbox")
+        XCTAssertNil(WorkerOrder(parsing: "share percent=101 handoff=1", descriptor: 7))
+        XCTAssertNil(WorkerOrder(parsing: "share percent=x handoff=1", descriptor: 7))
+        XCTAssertNil(WorkerOrder(parsing: "accept now", descriptor: nil))
+        XCTAssertNil(WorkerOrder(parsing: "drain shared=0", descriptor: nil))
     }
 
     /// Whether a message sent on `sender` arrives at `receiver`.

@@ -9,7 +9,7 @@ public enum CanaryJudge {
 
     /// Judges `canary` against `baseline`, both the counts of the window alone.
     public static func judge(canary: RequestStats, baseline: RequestStats, settings: CanarySettings) -> Verdict {
-        let figures = "canary \(describe(canary)); serving release \(describe(baseline))"
+        let figures = Self.figures(canary: canary, baseline: baseline)
         if canary.requests < settings.minRequests {
             return Verdict(passed: false, description: "inconclusive: the canary answered \(canary.requests) request(s), fewer than the \(settings.minRequests) needed to judge it (\(figures))")
         }
@@ -51,6 +51,11 @@ public enum CanaryJudge {
         let centre = p + z * z / (2 * n)
         let margin = z * (p * (1 - p) / n + z * z / (4 * n * n)).squareRoot()
         return max(0, (centre - margin) / (1 + z * z / n))
+    }
+
+    /// "canary 120 requests, …; serving release 1080 requests, …": both sides of a window.
+    public static func figures(canary: RequestStats, baseline: RequestStats) -> String {
+        "canary \(describe(canary)); serving release \(describe(baseline))"
     }
 
     /// "1234 requests, 0.4% 5xx, median 0.9 ms, p99 2.1 ms".

@@ -42,8 +42,15 @@ public struct Generation: Sendable, Equatable {
     var takesConnections = false
     /// Draining, it hands its connections to this generation's inbox.
     var handsOverTo: Int?
-    /// It said `BATON_CANARY=1` when ready: it follows ``CanaryOrder``s and reports its counts.
+    /// It said `BATON_CANARY=1` when ready: it follows canary orders (``WorkerOrder``) and
+    /// reports its counts.
     var followsCanaryOrders = false
+    /// It said `BATON_RESUME=1` when ready: a drain of it can be called off (``WorkerOrder/resume``).
+    var resumes = false
+    /// Its drain was called off once: it had its SIGTERM, and later drains start on orders alone.
+    var resumed = false
+    /// Draining, it drains for this generation (the one that took over from it).
+    var drainsFor: Int?
     /// The request counts it reported last (cumulative since it started).
     public internal(set) var stats = RequestStats()
 

@@ -150,6 +150,10 @@ final class MasterLoop {
             if let control = channels[number]?.control, !WorkerControl.send(.accept, on: control) {
                 logger.error("canary: generation \(number) did not take its order to accept (gone or not reading)")
             }
+        case .sendResume(let number):
+            if let control = channels[number]?.control, !WorkerControl.send(.resume, on: control) {
+                logger.error("generation \(number) did not take its order to serve again (gone or not reading)")
+            }
         case .sendDrainOrders(let number, let shared, let handoffTo, let deadline):
             guard let control = channels[number]?.control else { break }
             let inbox = handoffTo.flatMap { channels[$0]?.inbox }.flatMap { $0 >= 0 ? $0 : nil }

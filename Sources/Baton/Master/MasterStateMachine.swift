@@ -119,6 +119,8 @@ struct MasterStateMachine {
         case sendShare(generation: Int, percent: Int, to: Int?)
         /// Tell a canary to accept on its listeners: it is promoted.
         case sendAccept(generation: Int)
+        /// Tell a draining generation to stop draining and serve again (its successor died).
+        case sendResume(generation: Int)
         /// Write ``DrainOrders`` on the generation's control channel, with `handoffTo`'s inbox attached.
         case sendDrainOrders(generation: Int, shared: Set<Int>, handoffTo: Int?, deadline: Duration)
         case signal(pid: Int32, Signal)
@@ -296,8 +298,9 @@ struct MasterStateMachine {
     var canaryStatus: String? {
         guard case .canary(let trial) = phase,
               let canary = generations.first(where: { $0.number == trial.canary }),
-              let baseline = generations.first(where: { $0.number == trial.baseline }) else { return nil }
-        return "\(canary.label) takes \(trial.settings.percent)% of the traffic from \(baseline.label) for \(trial.settings.window.shortDescription): canary \(CanaryJudge.describe(canary.stats.since(trial.canaryAtStart))); serving release \(CanaryJudge.describe(baseline.stats.since(trial.baselineAtStart)))"
+              let baseline = generations.first(where: { $0.number == trial.baseline }),
+              let counts = trialCounts(trial) else { return nil }
+        return "\(canary.label) takes \(trial.settings.percent)% of the traffic from \(baseline.label) for \(trial.settings.window.shortDescription): \(CanaryJudge.figures(canary: counts.canary, baseline: counts.baseline))"
     }
 
     // MARK: Events
@@ -524,6 +527,7 @@ struct MasterStateMachine {
         }
         guard message.isReady, generations[index].state == .starting else { return }
         generations[index].followsCanaryOrders = message.followsCanaryOrders
+        generations[index].resumes = message.resumes
         becameReady(index, takesConnections: message.takesConnections, now: now)
     }
 
@@ -612,11 +616,7 @@ struct MasterStateMachine {
               let failure = CanaryJudge.errorFailure(canary: counts.canary, baseline: counts.baseline, settings: trial.settings,
                                                      confident: true) else { return }
         let after = trial.startedAt.duration(to: now).shortDescription
-        rollBack(trial, verdict: "\(failure) after \(after) of its \(trial.settings.window.shortDescription) window (\(Self.figures(counts)))", now: now)
-    }
-
-    private static func figures(_ counts: (canary: RequestStats, baseline: RequestStats)) -> String {
-        "canary \(CanaryJudge.describe(counts.canary)); serving release \(CanaryJudge.describe(counts.baseline))"
+        rollBack(trial, verdict: "\(failure) after \(after) of its \(trial.settings.window.shortDescription) window (\(CanaryJudge.figures(canary: counts.canary, baseline: counts.baseline)))", now: now)
     }
 
     private mutating func judge(now: ContinuousClock.Instant) {
@@ -631,7 +631,7 @@ struct MasterStateMachine {
             return
         }
         let verdict = "by hand (\(byHand ? "baton promote" : "baton abort")) after \(trial.startedAt.duration(to: now).shortDescription)"
-            + (trialCounts(trial).map { " (\(Self.figures($0)))" } ?? "")
+            + (trialCounts(trial).map { " (\(CanaryJudge.figures(canary: $0.canary, baseline: $0.baseline)))" } ?? "")
         var ended = trial
         if let reply { ended.attempt.replies.append(reply) }
         if byHand { promote(ended, verdict: verdict, now: now) } else { rollBack(ended, verdict: verdict, now: now) }
@@ -686,10 +686,13 @@ struct MasterStateMachine {
             }
         }
         generations[index].handsOverTo = handoffTo
+        generations[index].drainsFor = successor.map { generations[$0].number }
         let generation = generations[index]
         actions.append(.sendDrainOrders(generation: generation.number, shared: shared, handoffTo: handoffTo,
                                         deadline: DrainOrders.deadline(forDrainTimeout: settings.drainTimeout)))
-        actions.append(.signal(pid: generation.pid, .terminate))
+        // A generation whose drain was called off had its SIGTERM then: the orders alone start
+        // this drain (its graceful shutdown is under way, and a second SIGTERM is not its to take).
+        if !generation.resumed { actions.append(.signal(pid: generation.pid, .terminate)) }
         // From now on only the generations it replaced may send it connections (they hold their
         // own copies of its inbox): once they are done, its inbox reports that no sender is left,
         // which a draining worker waits for before it exits with connections still queued there.
@@ -697,7 +700,7 @@ struct MasterStateMachine {
             generations[index].hasInbox = false
             actions.append(.closeInbox(generation: generation.number))
         }
-        log(.info, "\(generation.label) draining (SIGTERM)\(keepAlives)")
+        log(.info, "\(generation.label) draining (\(generation.resumed ? "drain orders" : "SIGTERM"))\(keepAlives)")
         actions.append(.startTimer(.drain(generation: generation.number), after: settings.drainTimeout))
     }
 
@@ -709,6 +712,7 @@ struct MasterStateMachine {
         let elapsed = (generation.drainStartedAt ?? now).duration(to: now)
         let deadline = max(.zero, DrainOrders.deadline(forDrainTimeout: settings.drainTimeout) - elapsed)
         generations[index].handsOverTo = generations[successor].number
+        generations[index].drainsFor = generations[successor].number
         actions.append(.sendDrainOrders(generation: generation.number, shared: shared, handoffTo: generations[successor].number,
                                         deadline: deadline))
         log(.info, "\(generation.label) hands the rest of its keep-alive connections to generation \(generations[successor].number), not to the generation it drained for")
@@ -787,6 +791,11 @@ struct MasterStateMachine {
             endReexec(reexec, metric: "failed", detail: why, note: why)
         }
         let uptime = generation.readyAt.map { $0.duration(to: now) } ?? .zero
+        if let predecessor = resumableDrainer(for: generation) {
+            callOffDrain(of: predecessor, after: generation, status: status, uptime: uptime)
+            if let followUp { startFollowUp(followUp) }
+            return
+        }
         if phase == .idle, uptime < settings.probation, let previous = previousPlan, previous != generation.plan, generation.plan == currentPlan {
             log(.critical, "ROLLBACK: \(generation.label) died \(uptime.shortDescription) after taking over (\(status)), within the \(settings.probation.shortDescription) probation; starting the previous release (version \(Generation.versionLabel(previous.version))) again")
             previousPlan = nil
@@ -797,6 +806,45 @@ struct MasterStateMachine {
         log(.error, "\(generation.label) exited unexpectedly with \(status)")
         restartIfNoneServes()
         if let followUp { startFollowUp(followUp) }
+    }
+
+    /// The generation that drains for `dead` (the newest, when several were retargeted to it), if
+    /// it can be told to serve again: it said `BATON_RESUME=1` and serves the same listeners.
+    private func resumableDrainer(for dead: Generation) -> Int? {
+        guard phase != .shuttingDown else { return nil }
+        return generations.indices
+            .filter { generations[$0].state == .draining && generations[$0].drainsFor == dead.number && generations[$0].resumes }
+            .filter { Set(generations[$0].listeners) == Set(dead.listeners) }
+            .max { generations[$0].number < generations[$1].number }
+    }
+
+    /// Generation `index` drains for `dead`, which died: it stops draining, keeps the connections
+    /// it still holds and accepts again (no moment without a generation accepting, no client
+    /// moved twice). Within `dead`'s probation that is the rollback; after it, the current
+    /// release is started again and takes over from it when ready.
+    private mutating func callOffDrain(of index: Int, after dead: Generation, status: ExitStatus, uptime: Duration) {
+        generations[index].state = .serving
+        generations[index].drainStartedAt = nil
+        generations[index].handsOverTo = nil
+        generations[index].drainsFor = nil
+        generations[index].resumed = true
+        let resumed = generations[index]
+        actions.append(.sendResume(generation: resumed.number))
+        if phase == .idle, uptime < settings.probation, previousPlan == resumed.plan, dead.plan == currentPlan, resumed.plan != dead.plan {
+            log(.critical, "ROLLBACK: \(dead.label) died \(uptime.shortDescription) after taking over (\(status)), within the \(settings.probation.shortDescription) probation; \(resumed.label), still draining, serves again with the connections it kept (nothing to start)")
+            previousPlan = nil
+            currentPlan = resumed.plan
+            actions.append(.count(.rollback))
+            actions.append(.makeListenersCurrent(resumed.listeners))
+            actions.append(.tellSystemd(.ready("rolled back: \(resumed.label) serves again")))
+            reportReleasesInUse()
+            return
+        }
+        log(.error, "\(dead.label) exited unexpectedly with \(status); \(resumed.label), still draining, serves again with the connections it kept")
+        if phase == .idle, let plan = currentPlan, plan != resumed.plan {
+            log(.notice, "starting the current release (version \(Generation.versionLabel(plan.version))) again: it takes over from \(resumed.label) once ready")
+            startAttempt(.restart(plan), replies: [], followUp: nil)
+        }
     }
 
     private mutating func scheduleRestart() {

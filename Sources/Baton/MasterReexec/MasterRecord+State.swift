@@ -20,7 +20,8 @@ extension MasterRecord {
                              age: age(generation.startedAt), readyAge: generation.readyAt.map(age), drainAge: generation.drainStartedAt.map(age),
                              status: generation.status, plan: .init(generation.plan), listeners: generation.listeners.map(\.fd),
                              control: channels.control, inbox: channels.inbox >= 0 ? channels.inbox : nil,
-                             takesConnections: generation.takesConnections)
+                             takesConnections: generation.takesConnections, followsCanaryOrders: generation.followsCanaryOrders,
+                             resumes: generation.resumes, resumed: generation.resumed, drainsFor: generation.drainsFor)
             },
             nextNumber: machine.nextNumber, currentPlan: machine.currentPlan.map(MasterRecord.Plan.init),
             previousPlan: machine.previousPlan.map(MasterRecord.Plan.init), consecutiveFailures: machine.consecutiveFailures,
@@ -52,6 +53,10 @@ extension MasterRecord {
             generation.readyAt = entry.readyAge.map(record.instant)
             generation.drainStartedAt = entry.drainAge.map(record.instant)
             generation.status = entry.status
+            generation.followsCanaryOrders = entry.followsCanaryOrders ?? false
+            generation.resumes = entry.resumes ?? false
+            generation.resumed = entry.resumed ?? false
+            generation.drainsFor = entry.drainsFor
             channels[entry.number] = WorkerChannels(control: entry.control, inbox: entry.inbox ?? -1)
             return generation
         }

@@ -80,6 +80,12 @@ struct MasterRecord: Codable, Equatable {
         /// The sending end of its connection inbox (absent in records of older releases).
         var inbox: Int32?
         var takesConnections: Bool?
+        /// `BATON_CANARY=1` and `BATON_RESUME=1` at ready, a drain called off, and whom it drains
+        /// for (absent in records of older releases).
+        var followsCanaryOrders: Bool?
+        var resumes: Bool?
+        var resumed: Bool?
+        var drainsFor: Int?
     }
     var generations: [GenerationEntry]
     var nextNumber: Int

@@ -6,7 +6,7 @@ import CBaton
 /// The master's one-way channel to one worker: a unix socket pair whose worker end is passed at
 /// the descriptor right after the listeners, named by `BATON_CONTROL_FD` (not counted in
 /// `LISTEN_FDS`, so socket-activated programs in any language ignore it). Lines of text, master
-/// to worker: ``DrainOrders`` and ``CanaryOrder``s. A worker that never reads it loses nothing.
+/// to worker: ``DrainOrders`` and ``WorkerOrder``s. A worker that never reads it loses nothing.
 struct WorkerControl {
     /// The master's end (close-on-exec, non-blocking).
     let masterEnd: Int32
@@ -29,8 +29,8 @@ struct WorkerControl {
         send(line: orders.line, descriptor: orders.connectionInbox, on: fd)
     }
 
-    /// Sends a ``CanaryOrder`` the same way (a `share` order with the canary's inbox attached).
-    static func send(_ order: CanaryOrder, on fd: Int32) -> Bool {
+    /// Sends a ``WorkerOrder`` the same way (a `share` order with the canary's inbox attached).
+    static func send(_ order: WorkerOrder, on fd: Int32) -> Bool {
         if case .share(_, let inbox) = order { return send(line: order.line, descriptor: inbox, on: fd) }
         return send(line: order.line, descriptor: nil, on: fd)
     }

@@ -28,11 +28,13 @@ package enum WorkerEnvironment {
     ///   arrives there says `BATON_HANDOFF=1` with `READY=1`, and a draining worker's orders may
     ///   carry the next generation's inbox (`handoff=1`, the descriptor attached). A worker that
     ///   ignores all of it drains as in version 2.
-    /// - 4: canary upgrades (``CanaryOrder``): a worker that says `BATON_CANARY=1` with `READY=1`
+    /// - 4: canary upgrades (``WorkerOrder``): a worker that says `BATON_CANARY=1` with `READY=1`
     ///   follows `share` and `accept` orders on its control channel, reports `BATON_STATS=` every
     ///   second, and, started with `BATON_CANARY=1`, accepts nothing until told. The master only
     ///   runs a canary between two such workers.
-    package static let currentProtocol = 4
+    /// - 5: a worker that says `BATON_RESUME=1` with `READY=1` takes a `resume` order while it
+    ///   drains (its successor died): it serves again, and drains next on ``DrainOrders`` alone.
+    package static let currentProtocol = 5
 
     /// Variables never passed on from the master's own environment: they describe the master's
     /// own activation (systemd's sockets, notify socket, watchdog) or an earlier Baton hand-over.

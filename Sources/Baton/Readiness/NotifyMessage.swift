@@ -25,10 +25,14 @@ package struct NotifyMessage: Sendable, Equatable {
     /// its connection inbox.
     package var takesConnections: Bool { self[Self.takesConnectionsKey] == "1" }
     static let takesConnectionsKey = "BATON_HANDOFF"
-    /// `BATON_CANARY=1` (with `READY=1`): the worker follows ``CanaryOrder``s and reports its
+    /// `BATON_CANARY=1` (with `READY=1`): the worker follows ``WorkerOrder``s and reports its
     /// request counts.
     package var followsCanaryOrders: Bool { self[Self.canaryKey] == "1" }
     static let canaryKey = "BATON_CANARY"
+    /// `BATON_RESUME=1` (with `READY=1`): while draining, the worker takes a `resume` order
+    /// (``WorkerOrder/resume``) and serves again.
+    package var resumes: Bool { self[Self.resumeKey] == "1" }
+    static let resumeKey = "BATON_RESUME"
     /// `BATON_STATS=…`: the worker's request counts so far (``RequestStats/wire``); nil when
     /// absent or malformed.
     package var stats: RequestStats? { self[Self.statsKey].flatMap(RequestStats.init(wire:)) }

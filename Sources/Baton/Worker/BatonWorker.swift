@@ -25,7 +25,7 @@ public struct BatonWorker: Sendable {
     /// What the master writes on ``controlFD``.
     public let control: ControlChannel?
     /// Started as the canary of a canary upgrade (`BATON_CANARY=1`): serve only the connections
-    /// that arrive in the inbox until the master says `accept` (see ``CanaryOrder``).
+    /// that arrive in the inbox until the master says `accept` (see ``WorkerOrder``).
     public let isCanary: Bool
 
     /// A hand-over made by hand (tests, or a custom launcher); see ``fromEnvironment()``.
@@ -104,14 +104,17 @@ public struct BatonWorker: Sendable {
     /// Tells the master this worker accepts connections (`READY=1`). With `takesConnections`, it
     /// also says it serves connections handed to its ``connectionInboxFD`` (`BATON_HANDOFF=1`), so
     /// the master lets the previous generation hand its keep-alive connections over. With
-    /// `followsCanaryOrders`, it says it follows ``CanaryOrder``s and reports ``RequestStats``
+    /// `followsCanaryOrders`, it says it follows ``WorkerOrder``s and reports ``RequestStats``
     /// (`BATON_CANARY=1`): it can serve beside a canary, or be one (then it accepts nothing until
-    /// told).
-    public func ready(status: String? = nil, takesConnections: Bool = false, followsCanaryOrders: Bool = false) throws {
+    /// told). With `resumes`, it says a drain of it can be called off (`BATON_RESUME=1`): it
+    /// takes ``WorkerOrder/resume`` and drains next on ``DrainOrders`` alone.
+    public func ready(status: String? = nil, takesConnections: Bool = false, followsCanaryOrders: Bool = false,
+                      resumes: Bool = false) throws {
         var fields: [(String, String)] = [("READY", "1")]
         if let status { fields.append(("STATUS", status)) }
         if takesConnections { fields.append((NotifyMessage.takesConnectionsKey, "1")) }
         if followsCanaryOrders { fields.append((NotifyMessage.canaryKey, "1")) }
+        if resumes { fields.append((NotifyMessage.resumeKey, "1")) }
         try SDNotify.send(NotifyMessage(fields), to: notifySocket)
     }
 

@@ -6,7 +6,7 @@ import NIOConcurrencyHelpers
 
 /// The worker's end of its control channel (``WorkerControl``): reads, without blocking, the
 /// orders the master wrote so far, and keeps them until they are taken: ``DrainOrders`` by the
-/// drain, ``CanaryOrder``s by whatever follows the channel while the worker serves.
+/// drain, ``WorkerOrder``s by whatever follows the channel while the worker lives.
 ///
 /// Each order is one line sent in one `sendmsg`, with at most one descriptor attached. A read
 /// of a unix stream socket stops after a message that carries descriptors, so a descriptor
@@ -15,7 +15,7 @@ public final class ControlChannel: Sendable {
     /// One order from the master.
     public enum Order: Sendable, Equatable {
         case drain(DrainOrders)
-        case canary(CanaryOrder)
+        case other(WorkerOrder)
     }
 
     private struct State {
@@ -49,10 +49,18 @@ public final class ControlChannel: Sendable {
         return last
     }
 
-    /// Takes the canary orders received so far, oldest first.
-    public func takeCanaryOrders() -> [CanaryOrder] {
-        take(where: { if case .canary = $0 { return true } else { return false } }).compactMap {
-            if case .canary(let order) = $0 { return order } else { return nil }
+    /// Takes the ``WorkerOrder``s received so far (every order but the drain's), oldest first.
+    public func takeWorkerOrders() -> [WorkerOrder] {
+        take(where: { if case .other = $0 { return true } else { return false } }).compactMap {
+            if case .other(let order) = $0 { return order } else { return nil }
+        }
+    }
+
+    /// Whether drain orders have come (they stay until ``takeDrainOrders()``).
+    public var hasDrainOrders: Bool {
+        state.withLockedValue { state in
+            Self.read(fd, into: &state)
+            return state.orders.contains { if case .drain = $0 { return true } else { return false } }
         }
     }
 
@@ -107,9 +115,9 @@ public final class ControlChannel: Sendable {
             if line.hasPrefix("drain "), let orders = DrainOrders(parsing: String(line), inbox: descriptor) {
                 used = orders.connectionInbox != nil
                 state.orders.append(.drain(orders))
-            } else if let order = CanaryOrder(parsing: line, descriptor: descriptor) {
+            } else if let order = WorkerOrder(parsing: line, descriptor: descriptor) {
                 if case .share(_, let inbox?) = order { used = inbox == descriptor }
-                state.orders.append(.canary(order))
+                state.orders.append(.other(order))
             }
             if let descriptor, !used { close(descriptor) }
         }

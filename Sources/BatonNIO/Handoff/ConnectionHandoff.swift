@@ -13,8 +13,11 @@ import Glibc
 /// the socket (SCM_RIGHTS) and closes its own descriptor, which leaves the connection open in the
 /// next generation: NIO's close is `close(2)` after removing the fd from epoll, no `shutdown(2)`.
 ///
-/// Once the window has passed, or a send failed for any reason but a full queue (the next
-/// generation is gone), every connection still here falls back to the graceful close.
+/// Once the window has passed, or a send failed for any reason but a full queue, every
+/// connection still here falls back to the graceful close. When the next generation is gone (its
+/// end of the inbox closed: it died), connections wait for a grace (1 s) first, as for a full
+/// queue: the master may call the drain off (its successor died, this generation serves again)
+/// or name a newer inbox, and then they stay or go there instead of closing.
 public final class ConnectionHandoff: Sendable {
     /// What became of one attempt.
     public enum Outcome: Sendable {
@@ -29,11 +32,16 @@ public final class ConnectionHandoff: Sendable {
     private struct State {
         var inbox: Int32
         var broken: String?
+        /// When a send first found the next generation gone.
+        var peerGoneAt: NIODeadline?
         var handedOver = 0
         var fellBack = 0
         /// ``close()`` was called: no inbox may be taken on after it.
         var closed = false
     }
+
+    /// How long connections wait for new orders once the next generation is gone.
+    private let peerGoneGrace: TimeAmount
 
     private let state: NIOLockedValueBox<State>
     /// When hand-overs stop and the graceful close takes over.
@@ -49,9 +57,11 @@ public final class ConnectionHandoff: Sendable {
 
     /// Hands connections to `inbox` (owned from now on) until `window` has passed: those to the
     /// listeners at the positions in `handingOver`, named as in `listenerNames`, spread over
-    /// `spread`.
+    /// `spread`. Once the next generation is gone, connections wait `peerGoneGrace` for new
+    /// orders before they close.
     public init(inbox: Int32, listenerNames: [String], handingOver: Set<Int>, window: TimeAmount, spread: TimeAmount = .zero,
-                logger: Logger) {
+                peerGoneGrace: TimeAmount = .seconds(1), logger: Logger) {
+        self.peerGoneGrace = peerGoneGrace
         self.state = NIOLockedValueBox(State(inbox: inbox))
         self.deadline = .now() + window
         self.spread = min(spread, .nanoseconds(window.nanoseconds / 2))
@@ -74,6 +84,13 @@ public final class ConnectionHandoff: Sendable {
         var failure: String?
         let outcome = state.withLockedValue { state -> Outcome in
             guard state.inbox >= 0, state.broken == nil else { return .closed }
+            let now = NIODeadline.now()
+            if let gone = state.peerGoneAt {
+                guard now - gone >= peerGoneGrace else { return .full }
+                state.broken = "the next generation is gone, and no new orders came within \(peerGoneGrace)"
+                failure = state.broken
+                return .closed
+            }
             let sent = message.withUnsafeBytes { baton_send_fd(state.inbox, $0.baseAddress, $0.count, fd) }
             if sent == message.count {
                 state.handedOver += 1
@@ -83,6 +100,10 @@ public final class ConnectionHandoff: Sendable {
             // ETOOMANYREFS: the sender's user has too many descriptors in flight (a limit set
             // by RLIMIT_NOFILE): the next generation is taking them, so this passes too.
             if sent < 0, error == EAGAIN || error == ENOBUFS || error == ETOOMANYREFS { return .full }
+            if sent < 0, error == EPIPE || error == ECONNREFUSED || error == ECONNRESET {
+                state.peerGoneAt = now
+                return .full
+            }
             state.broken = sent < 0 ? String(cString: strerror(error)) : "short send"
             failure = state.broken
             return .closed
@@ -107,6 +128,7 @@ public final class ConnectionHandoff: Sendable {
             if state.inbox >= 0 { Glibc.close(state.inbox) }
             state.inbox = inbox
             state.broken = nil
+            state.peerGoneAt = nil
         }
     }
 

@@ -17,21 +17,25 @@ final class DrainPacer {
     private let start: NIODeadline
     private let spread: TimeAmount
     private let tick: TimeAmount
+    private let due: @Sendable () -> Bool
     private var told = 0
 
     /// Starts pacing `event` to `channels`, which must all belong to `loop`, over `spread`, in
-    /// the order given.
-    static func start(_ event: any Sendable, to channels: [any Channel], on loop: any EventLoop, over spread: TimeAmount) {
+    /// the order given, for as long as `due` says (a drain called off stops it).
+    static func start(_ event: any Sendable, to channels: [any Channel], on loop: any EventLoop, over spread: TimeAmount,
+                      while due: @escaping @Sendable () -> Bool = { true }) {
         guard !channels.isEmpty else { return }
         loop.execute {
-            DrainPacer(event, to: channels, on: loop, over: spread).tellDue()
+            DrainPacer(event, to: channels, on: loop, over: spread, while: due).tellDue()
         }
     }
 
-    private init(_ event: any Sendable, to channels: [any Channel], on loop: any EventLoop, over spread: TimeAmount) {
+    private init(_ event: any Sendable, to channels: [any Channel], on loop: any EventLoop, over spread: TimeAmount,
+                 while due: @escaping @Sendable () -> Bool) {
         self.loop = loop
         self.channels = channels
         self.event = event
+        self.due = due
         self.start = loop.now
         self.spread = spread
         let step = spread.nanoseconds / Int64(channels.count)
@@ -40,6 +44,7 @@ final class DrainPacer {
 
     /// On the loop: tells every connection whose moment has come, then waits for the next tick.
     private func tellDue() {
+        guard due() else { return }
         let elapsed = (loop.now - start).nanoseconds
         let due = spread.nanoseconds <= 0 || elapsed >= spread.nanoseconds
             ? channels.count
