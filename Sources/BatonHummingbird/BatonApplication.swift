@@ -56,15 +56,21 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
     public func run() async throws {
         let responder = self.responder
         let logger = self.logger
+        // Each answer is counted with the responder's own time (see RequestRecorder): what a
+        // canary is judged on, free of the event loops' queueing.
+        RequestRecorder.shared.willTimeResponders()
         let channel = BatonHTTP1Channel(responder: { request, writer, channel in
             let context = Responder.Context(source: .init(channel: channel, logger: logger))
             var response: Response
+            let started = ContinuousClock.now
             do {
                 response = try await responder.respond(to: request, context: context)
             } catch {
                 logger.debug("unhandled error: \(error)")
                 response = Response(status: .internalServerError)
             }
+            let took = ContinuousClock.now - started
+            RequestRecorder.shared.record(status: Int(response.status.code), microseconds: took.nanoseconds / 1000)
             try await writer.write(response: response.head, body: response.body)
         }, configuration: http1, idleGrace: configuration.idleGrace)
         let server = BatonServer(childChannel: channel, worker: worker, configuration: configuration,

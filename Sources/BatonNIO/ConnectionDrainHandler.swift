@@ -64,7 +64,8 @@ public struct ResumeConnectionEvent: Sendable {
 /// drain, unless it is closing already.
 ///
 /// Every answer is counted in ``RequestRecorder/shared`` (status, and the time from the request's
-/// head to the response's end), which judges a canary.
+/// head to the response's end), which judges a canary, unless the adapter counts them itself
+/// with its responder's time (``RequestRecorder/timesResponders``).
 ///
 /// Always: a request with `Connection: close` gets it echoed and the connection closes after
 /// the response; an HTTP/1.0 request without keep-alive is closed after its response; an
@@ -83,6 +84,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     }
 
     private let idleGrace: TimeAmount
+    /// Counts answers in ``RequestRecorder/shared`` (the adapter does not).
+    private let countsAnswers = !RequestRecorder.shared.timesResponders
     private var activity: ConnectionActivity!
     /// Requests whose response has not ended yet, oldest first.
     private var pending: [PendingRequest] = []
@@ -155,7 +158,9 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         case .end:
             if !pending.isEmpty {
                 let answered = pending.removeFirst()
-                RequestRecorder.shared.record(status: responseStatus, microseconds: (context.eventLoop.now - answered.started).nanoseconds / 1000)
+                if countsAnswers {
+                    RequestRecorder.shared.record(status: responseStatus, microseconds: (context.eventLoop.now - answered.started).nanoseconds / 1000)
+                }
             }
             activity.lastActivity = context.eventLoop.now
             if responseCloses {

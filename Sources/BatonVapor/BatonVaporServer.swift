@@ -61,6 +61,8 @@ public final class BatonVaporServer: Server, Sendable {
             serverName: application.http.server.configuration.serverName, logger: logger,
             streamFallbackWarning: NIOLockedValueBox(false))
         let idleGrace = configuration.drain.idleGrace
+        // Each answer is counted with the responder's own time (VaporHTTPHandler; see RequestRecorder).
+        RequestRecorder.shared.willTimeResponders()
         let connections = try WorkerConnections(worker: worker, eventLoopGroup: application.eventLoopGroup, logger: logger) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try Self.configurePipeline(channel.pipeline.syncOperations, shared: shared, idleGrace: idleGrace)

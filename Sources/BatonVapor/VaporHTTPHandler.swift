@@ -1,3 +1,4 @@
+import Baton
 import BatonNIO
 import Logging
 import NIOConcurrencyHelpers
@@ -121,7 +122,13 @@ final class VaporHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             headersNoUpdate: head.headers, collectedBody: incoming.body, remoteAddress: remoteAddress,
             logger: shared.logger, byteBufferAllocator: context.channel.allocator, on: context.eventLoop)
         let responder = incoming.tooLarge ? shared.tooLarge : shared.responder
-        responder.respond(to: request).hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
+        // Each answer is counted with the responder's own time (see RequestRecorder), before the
+        // hop back to this connection's loop.
+        let started = NIODeadline.now()
+        responder.respond(to: request).always { result in
+            let status = (try? result.get())?.status.code ?? 500
+            RequestRecorder.shared.record(status: Int(status), microseconds: (NIODeadline.now() - started).nanoseconds / 1000)
+        }.hop(to: context.eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .success(let response):
                 self.write(response, for: request, head: head, context: context)

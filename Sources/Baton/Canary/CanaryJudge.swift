@@ -67,6 +67,7 @@ public enum CanaryJudge {
 
     static func ms(_ duration: Duration) -> String {
         let micros = duration.nanoseconds / 1000
+        if micros < 100 { return "\(micros) µs" }  // a responder's time is often this short
         return micros < 10_000 ? "\(rounded(Double(micros) / 1000)) ms" : "\(micros / 1000) ms"
     }
 
