@@ -16,6 +16,14 @@ final class ConnectionHandoffTests: XCTestCase {
         return (fds[0], fds[1])
     }
 
+    /// A hand-over whose next generation has died (its end of the inbox is closed).
+    private func handoffToADeadSuccessor(grace: TimeAmount) -> ConnectionHandoff {
+        let dead = pair()
+        close(dead.receiver)
+        return ConnectionHandoff(inbox: dead.sender, listenerNames: ["http"], handingOver: [0], window: .seconds(10),
+                                 peerGoneGrace: grace, logger: Logger(label: "test"))
+    }
+
     private func connection() -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         XCTAssertGreaterThanOrEqual(fd, 0)
@@ -23,10 +31,7 @@ final class ConnectionHandoffTests: XCTestCase {
     }
 
     func testAGoneSuccessorIsWaitedForThenTheConnectionsClose() throws {
-        let dead = pair()
-        close(dead.receiver)  // the next generation died
-        let handoff = ConnectionHandoff(inbox: dead.sender, listenerNames: ["http"], handingOver: [0], window: .seconds(10),
-                                        peerGoneGrace: .milliseconds(200), logger: Logger(label: "test"))
+        let handoff = handoffToADeadSuccessor(grace: .milliseconds(200))
         defer { handoff.close() }
         let fd = connection()
         defer { close(fd) }
@@ -40,10 +45,7 @@ final class ConnectionHandoffTests: XCTestCase {
     }
 
     func testANewerInboxWithinTheGraceTakesTheConnections() throws {
-        let dead = pair()
-        close(dead.receiver)
-        let handoff = ConnectionHandoff(inbox: dead.sender, listenerNames: ["http"], handingOver: [0], window: .seconds(10),
-                                        peerGoneGrace: .seconds(30), logger: Logger(label: "test"))
+        let handoff = handoffToADeadSuccessor(grace: .seconds(30))
         defer { handoff.close() }
         let fd = connection()
         defer { close(fd) }

@@ -2,35 +2,14 @@ import XCTest
 @testable import Baton
 
 /// The canary phase of the master's state machine, event by event, without a process.
-final class CanaryStateMachineTests: XCTestCase {
-    typealias Machine = MasterStateMachine
-    typealias Action = Machine.Action
-
-    let v1 = LaunchPlan(executable: "/srv/app/.baton/releases/1/app", version: "1")
-    let v2 = LaunchPlan(executable: "/srv/app/.baton/releases/2/app", version: "2")
-    let http = Listener(fd: 10, name: "http")
+final class CanaryStateMachineTests: MasterStateMachineTestCase {
     /// What a Baton NIO worker of this release says when ready.
     let ready = NotifyMessage([("READY", "1"), ("BATON_HANDOFF", "1"), ("BATON_CANARY", "1")])
     let settings = CanarySettings(percent: 10, window: .seconds(60))
 
-    struct Harness {
-        var machine = Machine(settings: .init(), masterPath: "/srv/app/app")
-        var now = ContinuousClock.now
-
-        @discardableResult
-        mutating func send(_ event: Machine.Event) -> [Action] { machine.handle(event, at: now) }
-        mutating func advance(_ duration: Duration) { now += duration }
-    }
-
     /// Generation 1 (pid 101) serving, able to pass a share of its traffic.
     func serving(ready message: NotifyMessage? = nil) -> Harness {
-        var h = Harness()
-        h.send(.start)
-        h.send(.launched(v1))
-        h.send(.spawned(generation: 1, pid: 101, listeners: [http], hasInbox: true))
-        h.send(.notified(pid: 101, message ?? ready))
-        XCTAssertEqual(h.machine.generations.map(\.state), [.serving])
-        return h
+        startServing(ready: message ?? ready)
     }
 
     /// Asks for a canary of `v2` (generation `number`, pid 100 + `number`) and makes it ready.

@@ -4,35 +4,8 @@ import XCTest
 
 /// The master's decisions, event by event, without a process: each test drives a
 /// ``MasterStateMachine`` through one order of events and checks the actions it returns.
-final class MasterStateMachineTests: XCTestCase {
-    typealias Machine = MasterStateMachine
-    typealias Action = Machine.Action
-
-    let v1 = LaunchPlan(executable: "/srv/app/.baton/releases/1/app", version: "1")
-    let v2 = LaunchPlan(executable: "/srv/app/.baton/releases/2/app", version: "2")
-    let v3 = LaunchPlan(executable: "/srv/app/.baton/releases/3/app", version: "3")
-    let http = Listener(fd: 10, name: "http")
+final class MasterStateMachineTests: MasterStateMachineTestCase {
     let ready = NotifyMessage([("READY", "1"), ("BATON_HANDOFF", "1")])
-
-    /// A machine, a clock the test moves, and every action the machine returned.
-    struct Harness {
-        var machine: Machine
-        var now = ContinuousClock.now
-        var all: [Action] = []
-
-        init(_ settings: Machine.Settings = .init()) {
-            machine = Machine(settings: settings, masterPath: "/srv/app/app")
-        }
-
-        @discardableResult
-        mutating func send(_ event: Machine.Event) -> [Action] {
-            let actions = machine.handle(event, at: now)
-            all += actions
-            return actions
-        }
-
-        mutating func advance(_ duration: Duration) { now += duration }
-    }
 
     // MARK: Helpers
 

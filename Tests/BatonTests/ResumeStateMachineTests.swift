@@ -3,37 +3,16 @@ import XCTest
 
 /// A successor that dies while the generation it replaced still drains: the master's decisions,
 /// event by event, without a process.
-final class ResumeStateMachineTests: XCTestCase {
-    typealias Machine = MasterStateMachine
-    typealias Action = Machine.Action
-
-    let v1 = LaunchPlan(executable: "/srv/app/.baton/releases/1/app", version: "1")
-    let v2 = LaunchPlan(executable: "/srv/app/.baton/releases/2/app", version: "2")
-    let v3 = LaunchPlan(executable: "/srv/app/.baton/releases/3/app", version: "3")
-    let http = Listener(fd: 10, name: "http")
+final class ResumeStateMachineTests: MasterStateMachineTestCase {
     let admin = Listener(fd: 11, name: "admin")
     /// What a Baton NIO worker of this release says when ready.
     let ready = NotifyMessage([("READY", "1"), ("BATON_HANDOFF", "1"), ("BATON_CANARY", "1"), ("BATON_RESUME", "1")])
     /// What a worker of the release before says: its drain cannot be called off.
     let readyBefore = NotifyMessage([("READY", "1"), ("BATON_HANDOFF", "1"), ("BATON_CANARY", "1")])
 
-    struct Harness {
-        var machine = Machine(settings: .init(), masterPath: "/srv/app/app")
-        var now = ContinuousClock.now
-
-        @discardableResult
-        mutating func send(_ event: Machine.Event) -> [Action] { machine.handle(event, at: now) }
-        mutating func advance(_ duration: Duration) { now += duration }
-    }
-
     /// Generation 1 (pid 101) of v1 serving.
     func serving(ready message: NotifyMessage? = nil) -> Harness {
-        var h = Harness()
-        h.send(.start)
-        h.send(.launched(v1))
-        h.send(.spawned(generation: 1, pid: 101, listeners: [http], hasInbox: true))
-        h.send(.notified(pid: 101, message ?? ready))
-        return h
+        startServing(ready: message ?? ready)
     }
 
     /// Upgrades to `plan` as generation `number` (pid 100 + number), ready on `listeners`.

@@ -1,4 +1,5 @@
 #if os(Linux)
+import Baton
 import Foundation
 import Glibc
 import XCTest
@@ -208,7 +209,7 @@ final class SystemdTests: OperationTestCase {
         if case .failure(let error) = httpGetOnce(port: port, timeout: 10) { XCTFail("the adopted socket stopped serving: \(error)") }
         let log = (try? String(contentsOfFile: events, encoding: .utf8)) ?? ""
         XCTAssertFalse(log.contains("parent-death"), "a worker got its parent-death signal at the exec:\n\(log)")
-        XCTAssertTrue(log.contains("protocol=4"), log)  // WorkerEnvironment.currentProtocol
+        XCTAssertTrue(log.contains("protocol=\(WorkerEnvironment.currentProtocol)"), log)
         master.signal(SIGTERM)
         XCTAssertEqual(master.waitForExit(timeout: 30), .exited(0), master.logExcerpt())
     }
