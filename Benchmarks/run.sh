@@ -770,7 +770,10 @@ soak() {
 faults() {
     local s=hello old new code secs by ticks0 ticks1 m
     say "faults: a ${SLOW_MS} ms request across an upgrade; the idle master's CPU over $IDLE_S s"
-    start_system "$s" "faults" || { record "$s 1 faults-error"; stop_system "$s"; return; }
+    # A drain timeout longer than the slow request: the old generation closes what is left at its
+    # drain deadline (the timeout less a tenth, at most 1 s), which a request as long as the
+    # timeout itself would cross.
+    HELLO_DRAIN=$((SLOW_MS / 1000 + 5)) start_system "$s" "faults" || { record "$s 1 faults-error"; stop_system "$s"; return; }
     m=${MASTER[$s]}
     local dir=${DIR[$s]}
     old=$(answer_pid "${PORT[$s]}")
