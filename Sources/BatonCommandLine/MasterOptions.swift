@@ -15,6 +15,9 @@ public struct MasterOptions: ParsableArguments {
     @Option(help: "Seconds after taking over within which a crash rolls back to the previous release.")
     public var probation: Double = 10
 
+    @Option(help: "Seconds the workers keep serving after the master died, for the same command started again to adopt them (0: they drain at once).")
+    public var successorTimeout: Double = 30
+
     @Option(help: ArgumentHelp("Serve the master's metrics over HTTP at ADDR/metrics (e.g. 127.0.0.1:9464); never an app port.", valueName: "addr"))
     public var metricsListen: String?
 
@@ -38,6 +41,10 @@ public struct MasterOptions: ParsableArguments {
         configuration.readyTimeout = .seconds(readyTimeout)
         configuration.drainTimeout = .seconds(drainTimeout)
         configuration.probation = .seconds(probation)
+        guard successorTimeout >= 0, successorTimeout <= 3600 else {
+            throw ValidationError("--successor-timeout must be between 0 and 3600 seconds (got \(successorTimeout))")
+        }
+        configuration.successorTimeout = .milliseconds(Int64(successorTimeout * 1000))
         configuration.reexecMasterOnUpgrade = reexecMasterOnUpgrade
         configuration.metricsListen = try metricsListen.map { try ListenAddress(parsing: $0) }
     }

@@ -35,7 +35,10 @@ final class ControlFollower: Sendable {
         let handoff = self.handoff
         source.setEventHandler { [source] in
             Self.follow(control, handoff: handoff, generation: worker.generation, logger: logger, onOrder: onOrder, onDrainOrders: onDrainOrders)
-            if control.ended { source.cancel() }  // the master is gone: nothing more will come
+            if control.ended {  // the master, and its keeper, are gone: nothing more will come
+                source.cancel()
+                MasterWatch.controlChannelClosed()
+            }
         }
         source.resume()
     }

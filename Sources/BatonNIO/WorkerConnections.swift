@@ -130,6 +130,12 @@ public final class WorkerConnections: Sendable {
         let follows = inbox != nil && worker.control != nil
         try worker.ready(status: status, takesConnections: inbox != nil, followsCanaryOrders: follows, resumes: follows)
         guard follows else { return }
+        if let timeout = worker.successorTimeout {
+            let (logger, generation) = (self.logger, worker.generation)
+            MasterWatch.outliveMaster(for: timeout) { timeout in
+                logger.warning("worker generation \(generation): the master died; serving on, waiting up to \(timeout.shortDescription) for a new master to adopt this worker")
+            }
+        }
         follower.withLockedValue { follower in
             follower = ControlFollower(worker: worker, logger: logger,
                                        onOrder: { [self] order in self.follow(order) },
@@ -147,6 +153,9 @@ public final class WorkerConnections: Sendable {
                 if current == nil { current = OneShot() }
                 return current!
             }.settle(.resumed)
+        case .master(let pid, let pidfd):
+            MasterWatch.follow(pid: pid, pidfd: pidfd)
+            logger.notice("worker generation \(worker.generation): adopted by master pid \(pid)")
         case .accept:
             do {
                 try startAccepting()

@@ -61,13 +61,13 @@ ssize_t baton_recv_with_pid(int fd, char *buf, size_t len, pid_t *sender) {
     return n;
 }
 
-int baton_notify_send(const char *path, const char *msg, size_t len) {
+int baton_notify_send(const char *path, const char *msg, size_t len, int dontwait) {
     struct sockaddr_un addr;
     socklen_t alen;
     if (unix_address(path, &addr, &alen) < 0) return -1;
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
-    ssize_t n = sendto(fd, msg, len, MSG_NOSIGNAL, (struct sockaddr *)&addr, alen);
+    ssize_t n = sendto(fd, msg, len, MSG_NOSIGNAL | (dontwait ? MSG_DONTWAIT : 0), (struct sockaddr *)&addr, alen);
     int saved = errno;
     close(fd);
     errno = saved;

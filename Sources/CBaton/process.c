@@ -45,3 +45,13 @@ int baton_thread_lower_priority(int increment) {
     int target = current + increment > 19 ? 19 : current + increment;
     return setpriority(PRIO_PROCESS, (id_t)gettid(), target);
 }
+
+int baton_pidfd_send_signal(int pidfd, int sig) {
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+pid_t baton_peer_pid(int fd) {
+    struct ucred peer;
+    socklen_t length = sizeof peer;
+    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) == 0 ? peer.pid : -1;
+}

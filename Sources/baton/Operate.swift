@@ -143,6 +143,9 @@ extension BatonCommand {
             print("last upgrade: \(status.lastUpgrade ?? "none yet")")
             if let canary = status.canary { print("canary: \(canary)") }
             if let lastCanary = status.lastCanary { print("last canary: \(lastCanary)") }
+            if let adoptions = status.adoptions, adoptions > 0 {
+                print("adoptions: \(adoptions) (last: \(status.lastAdoption ?? "?"))")
+            }
         }
 
         static func age(_ seconds: Double) -> String {

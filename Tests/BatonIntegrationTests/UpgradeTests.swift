@@ -94,12 +94,13 @@ final class UpgradeTests: IntegrationTestCase {
         try upgradeBackToRealBinary(hello, load, from: old)
     }
 
-    /// Without its master, a worker does not live on.
-    func testMasterKilledTakesWorkersDown() throws {
-        let hello = try startHello()
+    /// With no successor timeout, a worker does not outlive its master at all.
+    func testMasterKilledTakesWorkersDownWithoutASuccessorTimeout() throws {
+        let hello = try startHello(["--successor-timeout", "0"])
         let worker = try XCTUnwrap(hello.servingPid(), "no answer from hello")
         hello.track(worker)
         XCTAssertEqual(Proc.stat(worker)?.ppid, hello.masterPid, "worker \(worker) is not a child of the master")
+        XCTAssertFalse(hello.log.contains("keeper pid"), "a keeper runs although the successor timeout is 0")
         hello.signal(SIGKILL)
         XCTAssertEqual(hello.waitForExit(timeout: 10), .signaled(SIGKILL))
         let gone = poll(timeout: 10) { !Proc.isAlive(worker) }

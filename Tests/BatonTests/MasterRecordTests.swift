@@ -56,6 +56,38 @@ final class MasterRecordTests: XCTestCase {
         XCTAssertFalse(adopted.generations[1].resumes, "absent (a record of an older release): cannot be called off")
     }
 
+    /// An adopting master gets the descriptors under the names the dead master gave them, at
+    /// other numbers: the record is renumbered by name, and a generation whose channel did not
+    /// come is left out.
+    func testARecordIsRenumberedByTheKeepersNames() throws {
+        var record = sample()
+        record.generations[1].inbox = 14
+        record.generations[1].pidfd = 15
+        record.keeper = .init(link: 20, pid: 7, adoptPath: "/run/app/baton.adopt.sock", successorTimeoutMilliseconds: 30_000,
+                              names: ["fd.1.1": 8, "fd.1.2": 9, "fd.1.3": 10, "fd.1.4": 11, "fd.1.5": 13, "fd.1.6": 14, "pid.101": 15])
+        let kit: [String: Int32] = ["fd.1.1": 30, "fd.1.2": 31, "fd.1.3": 32, "fd.1.4": 33, "fd.1.5": 34, "fd.1.6": 35, "pid.101": 36, "record": 37]
+        let (renumbered, lost) = try record.renumbered(by: kit)
+        XCTAssertEqual(lost, [4], "generation 4's control channel (fd 12) was not kept")
+        XCTAssertEqual(renumbered.listeners.map(\.fd), [30, 31])
+        XCTAssertEqual(renumbered.currentListeners, [30])
+        XCTAssertEqual(renumbered.notify, .init(fd: 32, path: "@baton/1/2"))
+        XCTAssertEqual(renumbered.control, .init(fd: 33, path: "/run/app/baton.sock"))
+        XCTAssertEqual(renumbered.generations.map(\.number), [5])
+        XCTAssertEqual(renumbered.generations[0].control, 34)
+        XCTAssertEqual(renumbered.generations[0].inbox, 35)
+        XCTAssertEqual(renumbered.generations[0].pidfd, 36)
+        XCTAssertEqual(renumbered.generations[0].listeners, [30])
+        XCTAssertNil(renumbered.keeper, "the adopting master keeps its own table")
+
+        var withoutNotify = kit
+        withoutNotify["fd.1.3"] = nil
+        XCTAssertThrowsError(try record.renumbered(by: withoutNotify)) { error in
+            XCTAssertTrue("\(error)".contains("the notify socket"), "\(error)")
+        }
+        record.keeper = nil
+        XCTAssertThrowsError(try record.renumbered(by: kit))
+    }
+
     func testAgesContinueFromWhenTheRecordWasWritten() {
         var record = sample()
         record.writtenAt = MasterRecord.bootTime() - 2_000_000_000  // written 2 s ago

@@ -2,6 +2,7 @@ import XCTest
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBaton
 @testable import Baton
 
 /// The master's control channel to a worker: what a draining worker is told.
@@ -146,6 +147,28 @@ final class WorkerControlTests: XCTestCase {
         XCTAssertNil(WorkerOrder(parsing: "share percent=x handoff=1", descriptor: 7))
         XCTAssertNil(WorkerOrder(parsing: "accept now", descriptor: nil))
         XCTAssertNil(WorkerOrder(parsing: "drain shared=0", descriptor: nil))
+        XCTAssertEqual(WorkerOrder(parsing: "master pid=42", descriptor: 9), .master(pid: 42, pidfd: 9))
+        XCTAssertNil(WorkerOrder(parsing: "master pid=42", descriptor: nil), "a new master without its pidfd cannot be watched")
+        XCTAssertNil(WorkerOrder(parsing: "master pid=0", descriptor: 9))
+        XCTAssertNil(WorkerOrder(parsing: "master pid=x", descriptor: 9))
+        XCTAssertNil(WorkerOrder(parsing: "master", descriptor: 9))
+    }
+
+    /// The adopting master's announcement reaches the worker with a pidfd on that master.
+    func testTheAdoptingMastersPidfdComesWithItsLine() throws {
+        let control = try WorkerControl.make()
+        defer { close(control.masterEnd); close(control.workerEnd) }
+        let channel = ControlChannel(fd: control.workerEnd)
+        let pidfd = baton_pidfd_open(getpid())
+        defer { close(pidfd) }
+        XCTAssertTrue(WorkerControl.send(.master(pid: getpid(), pidfd: pidfd), on: control.masterEnd))
+        let orders = channel.takeWorkerOrders()
+        guard case .master(let pid, let received)? = orders.first, orders.count == 1 else { return XCTFail("\(orders)") }
+        defer { close(received) }
+        XCTAssertEqual(pid, getpid())
+        XCTAssertNotEqual(received, pidfd)
+        var poll = pollfd(fd: received, events: Int16(POLLIN), revents: 0)
+        XCTAssertEqual(Glibc.poll(&poll, 1, 0), 0, "a pidfd on a live process is not readable")
     }
 
     /// Whether a message sent on `sender` arrives at `receiver`.

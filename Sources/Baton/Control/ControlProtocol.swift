@@ -98,6 +98,9 @@ package enum ControlProtocol {
         package var canary: String?
         /// How the last canary upgrade ended, and why.
         package var lastCanary: String?
+        /// Masters that died and whose workers were adopted, and the last adoption.
+        package var adoptions: Int?
+        package var lastAdoption: String?
     }
 
     /// The longest request line accepted.

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBaton
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
@@ -102,12 +103,32 @@ public final class BatonMaster: Service, Sendable {
     /// precedes such an exec (``MasterCheck``) it answers and exits the process before anything.
     public func run() async throws {
         MasterCheck.answerIfAsked()
-        let record: MasterRecord?
+        var record: MasterRecord?
         do {
             record = try MasterRecord.takeFromEnvironment()
         } catch {
             logger.critical("cannot take over from the previous master image: \(error)")
             throw error
+        }
+        var keeper: DescriptorKeeper?
+        var adoption: (from: Int32, lostGenerations: [Int])?
+        if let kept = record?.keeper {
+            // A re-execution: the keeper goes on, with the same descriptors at the same numbers.
+            _ = fcntl(kept.link, F_SETFD, FD_CLOEXEC)
+            keeper = DescriptorKeeper.resume(adoptPath: kept.adoptPath, successorTimeout: .milliseconds(kept.successorTimeoutMilliseconds),
+                                             link: kept.link, pid: kept.pid, names: Dictionary(kept.names.map { ($0.value, $0.key) }, uniquingKeysWith: { a, _ in a }))
+        } else if record == nil, let control = configuration.controlSocket, configuration.successorTimeout > .zero {
+            let adoptPath = Adoption.socketPath(besideControlSocket: control)
+            switch try Adoption.ask(at: adoptPath) {
+            case .nobody:
+                break
+            case .masterAlive(let pid):
+                throw BatonError.system("another master (pid \(pid)) runs here: its keeper answers at \(adoptPath)", EADDRINUSE)
+            case .kit(let link, let kit):
+                if let adopted = try adopt(kit, link: link, adoptPath: adoptPath) {
+                    (record, keeper, adoption) = (adopted.record, adopted.keeper, (adopted.from, adopted.lost))
+                }
+            }
         }
         let systemd = SystemdNotifier.fromEnvironment(logger: logger)
         let listeners = try record.map { try ListenerSet(adopting: $0, backlog: configuration.backlog) }
@@ -150,14 +171,24 @@ public final class BatonMaster: Service, Sendable {
             } else {
                 control = await bindControlSocket()
             }
+            if keeper == nil, let control, configuration.successorTimeout > .zero {
+                let adoptPath = Adoption.socketPath(besideControlSocket: control.path)
+                do {
+                    keeper = try DescriptorKeeper.start(adoptPath: adoptPath, successorTimeout: configuration.successorTimeout)
+                    logger.info("keeper pid \(keeper!.pid) holds the listeners and workers' channels for a successor (\(adoptPath)); the workers outlive this master by \(configuration.successorTimeout.shortDescription)")
+                } catch {
+                    logger.error("no keeper: \(error); if this master dies, its workers drain at once")
+                }
+            }
             var image = MasterImage.current()
-            if let record {
+            if let record, adoption == nil {
                 image = MasterImage.current(executions: record.image.executions, arguments: record.image.arguments, path: record.image.path)
                 processStart.withLockedValue { $0 = record.instant(age: record.image.processAge) }
             }
             let loop = try MasterLoop(master: self, listeners: listeners,
                                       sockets: (notify: .init(fd: notify!.fd, path: notify!.path), control: control.map { .init(fd: $0.fd, path: $0.path) }),
-                                      spawner: spawner, launcher: launcher, systemd: systemd, image: image, record: record)
+                                      spawner: spawner, launcher: launcher, systemd: systemd, image: image, record: record,
+                                      keeper: keeper, adoption: adoption)
             try await serve(loop, control: control)
         } catch {
             await release()
@@ -166,6 +197,7 @@ public final class BatonMaster: Service, Sendable {
         await release()
 
         func release() async {
+            keeper?.bye()
             watcher?.stop()
             notify?.close()
             await control?.close()
@@ -203,6 +235,47 @@ public final class BatonMaster: Service, Sendable {
         } onGracefulShutdown: {
             continuation.yield(.machine(.shutdown))
         }
+    }
+
+    /// Takes over what the keeper of a dead master handed over: the record, renumbered to the
+    /// descriptors as they arrived. Nil when the keeper held no record (its master died before
+    /// writing one): it is told to let go, and this master starts afresh. Throws when the record
+    /// cannot be read or lacks a listener: the keeper then waits for the next successor.
+    private func adopt(_ kit: [String: Int32], link: Int32, adoptPath: String) throws
+        -> (record: MasterRecord, keeper: DescriptorKeeper, from: Int32, lost: [Int])? {
+        let keeperPID = baton_peer_pid(link)
+        guard let recordFD = kit["record"] else {
+            logger.warning("the keeper at \(adoptPath) (pid \(keeperPID)) held no master record: it lets go, and this master starts afresh")
+            for fd in kit.values { close(fd) }
+            _ = "bye".withCString { baton_send_fd(link, $0, 3, -1) }
+            close(link)
+            return nil
+        }
+        lseek(recordFD, 0, SEEK_SET)
+        let written = try MasterRecord.read(from: recordFD)
+        close(recordFD)
+        let (record, lost) = try written.renumbered(by: kit)
+        var used = Set(record.listeners.map(\.fd) + [record.notify.fd] + (record.control.map { [$0.fd] } ?? []))
+        for entry in record.generations { used.formUnion([entry.control, entry.inbox ?? -1, entry.pidfd ?? -1].filter { $0 >= 0 }) }
+        var names: [Int32: String] = [:]
+        for (name, fd) in kit where name != "record" {
+            if used.contains(fd) {
+                names[fd] = name
+                continue
+            }
+            // A worker the record does not name was spawned after its last write: nobody can
+            // manage it, so it goes now (its channels close with it).
+            if name.hasPrefix("pid.") {
+                logger.warning("the dead master's worker \(name.dropFirst(4)) is not in its record (started just before it died): stopping it")
+                _ = baton_pidfd_send_signal(fd, SIGKILL)
+            }
+            close(fd)
+            _ = "del \(name)".withCString { baton_send_fd(link, $0, strlen($0), -1) }
+        }
+        let keeper = DescriptorKeeper.resume(adoptPath: adoptPath, successorTimeout: configuration.successorTimeout, link: link,
+                                             pid: keeperPID, names: names)
+        processStart.withLockedValue { $0 = .now }
+        return (record, keeper, written.masterPID ?? 0, lost)
     }
 
     /// Without a control socket the master still serves and upgrades on SIGHUP and watch.conf:
@@ -306,7 +379,9 @@ public final class BatonMaster: Service, Sendable {
             reexecFailures: snapshot?.reexecFailures,
             lastReexec: snapshot?.lastReexec,
             canary: snapshot?.canary,
-            lastCanary: snapshot?.lastCanary)
+            lastCanary: snapshot?.lastCanary,
+            adoptions: snapshot?.adoptions,
+            lastAdoption: snapshot?.lastAdoption)
     }
 
     private func openListeners() throws -> [(address: ListenAddress?, listener: Listener)] {
@@ -367,6 +442,8 @@ struct MasterSnapshot: Sendable {
     /// The canary window under way.
     var canary: String?
     var lastCanary: String?
+    var adoptions: Int
+    var lastAdoption: String?
 
     init(_ machine: MasterStateMachine, image: MasterImage) {
         generations = machine.generations
@@ -377,5 +454,7 @@ struct MasterSnapshot: Sendable {
         self.image = image
         canary = machine.canaryStatus
         lastCanary = machine.lastCanary
+        adoptions = machine.adoptions
+        lastAdoption = machine.lastAdoption
     }
 }

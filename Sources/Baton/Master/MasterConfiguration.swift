@@ -45,6 +45,12 @@ public struct MasterConfiguration: Sendable {
     /// (SIGUSR2 or `baton reload --master`), so an ordinary deploy never changes the process
     /// that decides rollbacks; the master logs a notice when its binary on disk is newer.
     public var reexecMasterOnUpgrade = false
+    /// How long the workers keep serving after the master died (SIGKILL, a crash, the OOM
+    /// killer), waiting for the next master started with the same command to adopt them: a
+    /// keeper process holds everything it needs, at an adopt socket beside ``controlSocket``.
+    /// Zero: no keeper, and the workers drain as soon as their master is gone. Needs a control
+    /// socket.
+    public var successorTimeout: Duration = .seconds(30)
     /// First and longest delay before restarting a worker that died by itself; the delay
     /// doubles with each consecutive failure and resets when a generation becomes ready.
     public var restartBackoff: (first: Duration, max: Duration) = (.milliseconds(100), .seconds(10))

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBaton
 import Logging
 
 /// Carries out what ``MasterStateMachine`` decides: one task owns this object and feeds the
@@ -29,11 +30,21 @@ final class MasterLoop {
     private var timers: [MasterStateMachine.Timer: Task<Void, Never>] = [:]
     /// Who wrote the record this image took over (a Baton version), if it took one over.
     private let adopted: String?
+    /// Holds a copy of every descriptor a successor needs, if this master has one.
+    let keeper: DescriptorKeeper?
+    /// The master that died, when this one adopted its workers, and the generations whose
+    /// channels did not come back.
+    private let adoption: (from: Int32, lostGenerations: [Int])?
+    /// A pidfd on this process, which adopted workers watch.
+    private lazy var ownPidfd: Int32 = baton_pidfd_open(getpid())
     var configuration: MasterConfiguration { master.configuration }
     var logger: Logger { master.logger }
 
     init(master: BatonMaster, listeners: ListenerSet, sockets: (notify: MasterRecord.Socket, control: MasterRecord.Socket?),
-         spawner: Spawner, launcher: LaunchThread, systemd: SystemdNotifier, image: MasterImage, record: MasterRecord?) throws {
+         spawner: Spawner, launcher: LaunchThread, systemd: SystemdNotifier, image: MasterImage, record: MasterRecord?,
+         keeper: DescriptorKeeper? = nil, adoption: (from: Int32, lostGenerations: [Int])? = nil) throws {
+        self.keeper = keeper
+        self.adoption = adoption
         self.master = master
         self.listeners = listeners
         self.sockets = sockets
@@ -64,7 +75,9 @@ final class MasterLoop {
             for reply in waiting.values { reply(.upgrade(.failed(reason: "the master stopped"))) }
             waiting = [:]
         }
-        if let record = adopted {
+        if let adoption {
+            await feed(.adopt(lost: watchAdopted(), lostGenerations: adoption.lostGenerations, from: adoption.from))
+        } else if let record = adopted {
             let described = "pid \(getpid()), \(image.path) (Baton \(Baton.version), execution \(image.executions), record from Baton \(record))"
             await feed(.resume(lost: watchAdopted(), execution: image.executions, image: described))
         } else {
@@ -109,16 +122,36 @@ final class MasterLoop {
                 if let result = await perform(action) { pending.append(result) }
             }
         }
+        keepDescriptors()
         master.publish(MasterSnapshot(machine, image: image))
+    }
+
+    /// Gives the keeper what it lacks, takes back what is closed, and hands it the record.
+    private func keepDescriptors() {
+        guard let keeper else { return }
+        if !keeper.isAlive {
+            logger.error("the keeper (pid \(keeper.pid)) is gone: starting another; until it runs, a master crash would lose the workers")
+            do { try keeper.restart() } catch { logger.error("no keeper: \(error)") }
+        }
+        var pidfds: [Int32: pid_t] = [:]
+        for generation in machine.generations {
+            if let pidfd = channels[generation.number]?.pidfd, pidfd >= 0 { pidfds[pidfd] = generation.pid }
+        }
+        let plain = listeners.bound.map(\.listener.fd) + [sockets.notify.fd] + (sockets.control.map { [$0.fd] } ?? [])
+            + channels.values.flatMap { [$0.control, $0.inbox] }.filter { $0 >= 0 }
+        keeper.sync(plain: Set(plain), pidfds: pidfds)
+        do { try keeper.keep(record()) } catch { logger.error("\(error)") }
     }
 
     private func spawn(_ number: Int, _ plan: LaunchPlan, canary: Bool) async -> MasterStateMachine.Event {
         do {
             let given = try listeners.listeners(for: plan.listen)
             let (pid, worker) = try await spawner.spawnWorker(
-                plan, generation: number, listeners: given, notifySocketPath: sockets.notify.path, canary: canary, watcher: watcher
+                plan, generation: number, listeners: given, notifySocketPath: sockets.notify.path, canary: canary,
+                successorTimeout: keeper?.successorTimeout, watcher: watcher
             ) { [master] pid, status in master.post(.machine(.exited(pid: pid, status))) }
             channels[number] = worker
+            keepDescriptors()
             return .spawned(generation: number, pid: pid, listeners: given, hasInbox: true)
         } catch {
             return .spawnFailed(generation: number, reason: "\(error)")
@@ -154,6 +187,10 @@ final class MasterLoop {
             if let control = channels[number]?.control, !WorkerControl.send(.resume, on: control) {
                 logger.error("generation \(number) did not take its order to serve again (gone or not reading)")
             }
+        case .announceMaster(let number):
+            if let control = channels[number]?.control, ownPidfd < 0 || !WorkerControl.send(.master(pid: getpid(), pidfd: ownPidfd), on: control) {
+                logger.warning("generation \(number) did not take the news of its new master (gone, not reading, or an older release): it drains when its wait for a successor ends")
+            }
         case .sendDrainOrders(let number, let shared, let handoffTo, let deadline):
             guard let control = channels[number]?.control else { break }
             let inbox = handoffTo.flatMap { channels[$0]?.inbox }.flatMap { $0 >= 0 ? $0 : nil }
@@ -169,13 +206,18 @@ final class MasterLoop {
                 master.post(.machine(.timeout(timer)))
             }
         case .closeInbox(let number):
+            // The keeper lets go first: a descriptor number closed here may be reused at once.
+            if let inbox = channels[number]?.inbox, inbox >= 0 { keeper?.remove(inbox) }
             channels[number]?.closeInbox()
         case .forget(let number):
+            for fd in channels[number]?.descriptors ?? [] { keeper?.remove(fd) }
             channels.removeValue(forKey: number)?.close()
         case .makeListenersCurrent(let given):
             if let change = listeners.makeCurrent(given) { logger.notice("\(change)") }
         case .closeUnusedListeners(let inUse):
+            let before = Set(listeners.bound.map(\.listener.fd))
             let closed = listeners.closeUnused(inUse: inUse)
+            for fd in before.subtracting(listeners.bound.map(\.listener.fd)) { keeper?.remove(fd) }
             if !closed.isEmpty { logger.notice("closed listener(s) no generation uses any more: \(closed.joined(separator: ", "))") }
         case .reply(let token, let reply):
             waiting.removeValue(forKey: token.id)?(reply)

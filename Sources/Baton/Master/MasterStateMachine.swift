@@ -64,6 +64,10 @@ struct MasterStateMachine {
         /// `lost` are the pids it could not watch; `execution` counts this image's executions and
         /// `image` describes it for the log (pid, path, versions).
         case resume(lost: [Int32], execution: Int, image: String)
+        /// The master took over the generations of a master that died (pid `from`), from its
+        /// keeper (``init(settings:masterPath:adopting:)``); `lost` are the pids it could not
+        /// watch, `lostGenerations` those whose channels did not come back.
+        case adopt(lost: [Int32], lostGenerations: [Int], from: Int32)
         /// SIGHUP, watch.conf, `baton reload`, ``BatonMaster/requestUpgrade(reason:)``.
         case trigger(reason: String, reply: ReplyToken?, masterBinaryChanged: Bool)
         /// `baton reload --canary`: an upgrade whose new release first serves a share of the traffic.
@@ -104,6 +108,7 @@ struct MasterStateMachine {
         case canary(String)
         case ready(after: Duration)
         case drained(after: Duration)
+        case adoption
     }
 
     enum Action: Sendable, Equatable {
@@ -121,6 +126,8 @@ struct MasterStateMachine {
         case sendAccept(generation: Int)
         /// Tell a draining generation to stop draining and serve again (its successor died).
         case sendResume(generation: Int)
+        /// Tell an adopted generation which master it follows now (`master pid=P`, pidfd attached).
+        case announceMaster(generation: Int)
         /// Write ``DrainOrders`` on the generation's control channel, with `handoffTo`'s inbox attached.
         case sendDrainOrders(generation: Int, shared: Set<Int>, handoffTo: Int?, deadline: Duration)
         case signal(pid: Int32, Signal)
@@ -241,6 +248,9 @@ struct MasterStateMachine {
     private(set) var lastUpgrade: UpgradeOutcome?
     private(set) var reexecFailures = 0
     private(set) var lastReexec: String?
+    /// Masters that died and whose generations this one (or an earlier image) took over.
+    private(set) var adoptions = 0
+    private(set) var lastAdoption: String?
     /// Whether the master's binary on disk was newer at the last trigger.
     private(set) var masterBinaryChanged = false
     /// How the last canary upgrade ended.
@@ -262,6 +272,8 @@ struct MasterStateMachine {
         var consecutiveFailures: Int
         var lastUpgrade: UpgradeOutcome?
         var reexecFailures: Int
+        var adoptions = 0
+        var lastAdoption: String?
     }
 
     /// A machine that continues from `adopted`; feed it ``Event/resume(lost:execution:)`` first.
@@ -274,6 +286,8 @@ struct MasterStateMachine {
         consecutiveFailures = adopted.consecutiveFailures
         lastUpgrade = adopted.lastUpgrade
         reexecFailures = adopted.reexecFailures
+        adoptions = adopted.adoptions
+        lastAdoption = adopted.lastAdoption
     }
 
     /// Whether every generation has exited after a shutdown.
@@ -313,6 +327,8 @@ struct MasterStateMachine {
             startAttempt(.start, replies: [], followUp: nil)
         case .resume(let lost, let execution, let image):
             resume(lost: lost, execution: execution, image: image, now: now)
+        case .adopt(let lost, let lostGenerations, let from):
+            adopt(lost: lost, lostGenerations: lostGenerations, from: from, now: now)
         case .trigger(let reason, let reply, let changed):
             masterBinaryChanged = changed
             trigger(reason: reason, replies: reply.map { [$0] } ?? [], masterBinaryChanged: changed)
@@ -979,6 +995,45 @@ struct MasterStateMachine {
             actions.append(.startTimer(.drain(generation: generation.number), after: left))
         }
         startAttempt(.upgrade(reason: "master re-executed", announced: true), replies: [], followUp: nil)
+    }
+
+    /// After the death of master `from`: manage its generations as if this master had started
+    /// them. Nothing is restarted: they serve on. An upgrade or canary that was under way is
+    /// abandoned (its new generation is stopped), and says so: run it again.
+    private mutating func adopt(lost: [Int32], lostGenerations: [Int], from: Int32, now: ContinuousClock.Instant) {
+        adoptions += 1
+        actions.append(.count(.adoption))
+        let lostPIDs = generations.filter { lost.contains($0.pid) }.map(\.number)
+        for pid in lost {
+            guard let index = generations.firstIndex(where: { $0.pid == pid }) else { continue }
+            let generation = generations.remove(at: index)
+            log(.error, "\(generation.label) cannot be watched after the adoption; forgetting it")
+            actions.append(.forget(generation: generation.number))
+        }
+        let missing = (lostGenerations + lostPIDs).sorted()
+        let summary = generations.map { "\($0.number) \($0.state.rawValue)" }.joined(separator: ", ")
+        lastAdoption = "adopted \(generations.count) generation(s) from master pid \(from)\(missing.isEmpty ? "" : ", lost \(missing.map(String.init).joined(separator: ", "))")"
+        log(.notice, "\(lastAdoption!) (\(summary)); adoption \(adoptions) of this service")
+        for index in generations.indices {
+            actions.append(.announceMaster(generation: generations[index].number))
+            switch generations[index].state {
+            case .draining:
+                let left = max(.zero, settings.drainTimeout - (generations[index].drainStartedAt ?? now).duration(to: now))
+                actions.append(.startTimer(.drain(generation: generations[index].number), after: left))
+            case .starting, .canary:
+                // The upgrade it belonged to died with its master: stop it, keep what served.
+                log(.warning, "\(generations[index].label) was \(generations[index].state.rawValue) for an upgrade the dead master ran; stopping it (run the upgrade again)")
+                generations[index].state = .draining
+                beginDrain(index, now: now)
+            case .serving, .abandoned:
+                break
+            }
+        }
+        if let serving = generations.last(where: { $0.state == .serving }) {
+            actions.append(.makeListenersCurrent(serving.listeners))
+            actions.append(.tellSystemd(.ready("\(lastAdoption!); \(serving.label) serves")))
+        }
+        restartIfNoneServes()
     }
 
     // MARK: Shutdown

@@ -27,8 +27,14 @@ extension MasterLoop {
 
     /// The state the next image takes over.
     func record() -> MasterRecord {
-        MasterRecord(machine, channels: channels, listeners: listeners, sockets: sockets, image: image,
-                     processStartedAt: master.processStartedAt, metrics: master.metrics.totals)
+        var record = MasterRecord(machine, channels: channels, listeners: listeners, sockets: sockets, image: image,
+                                  processStartedAt: master.processStartedAt, metrics: master.metrics.totals)
+        if let keeper {
+            record.keeper = .init(link: keeper.link, pid: keeper.pid, adoptPath: keeper.adoptPath,
+                                  successorTimeoutMilliseconds: keeper.successorTimeout.milliseconds,
+                                  names: Dictionary(keeper.names.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first }))
+        }
+        return record
     }
 
     /// Execs the checked binary in place; returns only when the exec failed.
@@ -43,7 +49,7 @@ extension MasterLoop {
             environment[MasterRecord.environmentKey] = String(memfd)
             if let socket = systemd.socket { environment["NOTIFY_SOCKET"] = socket }
             let keep = listeners.bound.map(\.listener.fd) + [sockets.notify.fd] + (sockets.control.map { [$0.fd] } ?? [])
-                + channels.values.flatMap { [$0.control, $0.inbox] }.filter { $0 >= 0 } + [memfd]
+                + channels.values.flatMap(\.descriptors) + [memfd] + (keeper.map { [$0.link] } ?? [])
             logger.notice("re-executing the master in place: \(image.path) (execution \(record.image.executions), \(record.generations.count) generation(s) handed over)")
             let code = await spawner.execInPlace(path: image.path, argv: image.arguments, environment: environment, keep: keep)
             return .execFailed("execve \(image.path): \(String(cString: strerror(code)))")

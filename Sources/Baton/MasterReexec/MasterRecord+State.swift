@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // Between the state machine's view of the master and the record an exec hands over.
 extension MasterRecord {
@@ -21,7 +24,8 @@ extension MasterRecord {
                              status: generation.status, plan: .init(generation.plan), listeners: generation.listeners.map(\.fd),
                              control: channels.control, inbox: channels.inbox >= 0 ? channels.inbox : nil,
                              takesConnections: generation.takesConnections, followsCanaryOrders: generation.followsCanaryOrders,
-                             resumes: generation.resumes, resumed: generation.resumed, drainsFor: generation.drainsFor)
+                             resumes: generation.resumes, resumed: generation.resumed, drainsFor: generation.drainsFor,
+                             pidfd: channels.pidfd >= 0 ? channels.pidfd : nil)
             },
             nextNumber: machine.nextNumber, currentPlan: machine.currentPlan.map(MasterRecord.Plan.init),
             previousPlan: machine.previousPlan.map(MasterRecord.Plan.init), consecutiveFailures: machine.consecutiveFailures,
@@ -29,6 +33,9 @@ extension MasterRecord {
         reexecFailures = machine.reexecFailures
         lastReexec = machine.lastReexec
         self.metrics = metrics
+        masterPID = getpid()
+        adoptions = machine.adoptions
+        lastAdoption = machine.lastAdoption
     }
 
     /// The generation table and channels of this record, for a machine that continues from it.
@@ -57,13 +64,14 @@ extension MasterRecord {
             generation.resumes = entry.resumes ?? false
             generation.resumed = entry.resumed ?? false
             generation.drainsFor = entry.drainsFor
-            channels[entry.number] = WorkerChannels(control: entry.control, inbox: entry.inbox ?? -1)
+            channels[entry.number] = WorkerChannels(control: entry.control, inbox: entry.inbox ?? -1, pidfd: entry.pidfd ?? -1)
             return generation
         }
         let adopted = MasterStateMachine.Adopted(
             generations: generations, nextNumber: record.nextNumber, currentPlan: try record.currentPlan?.launchPlan(),
             previousPlan: try record.previousPlan?.launchPlan(), consecutiveFailures: record.consecutiveFailures,
-            lastUpgrade: record.lastUpgrade?.outcome, reexecFailures: record.reexecFailures ?? 0)
+            lastUpgrade: record.lastUpgrade?.outcome, reexecFailures: record.reexecFailures ?? 0,
+            adoptions: record.adoptions ?? 0, lastAdoption: record.lastAdoption)
         return (adopted, channels)
     }
 

@@ -86,6 +86,8 @@ struct MasterRecord: Codable, Equatable {
         var resumes: Bool?
         var resumed: Bool?
         var drainsFor: Int?
+        /// A pidfd on the worker (kept by the keeper; absent in records of older releases).
+        var pidfd: Int32?
     }
     var generations: [GenerationEntry]
     var nextNumber: Int
@@ -108,6 +110,23 @@ struct MasterRecord: Codable, Equatable {
     var lastReexec: String?
     /// The metrics' counter totals.
     var metrics: MasterMetrics.Totals?
+
+    /// The master that wrote it (absent in records of older releases).
+    var masterPID: Int32?
+    /// Adoptions so far, and the last one's note.
+    var adoptions: Int?
+    var lastAdoption: String?
+    /// The keeper (``DescriptorKeeper``), which a re-executed image goes on using: this
+    /// master's link to it, its pid, the adopt socket, and what it holds: each name, with the
+    /// writer's descriptor number. Absent without a keeper.
+    struct Keeper: Codable, Equatable {
+        var link: Int32
+        var pid: Int32
+        var adoptPath: String
+        var successorTimeoutMilliseconds: Int64
+        var names: [String: Int32]
+    }
+    var keeper: Keeper?
 
     // MARK: Time
 

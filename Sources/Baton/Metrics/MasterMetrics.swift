@@ -19,6 +19,7 @@ final class MasterMetrics: Sendable {
         /// Optional: records of older releases have none.
         var canariesPromoted: Int?
         var canariesRolledBack: Int?
+        var adoptions: Int?
     }
 
     private let registry: PrometheusCollectorRegistry
@@ -28,6 +29,7 @@ final class MasterMetrics: Sendable {
     private let restarts: Counter
     private let reexecutions: [String: Counter]
     private let canaries: [String: Counter]
+    private let adoptions: Counter
     private let generations: [Generation.State: Gauge]
     private let timeToReady: DurationHistogram
     private let drainTime: DurationHistogram
@@ -50,6 +52,8 @@ final class MasterMetrics: Sendable {
             (outcome, registry.makeCounter(name: "baton_canaries_total", labels: [("outcome", outcome)],
                                            help: "Canary upgrades by outcome (promoted, or rolled back on its errors, latency, a crash or by hand)."))
         })
+        adoptions = registry.makeCounter(name: "baton_adoptions_total",
+                                         help: "Masters started that took over the running workers of a master that died.")
         generations = Dictionary(uniqueKeysWithValues: [Generation.State.starting, .serving, .canary, .draining, .abandoned].map { state in
             (state, registry.makeGauge(name: "baton_generations", labels: [("state", state.rawValue)], help: "Worker generations by state."))
         })
@@ -76,6 +80,7 @@ final class MasterMetrics: Sendable {
         reexecutions["failed"]?.increment(by: Int64(totals.reexecutionsFailed))
         canaries["promoted"]?.increment(by: Int64(totals.canariesPromoted ?? 0))
         canaries["rolled_back"]?.increment(by: Int64(totals.canariesRolledBack ?? 0))
+        adoptions.increment(by: Int64(totals.adoptions ?? 0))
     }
 
     /// `outcome`: "promoted" or "rolled_back".
@@ -127,6 +132,9 @@ final class MasterMetrics: Sendable {
         case .canary(let outcome): canaryEnded(outcome)
         case .ready(let after): ready(after: after)
         case .drained(let after): drained(after: after)
+        case .adoption:
+            adoptions.increment()
+            state.withLockedValue { $0.totals.adoptions = ($0.totals.adoptions ?? 0) + 1 }
         }
     }
 

@@ -32,6 +32,7 @@ struct WorkerControl {
     /// Sends a ``WorkerOrder`` the same way (a `share` order with the canary's inbox attached).
     static func send(_ order: WorkerOrder, on fd: Int32) -> Bool {
         if case .share(_, let inbox) = order { return send(line: order.line, descriptor: inbox, on: fd) }
+        if case .master(_, let pidfd) = order { return send(line: order.line, descriptor: pidfd, on: fd) }
         return send(line: order.line, descriptor: nil, on: fd)
     }
 

@@ -15,6 +15,9 @@ package enum WorkerEnvironment {
     /// `1`: this generation is the canary of a canary upgrade: it serves only what arrives in
     /// its inbox until the master says `accept` (protocol 4).
     package static let canary = "BATON_CANARY"
+    /// Seconds a worker keeps serving after its master died, waiting for a successor to adopt it
+    /// (protocol 6; absent or 0: drain at once, as before).
+    package static let successorTimeout = "BATON_SUCCESSOR_TIMEOUT"
     /// The master⇄worker protocol version the master speaks (absent: 1).
     package static let protocolVersion = "BATON_PROTOCOL"
     /// The protocol this release speaks.
@@ -34,7 +37,11 @@ package enum WorkerEnvironment {
     ///   runs a canary between two such workers.
     /// - 5: a worker that says `BATON_RESUME=1` with `READY=1` takes a `resume` order while it
     ///   drains (its successor died): it serves again, and drains next on ``DrainOrders`` alone.
-    package static let currentProtocol = 5
+    /// - 6: a master with a keeper says `BATON_SUCCESSOR_TIMEOUT=S`: a worker whose master died
+    ///   keeps serving for S seconds, and follows the first master that says `master pid=P` on its
+    ///   control channel, its pidfd attached (``WorkerOrder/master(pidfd:)``): the one that
+    ///   adopted it. None within S seconds, or the channel closed: it drains, as before.
+    package static let currentProtocol = 6
 
     /// Variables never passed on from the master's own environment: they describe the master's
     /// own activation (systemd's sockets, notify socket, watchdog) or an earlier Baton hand-over.
@@ -55,7 +62,8 @@ package enum WorkerEnvironment {
         notifySocketPath: String,
         masterPID: Int32,
         control: Bool = false,
-        canary: Bool = false
+        canary: Bool = false,
+        successorTimeout: Duration? = nil
     ) -> [String: String] {
         var result = inherited.filter { isInheritable($0.key) }
         result[listenFDs] = String(listeners.count)
@@ -72,6 +80,9 @@ package enum WorkerEnvironment {
         }
         for (name, value) in plan.environment { result[name] = value }
         if canary && control { result[self.canary] = "1" }
+        if let successorTimeout, successorTimeout > .zero, control {
+            result[self.successorTimeout] = String(Double(successorTimeout.milliseconds) / 1000)
+        }
         return result
     }
 }

@@ -20,6 +20,9 @@ public enum WorkerOrder: Sendable, Equatable {
     case accept
     /// Stop draining and serve again.
     case resume
+    /// Follow master `pid` from now on: it adopted this worker after its own master died
+    /// (protocol 6). Its pidfd came with the order.
+    case master(pid: Int32, pidfd: Int32)
 
     /// The protocol line.
     var line: String {
@@ -27,6 +30,7 @@ public enum WorkerOrder: Sendable, Equatable {
         case .share(let percent, let inbox): return "share percent=\(percent)\(inbox != nil ? " handoff=1" : "")\n"
         case .accept: return "accept\n"
         case .resume: return "resume\n"
+        case .master(let pid, _): return "master pid=\(pid)\n"
         }
     }
 
@@ -39,6 +43,9 @@ public enum WorkerOrder: Sendable, Equatable {
             self = .accept
         case "resume" where fields.count == 1:
             self = .resume
+        case "master" where fields.count == 2:
+            guard fields[1].hasPrefix("pid="), let pid = Int32(fields[1].dropFirst(4)), pid > 0, let descriptor else { return nil }
+            self = .master(pid: pid, pidfd: descriptor)
         case "share":
             guard let field = fields.first(where: { $0.hasPrefix("percent=") }), let percent = Int(field.dropFirst("percent=".count)),
                   (0...100).contains(percent) else { return nil }

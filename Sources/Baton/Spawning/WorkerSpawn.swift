@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBaton
 
 /// The master's ends of one worker's channels: its ``WorkerControl`` channel, and the sending
 /// end of its ``ConnectionInbox`` until the worker drains (then only the generations it
@@ -9,10 +10,13 @@ struct WorkerChannels {
     let control: Int32
     /// -1 once closed.
     private(set) var inbox: Int32
+    /// A pidfd on the worker, which the keeper holds a copy of (-1: none).
+    var pidfd: Int32
 
-    init(control: Int32, inbox: Int32) {
+    init(control: Int32, inbox: Int32, pidfd: Int32 = -1) {
         self.control = control
         self.inbox = inbox
+        self.pidfd = pidfd
     }
 
     mutating func closeInbox() {
@@ -23,7 +27,11 @@ struct WorkerChannels {
     func close() {
         Glibc.close(control)
         if inbox >= 0 { Glibc.close(inbox) }
+        if pidfd >= 0 { Glibc.close(pidfd) }
     }
+
+    /// Every descriptor it holds, for the keeper.
+    var descriptors: [Int32] { [control, inbox, pidfd].filter { $0 >= 0 } }
 }
 
 extension Spawner {
@@ -32,7 +40,7 @@ extension Spawner {
     /// once it has exited and been reaped. Returns its pid and the master's ends of its channels.
     /// With `canary`, the worker is told it is a canary (`BATON_CANARY=1`).
     func spawnWorker(_ plan: LaunchPlan, generation number: Int, listeners: [Listener], notifySocketPath: String, canary: Bool = false,
-                     watcher: ChildWatcher, onExit: @escaping @Sendable (pid_t, ExitStatus) -> Void) async throws -> (pid_t, WorkerChannels) {
+                     successorTimeout: Duration? = nil, watcher: ChildWatcher, onExit: @escaping @Sendable (pid_t, ExitStatus) -> Void) async throws -> (pid_t, WorkerChannels) {
         let control = try WorkerControl.make()
         let inbox: ConnectionInbox
         do {
@@ -42,13 +50,14 @@ extension Spawner {
             close(control.workerEnd)
             throw error
         }
-        let channels = WorkerChannels(control: control.masterEnd, inbox: inbox.senderEnd)
+        var channels = WorkerChannels(control: control.masterEnd, inbox: inbox.senderEnd)
         // The worker has its copies now (or never will).
         defer { close(control.workerEnd); close(inbox.receiverEnd) }
         do {
             let environment = WorkerEnvironment.make(
                 inherited: ProcessEnvironment.current(), plan: plan, listeners: listeners, generation: number,
-                notifySocketPath: notifySocketPath, masterPID: getpid(), control: true, canary: canary)
+                notifySocketPath: notifySocketPath, masterPID: getpid(), control: true, canary: canary,
+                successorTimeout: successorTimeout)
             let layout = WorkerDescriptors(listenerCount: listeners.count)
             let descriptors = layout.order(listeners: listeners.map(\.fd), control: control.workerEnd, inbox: inbox.receiverEnd)
             let pid = try await spawn(plan, environment: environment, descriptors: descriptors)
@@ -61,6 +70,7 @@ extension Spawner {
                 waitpid(pid, &status, 0)
                 throw error
             }
+            channels.pidfd = baton_pidfd_open(pid)
             return (pid, channels)
         } catch {
             channels.close()

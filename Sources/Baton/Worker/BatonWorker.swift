@@ -27,10 +27,15 @@ public struct BatonWorker: Sendable {
     /// Started as the canary of a canary upgrade (`BATON_CANARY=1`): serve only the connections
     /// that arrive in the inbox until the master says `accept` (see ``WorkerOrder``).
     public let isCanary: Bool
+    /// How long to keep serving after the master died, waiting for a successor to adopt this
+    /// worker (`BATON_SUCCESSOR_TIMEOUT`, protocol 6); nil: drain at once. It takes effect only
+    /// for a worker that follows its control channel (see `MasterWatch`).
+    public let successorTimeout: Duration?
 
     /// A hand-over made by hand (tests, or a custom launcher); see ``fromEnvironment()``.
     public init(generation: Int, version: String, masterPID: pid_t, listeners: [Listener], notifySocket: String?,
-                controlFD: Int32? = nil, connectionInboxFD: Int32? = nil, isCanary: Bool = false) {
+                controlFD: Int32? = nil, connectionInboxFD: Int32? = nil, isCanary: Bool = false, successorTimeout: Duration? = nil) {
+        self.successorTimeout = successorTimeout
         self.generation = generation
         self.version = version
         self.masterPID = masterPID
@@ -67,13 +72,17 @@ public struct BatonWorker: Sendable {
         let inbox = HandedDescriptor.adopt(WorkerEnvironment.connectionInboxFD, in: environment, at: layout.inbox)
         for problem in [control.problem, inbox.problem].compactMap({ $0 }) { logger.warning("\(problem)") }
         let (controlFD, inboxFD) = (control.fd, inbox.fd)
+        let successorTimeout = environment[WorkerEnvironment.successorTimeout].flatMap(Double.init).flatMap { (seconds: Double) -> Duration? in
+            seconds > 0 && seconds < 86_400 ? .milliseconds(Int64(seconds * 1000)) : nil
+        }
         let worker = BatonWorker(
             generation: generation, version: environment[WorkerEnvironment.version] ?? "",
             masterPID: masterPID, listeners: listeners, notifySocket: environment[WorkerEnvironment.notifySocket],
-            controlFD: controlFD, connectionInboxFD: inboxFD, isCanary: environment[WorkerEnvironment.canary] == "1")
+            controlFD: controlFD, connectionInboxFD: inboxFD, isCanary: environment[WorkerEnvironment.canary] == "1",
+            successorTimeout: successorTimeout)
         for name in [WorkerEnvironment.canary, WorkerEnvironment.generation, WorkerEnvironment.version, WorkerEnvironment.masterPID,
                      WorkerEnvironment.notifySocket, WorkerEnvironment.controlFD, WorkerEnvironment.connectionInboxFD,
-                     WorkerEnvironment.protocolVersion] {
+                     WorkerEnvironment.protocolVersion, WorkerEnvironment.successorTimeout] {
             unsetenv(name)
         }
         signal(SIGHUP, SIG_IGN)
@@ -120,7 +129,7 @@ public struct BatonWorker: Sendable {
 
     /// Sends the master this worker's request counts (`BATON_STATS=…`), which judge a canary.
     public func report(_ stats: RequestStats) throws {
-        try SDNotify.send(NotifyMessage([(NotifyMessage.statsKey, stats.wire)]), to: notifySocket)
+        try SDNotify.send(NotifyMessage([(NotifyMessage.statsKey, stats.wire)]), to: notifySocket, orDrop: true)
     }
 
     /// Tells the master this worker is draining (`STOPPING=1`).

@@ -117,6 +117,7 @@ public final class ControlChannel: Sendable {
                 state.orders.append(.drain(orders))
             } else if let order = WorkerOrder(parsing: line, descriptor: descriptor) {
                 if case .share(_, let inbox?) = order { used = inbox == descriptor }
+                if case .master = order { used = true }
                 state.orders.append(.other(order))
             }
             if let descriptor, !used { close(descriptor) }

@@ -27,8 +27,9 @@ int baton_notify_socket_open(const char *path);
 ssize_t baton_recv_with_pid(int fd, char *buf, size_t len, pid_t *sender);
 
 /// Sends `msg` as one datagram to the unix socket named `path` ('@' prefix: abstract
-/// namespace), as sd_notify(3) does. Returns 0 or -1 with errno set.
-int baton_notify_send(const char *path, const char *msg, size_t len);
+/// namespace), as sd_notify(3) does. With `dontwait`, a full queue fails at once (EAGAIN) instead
+/// of blocking until the reader makes room. Returns 0 or -1 with errno set.
+int baton_notify_send(const char *path, const char *msg, size_t len, int dontwait);
 
 /// pidfd_open(2): a descriptor (close-on-exec) that becomes readable when `pid` exits.
 /// Returns the fd or -1 with errno set.
@@ -85,5 +86,20 @@ int baton_reexec(const char *path, char *const argv[], char *const envp[], const
 /// Waits at most `timeout_ms` for the child `pid` to exit (through a pidfd) and reaps it.
 /// Returns 0 with the waitpid status stored, ETIMEDOUT (the child still runs), or an errno value.
 int baton_wait_exit(pid_t pid, int timeout_ms, int *status);
+
+/// Forks the keeper (keeper.c): a child that holds descriptors the master sends it on `link` (a
+/// SOCK_SEQPACKET socket; messages `put NAME` + one fd, `del NAME`, `bye`) and, once the master
+/// is gone (EOF on `link` without `bye`), hands them all to the first process of the same user
+/// that connects to the listening socket `adopt` (`kit N`, then N messages `NAME` + fd); while
+/// the master lives, such a process is told `alive PID`. With no successor within `timeout_ms`
+/// it sends SIGTERM to every worker it holds a pidfd of (`pid.` names) and exits. Returns the
+/// keeper's pid in the master, or -1 with errno set.
+pid_t baton_keeper_start(int link, int adopt, int timeout_ms);
+
+/// The pid of the process at the other end of the unix socket `fd` (SO_PEERCRED), or -1.
+pid_t baton_peer_pid(int fd);
+
+/// pidfd_send_signal(2) with no siginfo. Returns 0 or -1 with errno set.
+int baton_pidfd_send_signal(int pidfd, int sig);
 
 #endif

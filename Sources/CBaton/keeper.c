@@ -1,0 +1,222 @@
+#define _GNU_SOURCE
+#include "CBaton.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+// The keeper: a child forked from the master that holds copies of the master's descriptors
+// (listeners, its own sockets, each generation's channels and pidfd, the record memfd), so that
+// a master killed outright loses nothing a successor needs. It runs only the calls below, all
+// async-signal-safe (it is forked from a multi-threaded process, and never execs): no malloc,
+// no stdio, fixed tables.
+
+#define KEEPER_MAX 512
+#define KEEPER_NAME 64
+
+static struct { char name[KEEPER_NAME]; int fd; } table[KEEPER_MAX];
+static int entries;
+
+static void say(const char *a, const char *b) {
+    // One line on stderr, which the keeper shares with the master.
+    struct iovec parts[4] = { { (void *)"baton keeper: ", 14 }, { (void *)a, strlen(a) }, { (void *)b, strlen(b) }, { (void *)"\n", 1 } };
+    ssize_t ignored = writev(2, parts, 4);
+    (void)ignored;
+}
+
+static void number(char *out, long value) {
+    char digits[24];
+    int n = 0;
+    if (value == 0) digits[n++] = '0';
+    while (value > 0 && n < 23) { digits[n++] = (char)('0' + value % 10); value /= 10; }
+    int i = 0;
+    while (n > 0) out[i++] = digits[--n];
+    out[i] = '\0';
+}
+
+static int find(const char *name) {
+    for (int i = 0; i < entries; i++) if (strcmp(table[i].name, name) == 0) return i;
+    return -1;
+}
+
+static void drop(int index) {
+    close(table[index].fd);
+    table[index] = table[--entries];
+}
+
+static void put(const char *name, int fd) {
+    int index = find(name);
+    if (index >= 0) { close(table[index].fd); table[index].fd = fd; return; }
+    if (entries == KEEPER_MAX || strlen(name) >= KEEPER_NAME) { say("table full or name too long; dropped ", name); close(fd); return; }
+    strcpy(table[entries].name, name);
+    table[entries].fd = fd;
+    entries++;
+}
+
+static long now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+// Every worker it holds a pidfd of ("pid." names) gets SIGTERM: no successor came, so the
+// workers drain, also those of programs that do not watch their master.
+static void release_workers(void) {
+    for (int i = 0; i < entries; i++) {
+        if (strncmp(table[i].name, "pid.", 4) == 0) syscall(SYS_pidfd_send_signal, table[i].fd, SIGTERM, NULL, 0);
+    }
+}
+
+static int send_line(int sock, const char *text, int fd) {
+    return baton_send_fd(sock, text, strlen(text), fd) == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+// Hands every descriptor to a successor on `conn`: "kit N", then N messages "NAME" + its fd.
+static int hand_over(int conn) {
+    int flags = 0;
+    struct timeval wait = { .tv_sec = 2 };
+    setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait);
+    (void)flags;
+    char line[48] = "kit ";
+    number(line + 4, entries);
+    // baton_send_fd is non-blocking: wait for room on EAGAIN, within the timeout above.
+    for (int i = -1; i < entries; i++) {
+        const char *text = i < 0 ? line : table[i].name;
+        int fd = i < 0 ? -1 : table[i].fd;
+        int sent = -1;
+        for (int tries = 0; tries < 200 && sent < 0; tries++) {
+            sent = send_line(conn, text, fd);
+            if (sent < 0 && errno != EAGAIN) return -1;
+            if (sent < 0) { struct pollfd p = { .fd = conn, .events = POLLOUT }; poll(&p, 1, 10); }
+        }
+        if (sent < 0) return -1;
+    }
+    return 0;
+}
+
+static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
+    long deadline = 0;
+    char text[256];
+    for (;;) {
+        struct pollfd fds[2] = { { .fd = link, .events = POLLIN }, { .fd = adopt, .events = POLLIN } };
+        int wait = -1;
+        if (link < 0) {
+            long left = deadline - now_ms();
+            if (left <= 0) {
+                say("no successor came; the workers drain now", "");
+                release_workers();
+                _exit(0);
+            }
+            wait = (int)left;
+        }
+        int ready = poll(fds, 2, wait);
+        if (ready < 0 && errno != EINTR) _exit(1);
+        if (ready <= 0) continue;
+        if (link >= 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            int fd = -1;
+            ssize_t n = baton_recv_fd(link, text, sizeof text - 1, &fd);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+            if (n <= 0) {
+                if (fd >= 0) close(fd);
+                close(link);
+                link = -1;
+                deadline = now_ms() + timeout_ms;
+                char pid[24];
+                number(pid, master);
+                say("the master died without a word: waiting for a successor; master pid ", pid);
+                continue;
+            }
+            text[n] = '\0';
+            if (strncmp(text, "put ", 4) == 0 && fd >= 0) {
+                put(text + 4, fd);
+                fd = -1;
+            } else if (strncmp(text, "del ", 4) == 0) {
+                int index = find(text + 4);
+                if (index >= 0) drop(index);
+            } else if (strcmp(text, "bye") == 0) {
+                _exit(0);
+            }
+            if (fd >= 0) close(fd);
+        }
+        if (fds[1].revents & POLLIN) {
+            int conn = accept4(adopt, NULL, NULL, SOCK_CLOEXEC);
+            if (conn < 0) continue;
+            struct ucred peer;
+            socklen_t length = sizeof peer;
+            if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &peer, &length) < 0 || peer.uid != geteuid()) {
+                close(conn);
+                continue;
+            }
+            if (link >= 0) {
+                char line[48] = "alive ";
+                number(line + 6, master);
+                send_line(conn, line, -1);
+                close(conn);
+            } else if (hand_over(conn) == 0) {
+                // That connection is the new master's link from now on.
+                link = conn;
+                master = peer.pid;
+                char pid[24];
+                number(pid, master);
+                say("handed everything to the new master, pid ", pid);
+            } else {
+                close(conn);
+            }
+        }
+    }
+}
+
+pid_t baton_keeper_start(int link, int adopt, int timeout_ms) {
+    pid_t master = getpid();
+    // Forked twice, so that the keeper is not the master's child (it would show among the
+    // workers, and could not outlive a master's reaping of its children): the middle process
+    // reports the keeper's pid on a pipe and exits at once.
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) < 0) return -1;
+    pid_t middle = fork();
+    if (middle < 0) { close(report[0]); close(report[1]); return -1; }
+    if (middle > 0) {
+        close(report[1]);
+        pid_t keeper = -1;
+        ssize_t got;
+        do { got = read(report[0], &keeper, sizeof keeper); } while (got < 0 && errno == EINTR);
+        close(report[0]);
+        int status;
+        while (waitpid(middle, &status, 0) < 0 && errno == EINTR) {}
+        if (got != sizeof keeper || keeper <= 0) { errno = ECHILD; return -1; }
+        return keeper;
+    }
+    pid_t pid = fork();
+    if (pid != 0) {
+        ssize_t ignored = write(report[1], &pid, sizeof pid);
+        (void)ignored;
+        _exit(0);
+    }
+    // The keeper: only its two sockets (and stdin/out/err) stay open.
+    int low = link < adopt ? link : adopt, high = link < adopt ? adopt : link;
+    if (low > 3) syscall(SYS_close_range, 3, low - 1, 0);
+    if (high > low + 1) syscall(SYS_close_range, low + 1, high - 1, 0);
+    syscall(SYS_close_range, high + 1, ~0U, 0);
+    prctl(PR_SET_NAME, "baton-keeper", 0, 0, 0);
+    // Ctrl-C reaches the whole process group and SIGHUP is the master's: the master says "bye"
+    // when it stops cleanly. SIGTERM ends the keeper (and with it the chance of an adoption).
+    struct sigaction ignore = { .sa_handler = SIG_IGN }, fallback = { .sa_handler = SIG_DFL };
+    sigaction(SIGINT, &ignore, NULL);
+    sigaction(SIGHUP, &ignore, NULL);
+    sigaction(SIGUSR2, &ignore, NULL);
+    sigaction(SIGPIPE, &ignore, NULL);
+    sigaction(SIGTERM, &fallback, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    keeper_loop(link, adopt, timeout_ms, master);
+    _exit(0);
+}

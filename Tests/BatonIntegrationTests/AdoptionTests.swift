@@ -1,0 +1,85 @@
+#if os(Linux)
+import BatonTestSupport
+import Foundation
+import Glibc
+import XCTest
+
+/// A master killed outright (SIGKILL) loses nothing: its keeper holds the listeners and the
+/// workers' channels, the workers keep serving, and the same command started again adopts them.
+final class AdoptionTests: IntegrationTestCase {
+    /// Three times: SIGKILL the master under load, start the same command again in the same
+    /// folder; it adopts the worker. Not one request fails, no keep-alive connection is closed,
+    /// the same worker answers throughout; then an upgrade, driven by the last master, works.
+    func testKilledMasterIsAdoptedByTheSameCommandAndNothingIsLost() throws {
+        let hello = try startHello()
+        let (load, worker) = try startLoadOnOneWorker(hello, keepAlive: 16, perRequest: 2, "before the first kill")
+        var master: TestProcess = hello
+        for round in 1...3 {
+            let dead = master.pid
+            master.signal(SIGKILL)
+            XCTAssertEqual(master.waitForExit(timeout: 10), .signaled(SIGKILL))
+            Thread.sleep(forTimeInterval: 0.3)  // served by the orphaned worker meanwhile
+            master = try start(hello.executable.path, hello.arguments, in: hello.directory.path, logName: "master-\(round).log")
+            let adopted = "adopted 1 generation(s) from master pid \(dead)"
+            XCTAssertTrue(master.waitForLog(adopted, timeout: 10), "round \(round): no `\(adopted)`")
+            XCTAssertTrue(master.log.contains("adoption \(round) of this service"), "round \(round): the adoption count is not \(round)")
+            XCTAssertEqual(hello.servingPid(), worker, "round \(round): another process answers")
+        }
+        let status = try baton(["status"], in: hello.directory.path)
+        XCTAssertTrue(status.output.contains("adoptions: 3"), status.description)
+        let metrics = try baton(["metrics"], in: hello.directory.path)
+        XCTAssertTrue(metrics.output.contains("baton_adoptions_total 3"), metrics.description)
+
+        // The adopted worker is upgraded by the master that adopted it.
+        master.signal(SIGHUP)
+        guard let new = load.waitForPid(notIn: [worker], timeout: 20) else {
+            return XCTFail("no upgrade after the adoptions: \(load.stats.snapshot)")
+        }
+        master.track(new)
+        XCTAssertTrue(poll(timeout: 20) { !Proc.isAlive(worker) }, "the adopted worker \(worker) did not drain and exit")
+        let report = load.stop()
+        XCTAssertEqual(report.failures, 0, "\(report)")
+        XCTAssertEqual(report.pidOrder, [worker, new], "\(report)")
+        // Idle keep-alive connections were handed to the new generation, none closed by a kill.
+        XCTAssertEqual(report.keepAliveConnects, 16, "keep-alive connections were closed: \(report)")
+
+        XCTAssertEqual(master.stop(timeout: 30), .exited(0))
+        let adoptSocket = hello.directory.appendingPathComponent(".baton/control.adopt.sock").path
+        XCTAssertFalse(FileManager.default.fileExists(atPath: adoptSocket), "the keeper's socket outlived a clean stop")
+        XCTAssertTrue(poll(timeout: 10) { !Proc.isAlive(new) }, "worker \(new) outlived a clean stop")
+    }
+
+    /// No successor comes: the workers serve for the successor timeout, then drain and exit, and
+    /// so does the keeper. No orphan serves an old version forever.
+    func testWithoutASuccessorTheWorkersDrainAfterTheTimeout() throws {
+        let hello = try startHello(["--successor-timeout", "1.5"])
+        let worker = try XCTUnwrap(hello.servingPid(), "no answer from hello")
+        hello.track(worker)
+        XCTAssertEqual(hello.children(), [worker], "the keeper is the master's child")
+        let line = try XCTUnwrap(hello.logLines(containing: "keeper pid ").first, "no keeper in the log")
+        let keeper = try XCTUnwrap(line.components(separatedBy: "keeper pid ").last?.split(separator: " ").first.flatMap { pid_t($0) })
+        XCTAssertTrue(Proc.isAlive(keeper), "keeper \(keeper) is not running")
+        hello.signal(SIGKILL)
+        XCTAssertEqual(hello.waitForExit(timeout: 10), .signaled(SIGKILL))
+        let killedAt = Date()
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertEqual(hello.servingPid(), worker, "the worker did not serve on without its master")
+        XCTAssertTrue(poll(timeout: 10) { !Proc.isAlive(worker) && !Proc.isAlive(keeper) },
+                      "worker \(worker) or keeper \(keeper) still alive 10 s after the kill")
+        XCTAssertGreaterThan(Date().timeIntervalSince(killedAt), 1.2, "the worker did not wait for a successor")
+        XCTAssertTrue(hello.log.contains("no successor came"), "the keeper did not say why it let go")
+    }
+
+    /// A second master started in the same folder while the first lives is refused, clearly,
+    /// and changes nothing.
+    func testASecondMasterIsRefusedWhileTheFirstLives() throws {
+        let hello = try startHello()
+        let worker = try XCTUnwrap(hello.servingPid())
+        let second = try start(hello.executable.path, hello.arguments, in: hello.directory.path, logName: "second.log")
+        XCTAssertEqual(second.waitForExit(timeout: 10).map { $0 != .exited(0) }, true, "the second master did not fail")
+        XCTAssertTrue(second.log.contains("another master (pid \(hello.masterPid)) runs here"), second.log)
+        XCTAssertEqual(hello.servingPid(), worker)
+        XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
+    }
+}
+#endif

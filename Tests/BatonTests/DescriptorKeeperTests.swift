@@ -1,0 +1,119 @@
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+import CBaton
+@testable import Baton
+
+/// The keeper (a forked process running keeper.c) with the master's side and a successor's side
+/// of its protocol, without a master: this test process plays both.
+final class DescriptorKeeperTests: XCTestCase {
+    private var folder = ""
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("keeper-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: folder)
+    }
+
+    /// What arrives through `received` comes out of `pipe`'s read end: the same pipe.
+    private func isSamePipe(_ received: Int32, readEnd: Int32) -> Bool {
+        guard write(received, "x", 1) == 1 else { return false }
+        var byte: UInt8 = 0
+        return read(readEnd, &byte, 1) == 1 && byte == UInt8(ascii: "x")
+    }
+
+    func testWhileTheMasterLivesASuccessorIsToldSoAndAfterItDiesGetsEverything() throws {
+        let path = "\(folder)/app.adopt.sock"
+        XCTAssertEqual(try Adoption.ask(at: path), .nobody, "no keeper yet")
+        let keeper = try DescriptorKeeper.start(adoptPath: path, successorTimeout: .seconds(10))
+        defer { kill(keeper.pid, SIGKILL) }
+        var info = stat()
+        XCTAssertEqual(stat(path, &info), 0)
+        XCTAssertEqual(info.st_mode & 0o777, 0o600, "the adopt socket is the owner's only")
+        var pipe: [Int32] = [-1, -1]
+        XCTAssertEqual(Glibc.pipe(&pipe), 0)
+        defer { close(pipe[0]) }
+        keeper.sync(plain: [pipe[1]], pidfds: [:])
+        close(pipe[1])  // only the keeper holds the write end now
+
+        XCTAssertEqual(try Adoption.ask(at: path), .masterAlive(getpid()))
+
+        close(keeper.link)  // the master dies without a word
+        guard case .kit(let link, let kit) = try Adoption.ask(at: path) else { return XCTFail("no kit after the master's death") }
+        defer { close(link) }
+        XCTAssertEqual(Array(kit.keys), ["fd.\(getpid()).1"])
+        let received = try XCTUnwrap(kit.values.first)
+        defer { close(received) }
+        XCTAssertTrue(isSamePipe(received, readEnd: pipe[0]))
+        XCTAssertEqual(try Adoption.ask(at: path), .masterAlive(getpid()), "the connection that took the kit is the new master")
+    }
+
+    /// Removed descriptors are not handed over; a new record replaces the old one.
+    func testRemovedDescriptorsAreLetGoAndTheLastRecordCounts() throws {
+        let path = "\(folder)/app.adopt.sock"
+        let keeper = try DescriptorKeeper.start(adoptPath: path, successorTimeout: .seconds(10))
+        defer { kill(keeper.pid, SIGKILL) }
+        var pipes: [[Int32]] = []
+        for _ in 0..<3 {
+            var pipe: [Int32] = [-1, -1]
+            XCTAssertEqual(Glibc.pipe(&pipe), 0)
+            pipes.append(pipe)
+        }
+        keeper.sync(plain: Set(pipes.map { $0[1] }), pidfds: [:])
+        keeper.sync(plain: [pipes[0][1], pipes[2][1]], pidfds: [:])
+        var record = MasterRecord(writtenAt: 1, image: .init(path: "/a", arguments: [], executions: 0, processAge: 0), listeners: [],
+                                  currentListeners: [], notify: .init(fd: 3, path: "@n"), control: nil, generations: [], nextNumber: 1,
+                                  currentPlan: nil, previousPlan: nil, consecutiveFailures: 0, lastUpgrade: nil)
+        try keeper.keep(record)
+        record.nextNumber = 9
+        try keeper.keep(record)
+        close(keeper.link)
+        guard case .kit(let link, let kit) = try Adoption.ask(at: path) else { return XCTFail("no kit") }
+        defer { close(link); for fd in kit.values { close(fd) } }
+        XCTAssertEqual(kit.count, 3, "two pipes and the record: \(kit.keys.sorted())")
+        let recordFD = try XCTUnwrap(kit["record"])
+        lseek(recordFD, 0, SEEK_SET)
+        XCTAssertEqual(try MasterRecord.read(from: recordFD).nextNumber, 9)
+        for pipe in pipes { close(pipe[0]); close(pipe[1]) }
+    }
+
+    /// No successor within the timeout: every worker it holds a pidfd of gets SIGTERM, and the
+    /// keeper exits.
+    func testWithoutASuccessorTheWorkersAreToldToDrain() throws {
+        let path = "\(folder)/app.adopt.sock"
+        let keeper = try DescriptorKeeper.start(adoptPath: path, successorTimeout: .milliseconds(200))
+        defer { kill(keeper.pid, SIGKILL) }
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        worker.arguments = ["30"]
+        try worker.run()
+        defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL) } }
+        let pidfd = baton_pidfd_open(worker.processIdentifier)
+        XCTAssertGreaterThanOrEqual(pidfd, 0)
+        keeper.sync(plain: [], pidfds: [pidfd: worker.processIdentifier])
+        close(pidfd)
+        close(keeper.link)
+        worker.waitUntilExit()
+        XCTAssertEqual(worker.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(worker.terminationStatus, SIGTERM)
+        var status: Int32 = 0
+        XCTAssertEqual(baton_wait_exit(keeper.pid, 5000, &status) == ETIMEDOUT, false, "the keeper did not exit")
+    }
+
+    func testACleanStopEndsTheKeeperAndRemovesItsSocket() throws {
+        let path = "\(folder)/app.adopt.sock"
+        let keeper = try DescriptorKeeper.start(adoptPath: path, successorTimeout: .seconds(10))
+        let pid = keeper.pid
+        keeper.bye()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path))
+        // Not this process's child (forked twice): gone, or a zombie its reaper has not reaped yet.
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        let state = stat.components(separatedBy: ") ").last?.first
+        XCTAssertTrue(stat.isEmpty || state == "Z", "keeper \(pid) still runs after bye: \(stat)")
+    }
+}
