@@ -1,8 +1,6 @@
 #define _GNU_SOURCE
 #include "CBaton.h"
 #include <errno.h>
-#include <fcntl.h>
-#include <sys/wait.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -176,30 +174,11 @@ static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
 
 pid_t baton_keeper_start(int link, int adopt, int timeout_ms) {
     pid_t master = getpid();
-    // Forked twice, so that the keeper is not the master's child (it would show among the
-    // workers, and could not outlive a master's reaping of its children): the middle process
-    // reports the keeper's pid on a pipe and exits at once.
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) < 0) return -1;
-    pid_t middle = fork();
-    if (middle < 0) { close(report[0]); close(report[1]); return -1; }
-    if (middle > 0) {
-        close(report[1]);
-        pid_t keeper = -1;
-        ssize_t got;
-        do { got = read(report[0], &keeper, sizeof keeper); } while (got < 0 && errno == EINTR);
-        close(report[0]);
-        int status;
-        while (waitpid(middle, &status, 0) < 0 && errno == EINTR) {}
-        if (got != sizeof keeper || keeper <= 0) { errno = ECHILD; return -1; }
-        return keeper;
-    }
+    // A child of the master, which reaps it after `bye`. (Forked twice instead, it would be
+    // reparented at once, and a reaper that does not reap — a container's pid 1 that is not an
+    // init — would keep its zombie after every clean stop.)
     pid_t pid = fork();
-    if (pid != 0) {
-        ssize_t ignored = write(report[1], &pid, sizeof pid);
-        (void)ignored;
-        _exit(0);
-    }
+    if (pid != 0) return pid;
     // The keeper: only its two sockets (and stdin/out/err) stay open.
     int low = link < adopt ? link : adopt, high = link < adopt ? adopt : link;
     if (low > 3) syscall(SYS_close_range, 3, low - 1, 0);

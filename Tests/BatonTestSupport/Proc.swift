@@ -97,6 +97,11 @@ package enum Proc {
     }
 
     /// Live (non-zombie) children of `pid`, found by scanning the ppid of every process.
+    /// Whether `pid` is a master's keeper (it names itself `baton-keeper`).
+    package static func isKeeper(_ pid: pid_t) -> Bool {
+        (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("baton-keeper") == true
+    }
+
     package static func children(of pid: pid_t, includeZombies: Bool = false) -> [Stat] {
         all().filter { $0.ppid == pid && (includeZombies || ($0.state != "Z" && $0.state != "X")) }
     }

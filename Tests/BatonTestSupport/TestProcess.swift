@@ -73,16 +73,17 @@ package class TestProcess {
 
     // MARK: Its children
 
-    /// Live children of the process (a master's worker generations, or a successor being started).
+    /// Live children of the process (a master's worker generations, or a successor being
+    /// started), without the master's keeper, which is no worker.
     package func children() -> [pid_t] {
-        let kids = Proc.children(of: pid)
+        let kids = Proc.children(of: pid).filter { !Proc.isKeeper($0.pid) }
         for kid in kids { seen[kid.pid] = kid.startTime }
         return kids.map(\.pid).sorted()
     }
 
     /// Children including zombies the process has not reaped.
     package func childrenIncludingZombies() -> [pid_t] {
-        Proc.children(of: pid, includeZombies: true).map(\.pid).sorted()
+        Proc.children(of: pid, includeZombies: true).filter { !Proc.isKeeper($0.pid) }.map(\.pid).sorted()
     }
 
     /// Remembers pids (e.g. workers seen in answers) so that ``killAll()`` kills them if they linger.
