@@ -171,8 +171,7 @@ struct MasterRecord: Codable, Equatable {
         return fd
     }
 
-    /// Reads and decodes the record at `fd` (from its current offset), refusing another format or
-    /// a newer version with a clear reason.
+    /// Reads and decodes (``decode(_:)``) the record at `fd`, from its current offset.
     static func read(from fd: Int32) throws -> MasterRecord {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -184,6 +183,11 @@ struct MasterRecord: Codable, Equatable {
             bytes += buffer[0..<count]
             guard bytes.count <= 16 << 20 else { throw BatonError.masterHandover("master record larger than 16 MiB") }
         }
+        return try decode(bytes)
+    }
+
+    /// Decodes a record's bytes, refusing another format or a newer version with a clear reason.
+    static func decode(_ bytes: [UInt8]) throws -> MasterRecord {
         struct Header: Decodable { var format: String?; var version: Int? }
         guard let header = try? JSONDecoder().decode(Header.self, from: Data(bytes)) else {
             throw BatonError.masterHandover("the master record is not JSON (\(bytes.count) bytes)")
