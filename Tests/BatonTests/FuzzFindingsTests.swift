@@ -12,4 +12,12 @@ final class FuzzFindingsTests: XCTestCase {
         XCTAssertEqual(message.status, "x\r")
         XCTAssertEqual(NotifyMessage(parsing: "A=\u{301}1").fields.map(\.key), ["A"], "= with a combining mark after it")
     }
+
+    /// Bucket counts that wrap around Int passed the "no more than requests" check (summed with
+    /// &+), and the master's quantile trapped adding them: a worker could crash its master.
+    func testStatsWhoseBucketCountsOverflowAreRefused() {
+        XCTAssertNil(RequestStats(wire: "r=9223372036854775807 e=0 h=1:9223372036854775807,2:9223372036854775807"))
+        let stats = RequestStats(wire: "r=9223372036854775807 e=0 h=1:9223372036854775807")
+        XCTAssertNotNil(stats?.quantile(0.99))
+    }
 }
