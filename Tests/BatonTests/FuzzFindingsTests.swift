@@ -20,4 +20,21 @@ final class FuzzFindingsTests: XCTestCase {
         let stats = RequestStats(wire: "r=9223372036854775807 e=0 h=1:9223372036854775807")
         XCTAssertNotNil(stats?.quantile(0.99))
     }
+
+    /// An age or a writtenAt near Int64's ends trapped the next image adopting the record.
+    func testCorruptAgesInAMasterRecordDoNotTrap() {
+        var record = MasterRecord(
+            writtenAt: Int64.min, image: .init(path: "/app", arguments: [], executions: 1, processAge: Int64.max),
+            listeners: [], currentListeners: [], notify: .init(fd: 10, path: "@n"), control: nil, generations: [],
+            nextNumber: 1, currentPlan: nil, previousPlan: nil, consecutiveFailures: 0, lastUpgrade: nil)
+        for writtenAt in [Int64.min, 0, MasterRecord.bootTime(), Int64.max] {
+            record.writtenAt = writtenAt
+            for age in [Int64.min, -1, 0, Int64.max / 2, Int64.max] {
+                let age = MasterRecord.age(record.instant(age: age), now: .now)  // the next record's age
+                XCTAssertGreaterThanOrEqual(age, 0)
+            }
+        }
+        record.writtenAt = MasterRecord.bootTime()
+        XCTAssertEqual(Double(MasterRecord.age(record.instant(age: 5_000_000_000), now: .now)), 5e9, accuracy: 1e9, "a sound age is kept")
+    }
 }

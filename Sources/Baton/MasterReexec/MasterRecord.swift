@@ -123,9 +123,15 @@ struct MasterRecord: Codable, Equatable {
     }
 
     /// The instant `age` nanoseconds before the record was written.
+    ///
+    /// Saturating: a corrupt record's `age` or `writtenAt` must not trap the next image, and an
+    /// age is capped at half of Int64's nanoseconds (146 years), so that the next record's ages,
+    /// taken from these instants later (``age(_:now:)``), still fit.
     func instant(age: Int64) -> ContinuousClock.Instant {
-        let sinceWritten = max(0, Self.bootTime() - writtenAt)
-        return .now - .nanoseconds(sinceWritten + age)
+        let cap = Int64.max / 2
+        let (sinceWritten, past) = Self.bootTime().subtractingReportingOverflow(writtenAt)
+        let (total, overflow) = min(cap, past ? cap : max(0, sinceWritten)).addingReportingOverflow(max(0, age))
+        return .now - .nanoseconds(overflow ? cap : min(cap, total))
     }
 
     // MARK: Plans and outcomes
