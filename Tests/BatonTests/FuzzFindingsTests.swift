@@ -37,4 +37,19 @@ final class FuzzFindingsTests: XCTestCase {
         record.writtenAt = MasterRecord.bootTime()
         XCTAssertEqual(Double(MasterRecord.age(record.instant(age: 5_000_000_000), now: .now)), 5e9, accuracy: 1e9, "a sound age is kept")
     }
+
+    /// Addresses whose description did not parse back to them (the record carries descriptions):
+    /// stray brackets, and a combining mark that hid a "[" from a Character comparison.
+    func testListenAddressesParseBackFromTheirDescription() throws {
+        for text in ["[[x]]:80", "\u{33B}l:6[%:]:0", "[::1:80", "a]:80"] {
+            XCTAssertThrowsError(try ListenAddress(parsing: text), text) { error in
+                XCTAssertTrue("\(error)".contains("brackets"), "\(error)")
+            }
+        }
+        for text in ["[::1]:8080", "x\u{33B}:80", "[\u{33B}::1]:80", "unix:\u{301}/a", ":0"] {
+            let address = try ListenAddress(parsing: text)
+            XCTAssertEqual(try ListenAddress(parsing: address.description), address, text)
+        }
+    }
+
 }
