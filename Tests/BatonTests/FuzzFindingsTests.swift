@@ -39,14 +39,15 @@ final class FuzzFindingsTests: XCTestCase {
     }
 
     /// Addresses whose description did not parse back to them (the record carries descriptions):
-    /// stray brackets, and a combining mark that hid a "[" from a Character comparison.
+    /// stray brackets, a combining mark that hid a "[" from a Character comparison, and the host
+    /// "unix", written as "unix:8", a unix socket path.
     func testListenAddressesParseBackFromTheirDescription() throws {
         for text in ["[[x]]:80", "\u{33B}l:6[%:]:0", "[::1:80", "a]:80"] {
             XCTAssertThrowsError(try ListenAddress(parsing: text), text) { error in
                 XCTAssertTrue("\(error)".contains("brackets"), "\(error)")
             }
         }
-        for text in ["[::1]:8080", "x\u{33B}:80", "[\u{33B}::1]:80", "unix:\u{301}/a", ":0"] {
+        for text in ["[::1]:8080", "x\u{33B}:80", "[\u{33B}::1]:80", "unix:\u{301}/a", ":0", "[unix]:8"] {
             let address = try ListenAddress(parsing: text)
             XCTAssertEqual(try ListenAddress(parsing: address.description), address, text)
         }

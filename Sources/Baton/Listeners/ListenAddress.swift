@@ -41,7 +41,8 @@ public enum ListenAddress: Sendable, Hashable, CustomStringConvertible {
         switch self {
         // A scalar, not a String: String.contains(String) resolves to Foundation's (visible here
         // through Crypto), which alone would link all of Foundation and ICU.
-        case .tcp(let host, let port): return host.unicodeScalars.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        // Brackets also keep a host called "unix" from reading back as a unix socket path.
+        case .tcp(let host, let port): return host.unicodeScalars.contains(":") || host == "unix" ? "[\(host)]:\(port)" : "\(host):\(port)"
         case .unix(let path): return "unix:\(path)"
         }
     }
