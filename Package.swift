@@ -146,6 +146,21 @@ let package = Package(
         // upgrade them (Operation/: `baton run|reload|status|stop` with the Python worker,
         // sd_notify to systemd, socket activation).
         .testTarget(name: "BatonIntegrationTests", dependencies: ["BatonTestSupport", "hello", "baton", "vapor-hello"]),
+        // Fuzzing (Fuzz/README.md): one check per parser that a user or a peer process feeds, in
+        // BatonFuzzTargets; `baton-fuzz` runs them under libFuzzer (Fuzz/run.sh), BatonFuzzTests
+        // replays the committed corpus through them in every `swift test`. No product depends on it.
+        .target(
+            name: "BatonFuzzTargets",
+            dependencies: [
+                "Baton", "BatonNIO",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Fuzz/Targets"
+        ),
+        .executableTarget(name: "baton-fuzz", dependencies: ["BatonFuzzTargets"], path: "Fuzz/Driver"),
+        .testTarget(name: "BatonFuzzTests", dependencies: ["BatonFuzzTargets"]),
         // What the process tests share: starting and watching processes (`TestProcess`,
         // `HelloProcess`), a small HTTP client and load generator, /proc, and the base test case.
         .target(name: "BatonTestSupport", dependencies: ["Baton"], path: "Tests/BatonTestSupport"),

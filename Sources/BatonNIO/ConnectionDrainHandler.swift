@@ -130,6 +130,9 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
             idleCheck?.cancel()
             idleCheck = nil
             activity.lastBodyChunk = nil
+            // A head read after the end of the last request, in the same read, is a request
+            // arriving too: the bytes read then end inside it, not at a request boundary.
+            activity.requestArriving = true
         case .body(let chunk):
             activity.lastBodyChunk = chunk
         case .end:

@@ -106,7 +106,10 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
         activity.lastBodyChunk = nil
         context.fireChannelRead(data)
         // The HTTP decoder above has just decoded these bytes.
-        activity.atRequestBoundary = activity.requestsEnded > endedBefore && Self.endsWithRequest(bytes, lastBodyChunk: activity.lastBodyChunk)
+        // A request ended in these bytes, no head came after it (a next request's head would end
+        // with CR LF CR LF too), and the bytes end with that request.
+        activity.atRequestBoundary = activity.requestsEnded > endedBefore && !activity.requestArriving
+            && Self.endsWithRequest(bytes, lastBodyChunk: activity.lastBodyChunk)
         activity.lastBodyChunk = nil
     }
 

@@ -95,7 +95,14 @@ public struct RequestStats: Sendable, Equatable {
                 }
             }
         }
-        guard let requests, let errors, requests >= 0, errors >= 0, errors <= requests, buckets.values.reduce(0, &+) <= requests else { return nil }
+        // The bucket counts add up without overflow (quantile(_:) adds them), to at most `requests`.
+        var counted = 0
+        for count in buckets.values {
+            let (sum, overflow) = counted.addingReportingOverflow(count)
+            guard !overflow else { return nil }
+            counted = sum
+        }
+        guard let requests, let errors, requests >= 0, errors >= 0, errors <= requests, counted <= requests else { return nil }
         self.requests = requests
         self.serverErrors = errors
         self.buckets = buckets

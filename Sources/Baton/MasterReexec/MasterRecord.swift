@@ -142,9 +142,15 @@ struct MasterRecord: Codable, Equatable {
     }
 
     /// The instant `age` nanoseconds before the record was written.
+    ///
+    /// Saturating: a corrupt record's `age` or `writtenAt` must not trap the next image, and an
+    /// age is capped at half of Int64's nanoseconds (146 years), so that the next record's ages,
+    /// taken from these instants later (``age(_:now:)``), still fit.
     func instant(age: Int64) -> ContinuousClock.Instant {
-        let sinceWritten = max(0, Self.bootTime() - writtenAt)
-        return .now - .nanoseconds(sinceWritten + age)
+        let cap = Int64.max / 2
+        let (sinceWritten, past) = Self.bootTime().subtractingReportingOverflow(writtenAt)
+        let (total, overflow) = min(cap, past ? cap : max(0, sinceWritten)).addingReportingOverflow(max(0, age))
+        return .now - .nanoseconds(overflow ? cap : min(cap, total))
     }
 
     // MARK: Plans and outcomes
@@ -190,8 +196,7 @@ struct MasterRecord: Codable, Equatable {
         return fd
     }
 
-    /// Reads and decodes the record at `fd` (from its current offset), refusing another format or
-    /// a newer version with a clear reason.
+    /// Reads and decodes (``decode(_:)``) the record at `fd`, from its current offset.
     static func read(from fd: Int32) throws -> MasterRecord {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -203,6 +208,11 @@ struct MasterRecord: Codable, Equatable {
             bytes += buffer[0..<count]
             guard bytes.count <= 16 << 20 else { throw BatonError.masterHandover("master record larger than 16 MiB") }
         }
+        return try decode(bytes)
+    }
+
+    /// Decodes a record's bytes, refusing another format or a newer version with a clear reason.
+    static func decode(_ bytes: [UInt8]) throws -> MasterRecord {
         struct Header: Decodable { var format: String?; var version: Int? }
         guard let header = try? JSONDecoder().decode(Header.self, from: Data(bytes)) else {
             throw BatonError.masterHandover("the master record is not JSON (\(bytes.count) bytes)")

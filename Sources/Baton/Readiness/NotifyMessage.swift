@@ -7,10 +7,13 @@ package struct NotifyMessage: Sendable, Equatable {
     package init(_ fields: [(key: String, value: String)]) { self.fields = fields }
 
     /// Parses a datagram; lines without `=` are ignored, as systemd does.
+    ///
+    /// Split by byte, as systemd splits: by Character, "\r\n" is one character and no line break
+    /// (`STATUS=x\r\nREADY=1` would not be ready), and "=" followed by a combining mark no "=".
     package init(parsing text: String) {
-        self.fields = text.split(separator: "\n").compactMap { line in
-            guard let equals = line.firstIndex(of: "=") else { return nil }
-            return (String(line[..<equals]), String(line[line.index(after: equals)...]))
+        self.fields = text.utf8.split(separator: UInt8(ascii: "\n")).compactMap { line in
+            guard let equals = line.firstIndex(of: UInt8(ascii: "=")) else { return nil }
+            return (String(decoding: line[..<equals], as: UTF8.self), String(decoding: line[line.index(after: equals)...], as: UTF8.self))
         }
     }
 
