@@ -44,6 +44,24 @@ extension FuzzTargets {
         for age in ages { _ = MasterRecord.age(record.instant(age: age), now: .now) }
         for entry in record.generations { _ = Generation.State(rawValue: entry.state) }
         _ = record.lastUpgrade?.outcome
+        // An adopting master renumbers it by the keeper's names (issue 24): each name to a
+        // descriptor number of its own, one name left out to exercise the refusals.
+        if let names = record.keeper?.names {
+            var kit: [String: Int32] = [:]
+            for (index, name) in names.keys.sorted().enumerated() where index != 1 { kit[name] = Int32(100 + index) }
+            do {
+                let (renumbered, lost) = try record.renumbered(by: kit)
+                let given = Set(kit.values)
+                findings.expect(renumbered.listeners.allSatisfy { given.contains($0.fd) } && given.contains(renumbered.notify.fd),
+                                "renumbered to a descriptor the keeper did not give")
+                findings.expect(renumbered.generations.count + lost.count == record.generations.count, "generations neither kept nor lost")
+                findings.expect(renumbered.keeper == nil, "the renumbered record keeps the dead master's keeper table")
+            } catch BatonError.masterHandover(let why) {
+                findings.expectMessage(why, "renumbering rejection")
+            } catch {
+                findings.expect(false, "renumbering threw \(error) instead of BatonError.masterHandover")
+            }
+        }
         return findings.broken
     }
 }
