@@ -526,6 +526,29 @@ class Report:
                    f"{r.get('seconds')} s, served by the old generation: {r.get('served_by_old')}; a new generation answered "
                    f"meanwhile: {r.get('new_generation')}",
                    f"- the idle master over {int(r['idle_s'])} s: {int(r['idle_ticks'])} clock ticks of CPU (1 tick = {1000 / r['hz']:.0f} ms)", "")
+        ident = lambda v: str(int(v)) if isinstance(v, float) else v  # noqa: E731 (pids and rounds read back as numbers)
+        self.w("## Either side of a hand-over dies", "",
+               "`Benchmarks/faults/master-kill.sh` and `successor-kill.sh`: 1,024 keep-alive connections plus 256 "
+               "connection-per-request clients, the server pinned to one core.", "")
+        if self.rows_of("master-kill-error"):
+            self.w("- **the master-kill run failed** (see `logs/master-kill.log` in the raw output)", "")
+        for r in self.rows_of("master-kill"):
+            self.w(f"- the master SIGKILLed {int(r['kills'])} times, every {int(r['interval_s'])} s, each time started again by a "
+                   f"supervisor loop running the same command: {int(r['adoptions'])} adoptions, the new master's `adopted` line "
+                   f"{int(r['adopt_ms_median'])} ms after the kill (median; at most {int(r['adopt_ms_max'])} ms)",
+                   f"- keep-alive clients: {int(r['ka_failed'])} failed of {f(r['ka_ok'])} requests, {int(r['ka_reconnects'])} "
+                   f"connections replaced; connection-per-request clients: {int(r['close_failed'])} failed of {f(r['close_ok'])} "
+                   f"({int(r['close_connect_failed'])} failed connects)",
+                   f"- pids that answered until the upgrade after the last adoption: {ident(r['served_before_upgrade'])} "
+                   f"(one: the same worker throughout); that upgrade's generation: pid {ident(r['upgraded_to'])}", "")
+        rs = self.rows_of("successor-kill")
+        if rs:
+            self.w("| round | sockets the killed generation held | keep-alive failed | per-request failed | longest wait after the kill (ms) | generations started after the kill |",
+                   "|---:|---:|---:|---:|---:|---:|")
+            for r in rs:
+                self.w(f"| {ident(r['round'])} | {int(r['held'])} | {int(r['ka_failed'])} | {int(r['close_failed'])} | "
+                       f"{int(r['close_max_ms_after_kill'])} | {int(r['started_after_kill'])} |")
+            self.w("")
 
     def best_of(self):
         """The headline: Baton against the best peer, where it is ahead and where it is behind."""

@@ -33,7 +33,8 @@
 #              share of the answers, promoted), one answering 500 to 5% and one 50 ms slower
 #              (rolled back by themselves; the errors clients saw)
 #   soak       SOAK_UPGRADES back-to-back `baton reload` under load: fds and RSS, first and last
-#   faults     a slow request across an upgrade; the idle master's CPU
+#   faults     a slow request across an upgrade; the idle master's CPU; the master SIGKILLed and
+#              adopted (faults/master-kill.sh); a new generation SIGKILLed mid-hand-over (successor-kill.sh)
 #
 # Load only ever targets 127.0.0.1. Every process started here runs in a process group that the
 # EXIT trap signals (by group id, never by name). Servers run on SERVER_CPU and clients on
@@ -94,6 +95,9 @@ REEXEC_DURATION=${REEXEC_DURATION:-$(pick 20 10)}
 SOAK_WRK_S=$(pick 20 5)   # length of each wrk run of the soak (wrk reports only at the end of a run)
 SLOW_MS=${SLOW_MS:-$(pick 10000 3000)}
 IDLE_S=${IDLE_S:-$(pick 30 10)}
+MASTER_KILLS=${MASTER_KILLS:-$(pick 12 3)}
+MASTER_KILL_INTERVAL=${MASTER_KILL_INTERVAL:-$(pick 10 5)}
+SUCCESSOR_KILLS=${SUCCESSOR_KILLS:-$(pick 3 1)}
 CANARY_CELLS=${CANARY_CELLS:-"good:keepalive:64 good:keepalive:1024 good:keepalive:4096 good:close:1024 errors:keepalive:1024 latency:keepalive:1024"}
 CANARY_PERCENT=${CANARY_PERCENT:-10}
 CANARY_SECONDS=${CANARY_SECONDS:-10}
@@ -196,7 +200,7 @@ echo "build_total_s=$((SECONDS - started_all))" >>"$WORK/meta.txt"
     echo "python=$(python3 --version 2>&1 | cut -d' ' -f2)"
     echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "command=$command_line"
-    echo "knobs=SOAK_WRK_S=$SOAK_WRK_S ROUNDS=$ROUNDS DURATION=$DURATION UPG_DURATION=$UPG_DURATION INTERVAL=$INTERVAL SCALE_RUNS=$SCALE_RUNS SCALE_DURATION=$SCALE_DURATION SCALE_INTERVAL=$SCALE_INTERVAL TTFA_TRIALS=$TTFA_TRIALS MEM_UPGRADES=$MEM_UPGRADES SOAK_UPGRADES=$SOAK_UPGRADES REEXEC_DURATION=$REEXEC_DURATION SLOW_MS=$SLOW_MS IDLE_S=$IDLE_S CONNECTIONS=$CONNECTIONS TIMEOUT=$TIMEOUT SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
+    echo "knobs=SOAK_WRK_S=$SOAK_WRK_S ROUNDS=$ROUNDS DURATION=$DURATION UPG_DURATION=$UPG_DURATION INTERVAL=$INTERVAL SCALE_RUNS=$SCALE_RUNS SCALE_DURATION=$SCALE_DURATION SCALE_INTERVAL=$SCALE_INTERVAL TTFA_TRIALS=$TTFA_TRIALS MEM_UPGRADES=$MEM_UPGRADES SOAK_UPGRADES=$SOAK_UPGRADES REEXEC_DURATION=$REEXEC_DURATION SLOW_MS=$SLOW_MS IDLE_S=$IDLE_S MASTER_KILLS=$MASTER_KILLS MASTER_KILL_INTERVAL=$MASTER_KILL_INTERVAL SUCCESSOR_KILLS=$SUCCESSOR_KILLS CONNECTIONS=$CONNECTIONS TIMEOUT=$TIMEOUT SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU"
     echo "scale_cells=$SCALE_CELLS"
     echo "pinnings=$PINNINGS"
     echo "sections=$SECTIONS"
@@ -795,6 +799,20 @@ faults() {
     ticks1=$(awk '{print $14 + $15}' "/proc/$m/stat")
     record "$s 1 faults slow_ms=$SLOW_MS status=$code seconds=$secs served_by_old=$([[ $by == "$old" ]] && echo yes || echo no) new_generation=$([[ -n $new && $new != "$old" ]] && echo yes || echo no) idle_s=$IDLE_S idle_ticks=$((ticks1 - ticks0)) hz=$(getconf CLK_TCK)"
     stop_system "$s"
+
+    # Either side of a hand-over dies (issue 24): the master, SIGKILLed and started again by a
+    # supervisor loop; the new generation, SIGKILLed 0.5 s after it became ready.
+    local line
+    say "faults: the master SIGKILLed $MASTER_KILLS times, every $MASTER_KILL_INTERVAL s, and adopted by the same command run again"
+    if line=$(SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU "$here/faults/master-kill.sh" "$WORK/bin" "$MASTER_KILLS" "$MASTER_KILL_INTERVAL" \
+        2>>"$WORK/logs/master-kill.log"); then
+        record "$s 1 master-kill $line"
+    else
+        record "$s 1 master-kill-error"
+    fi
+    say "faults: the new generation SIGKILLed 0.5 s after it became ready, $SUCCESSOR_KILLS time(s)"
+    SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU "$here/faults/successor-kill.sh" "$WORK/bin" "$SUCCESSOR_KILLS" 2>>"$WORK/logs/successor-kill.log" |
+        while read -r line; do record "$s ${line##*round=} successor-kill $line"; done
 }
 
 # ------------------------------------------------------------------ main

@@ -86,10 +86,10 @@ touch "$dir/stop"
 kill -TERM "$(cat "$dir/master.pid")"
 kill_group "$supervisor" 40
 adoptions=$(grep -c "adopted 1 generation(s) from master pid" "$dir/server.log" || true)
-python3 - "$dir" "$before_upgrade_ms" "$kills" "$adoptions" "$upgraded" "${latencies[@]}" <<'PY'
+python3 - "$dir" "$before_upgrade_ms" "$kills" "$adoptions" "$upgraded" "$interval" "${latencies[@]}" <<'PY'
 import json, statistics, sys
-d, before, kills, adoptions, upgraded = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-latencies = [int(x) for x in sys.argv[6:]]
+d, before, kills, adoptions, upgraded, interval = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+latencies = [int(x) for x in sys.argv[7:]]
 ka, close = json.load(open(f"{d}/ka.json")), json.load(open(f"{d}/close.json"))
 pids = set()
 for name in ("ka.txt", "close.txt"):
@@ -99,8 +99,8 @@ for name in ("ka.txt", "close.txt"):
         f = line.split()
         if int(f[0]) < before:
             pids |= {p.split(":")[0] for p in f[7][len("pids="):].split(",") if p}
-print(f"kills={kills} adoptions={adoptions} adopt_ms_median={statistics.median(latencies):.0f} adopt_ms_max={max(latencies)}"
+print(f"kills={kills} interval_s={interval} adoptions={adoptions} adopt_ms_median={statistics.median(latencies):.0f} adopt_ms_max={max(latencies)}"
       f" ka_ok={ka['requests_ok']} ka_failed={ka['failures']} ka_reconnects={ka['reconnects']}"
-      f" close_failed={close['failures']} close_connect_failed={close['failure_kinds'].get('connect', 0)}"
+      f" close_ok={close['requests_ok']} close_failed={close['failures']} close_connect_failed={close['failure_kinds'].get('connect', 0)}"
       f" served_before_upgrade={'+'.join(sorted(pids))} upgraded_to={upgraded}")
 PY
