@@ -118,10 +118,13 @@ static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
         int ready = poll(fds, 2, wait);
         if (ready < 0 && errno != EINTR) _exit(1);
         if (ready <= 0) continue;
-        if (link >= 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+        // Every message the master sent so far, before a successor is answered: one that asks
+        // right after the master's death must not be told "alive" for want of reading its EOF.
+        while (link >= 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
             int fd = -1;
             ssize_t n = baton_recv_fd(link, text, sizeof text - 1, &fd);
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && errno == EAGAIN) break;
             if (n <= 0) {
                 if (fd >= 0) close(fd);
                 close(link);
@@ -130,7 +133,7 @@ static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
                 char pid[24];
                 number(pid, master);
                 say("the master died without a word: waiting for a successor; master pid ", pid);
-                continue;
+                break;
             }
             text[n] = '\0';
             if (strncmp(text, "put ", 4) == 0 && fd >= 0) {

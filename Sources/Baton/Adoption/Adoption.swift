@@ -26,16 +26,9 @@ enum Adoption {
 
     /// Asks the keeper at `path`, waiting at most `timeout` for each of its messages.
     static func ask(at path: String, timeout: Duration = .seconds(2)) throws -> Answer {
+        var address = try socketAddress(path)
         let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw BatonError.errno("socket for \(path)") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            close(fd)
-            throw BatonError.system("\(path) is too long for a unix socket", ENAMETOOLONG)
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
@@ -67,6 +60,19 @@ enum Adoption {
             close(fd)
             throw error
         }
+    }
+
+    /// The address of the adopt socket at `path` (bound by the keeper's master, connected to by a
+    /// successor).
+    static func socketAddress(_ path: String) throws -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw BatonError.system("\(path) is too long for a unix socket", ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
+        return address
     }
 
     private static func receive(_ fd: Int32, timeout: Duration, what: String) throws -> (String, Int32?) {
