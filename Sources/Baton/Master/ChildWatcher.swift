@@ -8,6 +8,9 @@ import CBaton
 package enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
     case exited(Int32)
     case signaled(Int32)
+    /// Not this process's child (a worker adopted from a master that died): it is someone
+    /// else's to reap, and its status is not ours to know.
+    case unknown
 
     /// Decodes a `waitpid` status (the W* macros are not importable into Swift).
     package init(waitStatus status: Int32) {
@@ -18,6 +21,7 @@ package enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .exited(let code): return "exit status \(code)"
         case .signaled(let signal): return "signal \(signal) (\(String(cString: strsignal(signal))))"
+        case .unknown: return "status unknown: adopted, not this master's child"
         }
     }
 }
@@ -38,7 +42,7 @@ final class ChildWatcher: Sendable {
             let reaped = waitpid(pid, &status, WNOHANG)
             guard reaped == pid || (reaped < 0 && errno == ECHILD) else { return }
             source.cancel()
-            onExit(pid, reaped == pid ? ExitStatus(waitStatus: status) : .exited(-1))
+            onExit(pid, reaped == pid ? ExitStatus(waitStatus: status) : .unknown)
         }
         source.setCancelHandler { close(pidfd) }
         source.resume()
