@@ -79,13 +79,9 @@ static int send_line(int sock, const char *text, int fd) {
 
 // Hands every descriptor to a successor on `conn`: "kit N", then N messages "NAME" + its fd.
 static int hand_over(int conn) {
-    int flags = 0;
-    struct timeval wait = { .tv_sec = 2 };
-    setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait);
-    (void)flags;
     char line[48] = "kit ";
     number(line + 4, entries);
-    // baton_send_fd is non-blocking: wait for room on EAGAIN, within the timeout above.
+    // baton_send_fd never blocks: on EAGAIN wait for room, 10 ms at a time, 2 s in all per message.
     for (int i = -1; i < entries; i++) {
         const char *text = i < 0 ? line : table[i].name;
         int fd = i < 0 ? -1 : table[i].fd;
