@@ -39,7 +39,7 @@ package enum WorkerEnvironment {
     ///   drains (its successor died): it serves again, and drains next on ``DrainOrders`` alone.
     /// - 6: a master with a keeper says `BATON_SUCCESSOR_TIMEOUT=S`: a worker whose master died
     ///   keeps serving for S seconds, and follows the first master that says `master pid=P` on its
-    ///   control channel, its pidfd attached (``WorkerOrder/master(pidfd:)``): the one that
+    ///   control channel, its pidfd attached (``WorkerOrder/master(pid:pidfd:)``): the one that
     ///   adopted it. None within S seconds, or the channel closed: it drains, as before.
     package static let currentProtocol = 6
 
