@@ -243,12 +243,14 @@ public final class BatonMaster: Service, Sendable {
     /// cannot be read or lacks a listener: the keeper then waits for the next successor.
     private func adopt(_ kit: [String: Int32], link: Int32, adoptPath: String) throws
         -> (record: MasterRecord, keeper: DescriptorKeeper, from: Int32, lost: [Int])? {
-        let keeperPID = baton_peer_pid(link)
+        var held: [Int32: String] = [:]
+        for (name, fd) in kit where name != "record" { held[fd] = name }
+        let keeper = DescriptorKeeper.resume(adoptPath: adoptPath, successorTimeout: configuration.successorTimeout, link: link,
+                                             pid: baton_peer_pid(link), names: held)
         guard let recordFD = kit["record"] else {
-            logger.warning("the keeper at \(adoptPath) (pid \(keeperPID)) held no master record: it lets go, and this master starts afresh")
-            for fd in kit.values { close(fd) }
-            _ = "bye".withCString { baton_send_fd(link, $0, 3, -1) }
-            close(link)
+            logger.warning("the keeper at \(adoptPath) (pid \(keeper.pid)) held no master record: it lets go, and this master starts afresh")
+            for fd in held.keys { close(fd) }
+            keeper.bye()
             return nil
         }
         lseek(recordFD, 0, SEEK_SET)
@@ -257,23 +259,16 @@ public final class BatonMaster: Service, Sendable {
         let (record, lost) = try written.renumbered(by: kit)
         var used = Set(record.listeners.map(\.fd) + [record.notify.fd] + (record.control.map { [$0.fd] } ?? []))
         for entry in record.generations { used.formUnion([entry.control, entry.inbox ?? -1, entry.pidfd ?? -1].filter { $0 >= 0 }) }
-        var names: [Int32: String] = [:]
-        for (name, fd) in kit where name != "record" {
-            if used.contains(fd) {
-                names[fd] = name
-                continue
-            }
+        for (fd, name) in held where !used.contains(fd) {
             // A worker the record does not name was spawned after its last write: nobody can
             // manage it, so it goes now (its channels close with it).
             if name.hasPrefix("pid.") {
                 logger.warning("the dead master's worker \(name.dropFirst(4)) is not in its record (started just before it died): stopping it")
                 _ = baton_pidfd_send_signal(fd, SIGKILL)
             }
+            keeper.remove(fd)
             close(fd)
-            _ = "del \(name)".withCString { baton_send_fd(link, $0, strlen($0), -1) }
         }
-        let keeper = DescriptorKeeper.resume(adoptPath: adoptPath, successorTimeout: configuration.successorTimeout, link: link,
-                                             pid: keeperPID, names: names)
         processStart.withLockedValue { $0 = .now }
         return (record, keeper, written.masterPID ?? 0, lost)
     }
