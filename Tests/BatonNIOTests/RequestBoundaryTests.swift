@@ -72,4 +72,22 @@ final class RequestBoundaryTests: XCTestCase {
         // The body is a slice of the bytes read, so its end is theirs.
         XCTAssertTrue(try read("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"))
     }
+
+    // What the request-boundary fuzzer found (Fuzz/README.md): a read that ended one request and
+    // went on into the next counted as a boundary when its bytes ended with CR LF CR LF, which the
+    // next request's head (with a body to come) or its body can end with too.
+
+    func testARequestThenTheHeadOfOneWithABodyIsNot() throws {
+        XCTAssertFalse(try read("GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /c HTTP/1.1\r\nHost: c\r\nContent-Length: 3\r\n\r\n"))
+        XCTAssertTrue(try read("abc"), "the body ends the next read exactly")
+    }
+
+    func testARequestThenPartOfABodyEndingLikeAHeadIsNot() throws {
+        XCTAssertFalse(try read("GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /c HTTP/1.1\r\nHost: c\r\nContent-Length: 6\r\n\r\n\r\n\r\n"))
+    }
+
+    func testARequestThenPartOfAChunkedBodyIsNot() throws {
+        XCTAssertFalse(try read("GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /d HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n\r\n\r\n"))
+        XCTAssertTrue(try read("0\r\n\r\n"))
+    }
 }
