@@ -43,15 +43,30 @@ final class ControlServer: Sendable {
         return try await ControlServer(path: path, fd: fd)
     }
 
+    /// The control socket's folder must be this user's, and no one else may write to it (it is
+    /// made 0700 when it is not). A symbolic link to such a folder is followed only when root or
+    /// this user owns it: under systemd, `RuntimeDirectoryPreserve=` with `DynamicUser=` makes
+    /// `/run/<name>` root's link into `/run/private/<name>`.
+    static func checkFolder(_ folder: String) throws {
+        var info = stat()
+        guard lstat(folder, &info) == 0 else { throw BatonError.errno("\(folder)") }
+        if info.st_mode & S_IFMT == S_IFLNK {
+            guard info.st_uid == 0 || info.st_uid == geteuid() else {
+                throw BatonError.system("\(folder) is a symbolic link owned by uid \(info.st_uid), neither root nor this user", EPERM)
+            }
+            guard stat(folder, &info) == 0 else { throw BatonError.errno("\(folder) (a symbolic link)") }
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR, info.st_uid == geteuid() else {
+            throw BatonError.system("\(folder) must be a folder owned by this user", EPERM)
+        }
+        if info.st_mode & 0o022 != 0 { chmod(folder, 0o700) }
+    }
+
     /// Binds the socket, replacing a stale one, with permissions set before anyone can connect.
     static func bind(path: String) async throws -> ControlServer {
         let folder = PathName.folder(of: path)
         if mkdir(folder, 0o700) != 0 && errno != EEXIST { throw BatonError.errno("creating \(folder)") }
-        var info = stat()
-        guard lstat(folder, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == geteuid() else {
-            throw BatonError.system("\(folder) must be a folder owned by this user", EPERM)
-        }
-        if info.st_mode & 0o022 != 0 { chmod(folder, 0o700) }
+        try checkFolder(folder)
         // A socket file left by a master that died: remove it, unless a master still answers.
         if access(path, F_OK) == 0 {
             if (try? await ControlClient.send(.init(command: "status"), to: path, timeout: .seconds(1))) != nil {
