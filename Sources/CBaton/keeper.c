@@ -195,6 +195,10 @@ pid_t baton_keeper_start(int link, int adopt, int timeout_ms) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    // listen(2) again: on a unix socket it sets the credentials a client reads with SO_PEERCRED,
+    // which are the keeper's from now on, not those of the master that bound it (long dead when
+    // a successor asks). The master listened first, so no connect is ever refused in between.
+    if (listen(adopt, 16) != 0) _exit(1);
     keeper_loop(link, adopt, timeout_ms, master);
     _exit(0);
 }

@@ -46,6 +46,7 @@ final class DescriptorKeeperTests: XCTestCase {
         close(keeper.link)  // the master dies without a word
         guard case .kit(let link, let kit) = try Adoption.ask(at: path) else { return XCTFail("no kit after the master's death") }
         defer { close(link) }
+        XCTAssertEqual(baton_peer_pid(link), keeper.pid, "the successor's SO_PEERCRED names the keeper, not the master that bound the socket")
         XCTAssertEqual(Array(kit.keys), ["fd.\(getpid()).1"])
         let received = try XCTUnwrap(kit.values.first)
         defer { close(received) }
