@@ -77,6 +77,7 @@ final class MasterLoop {
         }
         if let adoption {
             await feed(.adopt(lost: watchAdopted(), lostGenerations: adoption.lostGenerations, from: adoption.from))
+            reportStrays()
         } else if let record = adopted {
             let described = "pid \(getpid()), \(image.path) (Baton \(Baton.version), execution \(image.executions), record from Baton \(record))"
             await feed(.resume(lost: watchAdopted(), execution: image.executions, image: described))
@@ -105,6 +106,25 @@ final class MasterLoop {
         }
         if machine.firstGenerationFailed { throw MasterError.firstGenerationFailed }
         logger.info("master stopped: every generation has exited")
+    }
+
+    /// Under systemd: what the unit's cgroup holds that the adopted record does not account for.
+    private func reportStrays() {
+        let known = Set([getpid()] + (keeper.map { [$0.pid] } ?? []) + machine.generations.map(\.pid))
+        let strays: [CgroupReconciliation.Stray]
+        do {
+            guard let found = try CgroupReconciliation.strays(known: known) else { return }
+            strays = found
+        } catch {
+            logger.warning("cannot check the unit's cgroup for processes the dead master's record does not name: \(error)")
+            return
+        }
+        if strays.isEmpty {
+            logger.info("the unit's cgroup holds only this master, its keeper and the adopted workers")
+        }
+        for stray in strays {
+            logger.warning("the unit's cgroup holds \(stray), which the dead master's record does not name; left alone (a worker it started just before dying drains by itself)")
+        }
     }
 
     private func token(for reply: Reply?) -> MasterStateMachine.ReplyToken? {
