@@ -130,6 +130,11 @@ public final class BatonMaster: Service, Sendable {
                 }
             }
         }
+        if adoption != nil, let passed = try? SocketActivation.adoptListeners() {
+            // systemd passes a .socket unit's listeners to each start: the adopted ones are the same sockets.
+            for listener in passed { close(listener.fd) }
+            logger.info("socket activation passed \(passed.count) listener(s) again: closed, the adopted copies of the same sockets serve")
+        }
         let systemd = SystemdNotifier.fromEnvironment(logger: logger)
         let listeners = try record.map { try ListenerSet(adopting: $0, backlog: configuration.backlog) }
             ?? ListenerSet(initial: try openListeners(), backlog: configuration.backlog)
