@@ -34,7 +34,10 @@ final class DeployFilesTests: XCTestCase {
     func testServiceUnitsLetTheMasterDrainWithinSystemdsTimeouts() throws {
         for name in ["hello.service", "hello-sync-reload.service"] {
             let unit = settings(try read("deploy/systemd/\(name)"))
-            XCTAssertEqual(unit["KillMode"], "mixed", name)
+            // A dead master's workers survive for its successor to adopt (README "When the master dies").
+            XCTAssertEqual(unit["KillMode"], "process", name)
+            XCTAssertEqual(unit["RuntimeDirectoryPreserve"], "restart", name)
+            XCTAssertEqual(unit["Restart"], "on-failure", name)
             XCTAssertEqual(unit["NotifyAccess"], "main", name)
             XCTAssertEqual(unit["RuntimeDirectory"], "hello", name)
             XCTAssertEqual(unit["RuntimeDirectoryMode"], "0700", name)
@@ -66,7 +69,9 @@ final class DeployFilesTests: XCTestCase {
     func testTemplateUnitRunsTheAppFolderWithASynchronousReload() throws {
         let unit = settings(try read("deploy/systemd/baton@.service"))
         XCTAssertEqual(unit["Type"], "notify")
-        XCTAssertEqual(unit["KillMode"], "mixed")
+        XCTAssertEqual(unit["KillMode"], "process")
+        XCTAssertEqual(unit["RuntimeDirectoryPreserve"], "restart", "the keeper's adopt socket lives there")
+        XCTAssertEqual(unit["Restart"], "on-failure")
         XCTAssertEqual(unit["NotifyAccess"], "main")
         XCTAssertEqual(unit["NoNewPrivileges"], "yes")
         XCTAssertEqual(unit["WorkingDirectory"], "/srv/%i")
