@@ -7,7 +7,11 @@
 #
 # Scenario: systemctl enable --now baton@myapp; upgrades with `systemctl reload` while wrk loads it
 # (inside the container, on its own loopback: --private-network); a broken release, and
-# `systemctl reload` failing while the old version keeps serving; MainPID checked after each step.
+# `systemctl reload` failing while the old version keeps serving; MainPID checked after each step;
+# then the master killed outright (`systemctl kill -s KILL --kill-whom=main`) every KILL_INTERVAL
+# seconds, KILLS times (default 12 every 10 s), under 1,024 keep-alive and 256
+# connection-per-request clients, the service on CPU 0 and the clients on CPU 1: each master
+# systemd restarts adopts the running worker, nothing fails, and an upgrade works after.
 # Exit status 0 only if every check held. Not part of `swift test` (it takes minutes and needs
 # debootstrap and systemd-nspawn: apt-get install debootstrap systemd-container).
 #
@@ -25,6 +29,8 @@ machine=baton-test-$$
 log=$cache/nspawn-$$.log
 nspawn_pid=
 failures=0
+kills=${KILLS:-12}
+kill_interval=${KILL_INTERVAL:-10}
 
 say() { printf '\n### %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -41,6 +47,8 @@ version=$(sed -n 's/^ *public static let string = "\([^"]*\)".*/\1/p' Sources/Ba
 deb=$repo/dist/baton_${version}_amd64.deb
 hello=$repo/.build-package/bin/hello
 [ -f "$deb" ] && [ -x "$hello" ] || die "run 'bash Packaging/build.sh' first (need $deb and $hello)"
+command -v go >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null; } ||
+    die "go not found (apt-get install golang-go): the load client is built from Benchmarks/handoff/loadclient"
 
 cleanup() {
     set +e
@@ -74,10 +82,17 @@ systemd-nspawn -q -D "$run" --register=no --keep-unit dpkg -i "/root/$(basename 
 systemd-nspawn -q -D "$run" --register=no --keep-unit sh -c 'echo "baton --version: $(baton --version)"; dpkg -L baton | while read -r f; do [ -d "$f" ] || echo "$f"; done'
 install -d -m 0755 "$run/srv/myapp"
 install -m 0755 "$hello" "$run/srv/myapp/app"
+install -m 0755 "$hello" "$run/srv/myapp/app.good"  # for the upgrade after the kills
 # DelaySecond is long so that here only `systemctl reload` upgrades (an edit of watch.conf would
 # upgrade by itself after DelaySecond).
 printf '{"HttpPort": "8080", "Ver": "1", "DelaySecond": 3600, "BinName": "app"}\n' >"$run/srv/myapp/watch.conf"
 chmod 0644 "$run/srv/myapp/watch.conf"
+# The load client of the benchmarks, static (the container has its own libc).
+(cd Benchmarks/handoff/loadclient && CGO_ENABLED=0 GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= \
+    GOCACHE="${GOCACHE:-$cache/go-build}" go build -o "$run/root/loadclient" .) || die "go build of the load client failed"
+# The service on CPU 0 (the clients go on CPU 1), as in the benchmarks.
+mkdir -p "$run/etc/systemd/system/baton@myapp.service.d"
+printf '[Service]\nCPUAffinity=0\n' >"$run/etc/systemd/system/baton@myapp.service.d/cpu.conf"
 cat >"$run/root/count.lua" <<'EOF'
 -- counts answers by status and worker pid
 local statuses, pids = {}, {}
@@ -171,15 +186,104 @@ ct systemctl status --no-pager --lines=0 baton@myapp | sed 's/^/    /'
 now=$(ct systemctl show -p MainPID --value baton@myapp)
 echo "MainPID=$now"
 check "MainPID unchanged after the failed reload" test "$now" = "$main"
-say "journal of baton@myapp"
+say "journal of baton@myapp (so far)"
 ct journalctl -u baton@myapp --no-pager -o cat | sed 's/^/    /'
 
-# 7. Stop: the master drains and exits; nothing of the unit is left.
+# 7. The master killed outright, again and again, under load: systemd restarts it (Restart=, the
+# shipped unit's on-failure: SIGKILL is a failure) and each new master adopts the running worker
+# from the dead one's keeper (KillMode=process leaves both alive).
+say "systemctl kill -s KILL --kill-whom=main, $kills times every $kill_interval s, under 1,024 keep-alive + 256 connection-per-request clients"
+seconds=$((kills * kill_interval + 25))
+taskset -cp 1 $$ >/dev/null  # this script, its pollers and the clients on CPU 1; the service is on CPU 0
+taskset -c 1 nsenter -t "$leader" -a /root/loadclient -addr 127.0.0.1:8080 -c 1024 -d "${seconds}s" -timeline /root/ka.txt \
+    -ready-file /root/ka.ready -summary >"$run/root/ka.json" 2>"$run/root/ka.log" &
+ka_pid=$!
+taskset -c 1 nsenter -t "$leader" -a /root/loadclient -addr 127.0.0.1:8080 -c 256 -close -d "${seconds}s" -timeline /root/close.txt \
+    -summary >"$run/root/close.json" 2>"$run/root/close.log" &
+close_pid=$!
+for _ in $(seq 1 700); do [ -s "$run/root/ka.ready" ] && break; sleep 0.1; done
+[ -s "$run/root/ka.ready" ] || die "the load client did not open its connections: $(cat "$run/root/ka.log")"
+# Every state the unit passes through, sampled every 50 ms on the clients' CPU.
+(while :; do printf '%s %s\n' "$(date +%s%3N)" "$(ct systemctl show -p ActiveState,SubState --value baton@myapp | paste -sd/)"; sleep 0.05; done) \
+    >"$cache/states-$$.txt" 2>/dev/null &
+sampler=$!
+worker=$(ct curl -sS --max-time 5 localhost:8080/hello | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+echo "worker pid (in the container): $worker"
+sleep 2
+latencies=()
+for k in $(seq 1 "$kills"); do
+    sleep "$kill_interval"
+    master=$(ct systemctl show -p MainPID --value baton@myapp)
+    start=$(date +%s%3N)
+    ct systemctl kill -s KILL --kill-whom=main baton@myapp
+    back=
+    for _ in $(seq 1 400); do
+        now=$(ct systemctl show -p MainPID,ActiveState --value baton@myapp | paste -sd' ')
+        if [ "${now#* }" = active ] && [ "${now%% *}" != "$master" ] && [ "${now%% *}" != 0 ]; then back=$(date +%s%3N); break; fi
+        sleep 0.025
+    done
+    [ -n "$back" ] || { ct systemctl status --no-pager baton@myapp; die "kill $k: the unit was not active again within 10 s"; }
+    latencies+=($((back - start)))
+    echo "kill $k: master $master killed; MainPID ${now%% *}, active again after $((back - start)) ms"
+done
+sleep 3
+check "the same worker still serves after $kills kills" \
+    test "$(ct curl -sS --max-time 5 localhost:8080/hello | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')" = "$worker"
+status=$(ct baton status --control /run/baton/myapp/baton.sock 2>&1 || true)
+echo "$status" | sed 's/^/    /'
+check "baton status counts $kills adoptions" grep -q "adoptions: $kills " <<<"$status"
+adoptions=$(ct journalctl -u baton@myapp --no-pager -o cat | grep -c "adopted 1 generation(s) from master pid" || true)
+echo "adoption lines in the journal: $adoptions"
+check "every kill was an adoption" test "$adoptions" = "$kills"
+clean=$(ct journalctl -u baton@myapp --no-pager -o cat | grep -c "cgroup holds only this master, its keeper and the adopted workers" || true)
+check "each adopting master checked the unit's cgroup and found no stray ($clean of $kills)" test "$clean" = "$kills"
+# After the last adoption an upgrade still works.
+ct sh -c "cp /srv/myapp/app.good /srv/myapp/app.new && mv -f /srv/myapp/app.new /srv/myapp/app &&
+          sed -i 's/\"Ver\": \"[0-9]*\"/\"Ver\": \"6\"/' /srv/myapp/watch.conf"
+if out=$(ct systemctl reload baton@myapp 2>&1); then rc=0; else rc=$?; fi
+echo "systemctl reload after the last adoption: exit $rc $out"
+check "reload after the adoptions succeeded" test "$rc" = 0
+check "serving version 6" bash -c "nsenter -t $leader -a curl -sS --max-time 5 localhost:8080/hello | grep -q '\"ver\":\"6\"'"
+wait "$ka_pid" || true
+wait "$close_pid" || true
+kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+echo "states of the unit seen (sampled every 50 ms), with how many samples each:"
+awk '{print $2}' "$cache/states-$$.txt" | sort | uniq -c | sed 's/^/    /'
+python3 - "$run/root" "$(printf '%s\n' "${latencies[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)], a[NR]}')" <<'PY'
+import json, sys
+d, lat = sys.argv[1], sys.argv[2].split()
+ka, close = json.load(open(f"{d}/ka.json")), json.load(open(f"{d}/close.json"))
+print(f"kill -> active again: median {lat[0]} ms, max {lat[1]} ms")
+print(f"keep-alive: {ka['requests_ok']} ok, {ka['failures']} failed, {ka['reconnects']} connections replaced")
+print(f"connection per request: {close['requests_ok']} ok, {close['failures']} failed, {close['failure_kinds'].get('connect', 0)} failed connects")
+PY
+check "keep-alive: 0 failed" python3 -c "import json,sys; sys.exit(json.load(open('$run/root/ka.json'))['failures'] != 0)"
+check "keep-alive: every connection kept (0 replaced, until the upgrade)" python3 - "$run/root/ka.txt" <<'PY'
+import sys
+# Reconnects before the upgrade only: the upgrade hands connections over or closes idle ones.
+lines = [l.split() for l in open(sys.argv[1]) if not l.startswith("#")]
+pids_seen = [set(p.split(":")[0] for p in l[7][5:].split(",") if p) for l in lines]
+first_upgrade = next((i for i, p in enumerate(pids_seen) if len(p) > 1), len(lines))
+sys.exit(sum(int(l[3]) for l in lines[:first_upgrade]) != 0)
+PY
+check "connection per request: 0 failed, 0 failed connects" python3 -c "import json,sys; c=json.load(open('$run/root/close.json')); sys.exit(c['failures'] != 0)"
+check "the unit was never inactive or failed" bash -c "! grep -Eq ' (inactive|failed)/' '$cache/states-$$.txt'"
+rm -f "$cache/states-$$.txt"
+say "journal of baton@myapp since the kills (systemd's lines and Baton's adoptions)"
+ct journalctl -u baton@myapp --no-pager -o cat | grep -E "adopted|Main process exited|Scheduled restart|cgroup|keeper" | tail -8 | sed 's/^/    /'
+
+# 8. Stop: the master drains and exits; nothing of the unit is left.
 say "systemctl stop baton@myapp"
+# (by /proc/PID/cgroup: the cgroup file system's layout differs between v2 and a hybrid host)
+unit_pids=$(ct sh -c 'grep -l "baton@myapp.service\$" /proc/[0-9]*/cgroup 2>/dev/null' | cut -d/ -f3 | sort -un | tr '\n' ' ')
+echo "the unit's processes: $unit_pids($(for pid in $unit_pids; do ct cat "/proc/$pid/comm"; done | paste -sd' '))"
+check "the unit holds a master, its keeper and a worker" test "$(wc -w <<<"$unit_pids")" -ge 3
 ct systemctl stop baton@myapp
 check "stopped cleanly" test "$(ct systemctl show -p Result --value baton@myapp)" = success
 check "unit inactive" test "$(ct systemctl show -p ActiveState --value baton@myapp)" = inactive
 check "nothing listens on 8080 any more" bash -c "! nsenter -t $leader -a curl -s --max-time 2 localhost:8080/hello"
+left=$(for pid in $unit_pids; do if ct test -d "/proc/$pid"; then echo "$pid"; fi; done)
+check "none of the unit's processes is left (KillMode=process leaves them to the master)" test -z "$left"
 ct systemctl poweroff || true
 for _ in $(seq 1 300); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
 wait "$nspawn_pid" 2>/dev/null && echo "container powered off" || echo "container: nspawn exit $?"
