@@ -230,8 +230,10 @@ master_pid() {   # the pid to signal (it changes with tableflip, grace, nginx)
     esac
 }
 
-expected_procs() {   # processes of a settled system: Baton master + worker, nginx master + worker, else 1
-    case $1 in hello | hello-static | vapor-hello | nginx) echo 2 ;; *) echo 1 ;; esac
+expected_procs() {   # processes of a settled system: Baton master + keeper + worker, nginx master + worker, else 1
+    # (the keeper, baton-keeper, is the master's child in its process group: without it counted,
+    # every settle and every scale cell's end waited out its bound, 15 s and DRAIN_TIMEOUT + 10 s)
+    case $1 in hello | hello-static | vapor-hello) echo 3 ;; nginx) echo 2 ;; *) echo 1 ;; esac
 }
 
 spawn() {   # spawn SYSTEM: starts the server process(es) (no wait)
