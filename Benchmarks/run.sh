@@ -142,7 +142,7 @@ fi
 commit=$(git rev-parse HEAD)
 
 install_debian_packages wrk curl iproute2 util-linux binutils nginx-light golang-go golang-github-gin-gonic-gin-dev \
-    golang-github-cloudflare-tableflip-dev golang-github-facebookgo-grace-dev
+    golang-github-cloudflare-tableflip-dev golang-github-facebookgo-grace-dev linux-perf
 ensure_matplotlib
 
 started_all=$SECONDS

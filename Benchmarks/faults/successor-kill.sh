@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
 # The new generation dies in the middle of the hand-over: SIGKILL 0.5 s after it became ready,
-# under 1,024 keep-alive connections plus 256 connection-per-request clients, the server pinned
-# to one core. What is lost, and how long new connections wait for someone to accept them.
+# under 1,024 keep-alive connections plus 256 connection-per-request clients (closed loops: the
+# server's core is saturated), the server pinned to one core. What is lost, and how long nobody
+# accepts.
 #
 #   Benchmarks/faults/successor-kill.sh BIN_DIR [ROUNDS]
 #
 # BIN_DIR holds release builds of `hello` and the load client (`loadclient`, built from
-# Benchmarks/handoff/loadclient). One line per round on standard output:
-#   round=1 held=592 ka_failed=… ka_kinds=… close_failed=… close_max_ms_after_kill=… served_after_kill=PIDS started_after_kill=N
-# `held`: sockets the killed generation had open (its clients' connections, which no design can
-# save); `served_after_kill`: the pids that answered the connection-per-request clients in the
-# 3 s after the kill; `started_after_kill`: generations the master started in those 3 s.
+# Benchmarks/handoff/loadclient). Needs perf (Debian's linux-perf) and root for its tracepoints.
+# One line per round on standard output, `key=value` pairs:
+#   held             client connections the killed generation had open (ss -p, just before the kill;
+#                    snapshot_ms: from the start of that snapshot to the kill)
+#   failed_held      failed requests on those connections (what no design can save)
+#   failed_unowned   failed requests on connections no process had open in that snapshot: on
+#                    their way to the killed generation's inbox (handed over, not yet taken)
+#   failed_other     failed requests on connections another process had open: the old generation
+#                    goes on handing connections over until the killed one's inbox closes, late
+#                    in the kernel's teardown of it (and during the snapshot)
+#   ka_failed, close_failed, ka_kinds   the load clients' own totals
+#   accept_gap_ms    from the SIGKILL to the old generation's first accept (perf: the kill(2) and
+#                    accept4(2) tracepoints): the time nobody accepts
+#   first_answer_ms  from the kill to the first answer to a connection opened after it
+#   gap_ms_before / gap_ms_after   the longest time without an answer to any
+#                    connection-per-request client in the second before / after the kill
+#   wait_ms_before / wait_ms_after the longest a new connection waited for its answer in the
+#                    3 s before / after the kill (what the saturated core costs anyway)
+#   served_after_kill   pids that answered the connection-per-request clients in the 3 s after
+#   started_after_kill  generations the master started in those 3 s
+#   round
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:?usage: successor-kill.sh BIN_DIR [ROUNDS]}
@@ -22,6 +39,7 @@ HELPERS=() GROUPS_STARTED=()
 # shellcheck source=../lib.sh
 source "$here/lib.sh"
 trap cleanup_all EXIT
+command -v perf >/dev/null || die "no perf (apt-get install linux-perf)"
 
 for round in $(seq 1 "$rounds"); do
     dir="$WORK/round$round"
@@ -31,52 +49,112 @@ for round in $(seq 1 "$rounds"); do
     master=$!
     track_group "$master"
     wait_answer "$port" 60 || die "hello did not answer (see $dir)"
+    old=$(answer_pid "$port")
+    # -slow-log: the failed requests with their connection's port; -slow-ms 0 for the
+    # connection-per-request clients: every request, with its send time and latency.
     taskset -c "$CLIENT_CPU" "$bin/loadclient" -addr "127.0.0.1:$port" -c 1024 -d 12s -timeline "$dir/ka.txt" \
-        -ready-file "$dir/ka.ready" -summary >"$dir/ka.json" 2>"$dir/ka.log" &
+        -ready-file "$dir/ka.ready" -slow-log "$dir/ka-failed.txt" -summary >"$dir/ka.json" 2>"$dir/ka.log" &
     ka=$!
     track_helper "$ka"
     taskset -c "$CLIENT_CPU" "$bin/loadclient" -addr "127.0.0.1:$port" -c 256 -close -d 12s -timeline "$dir/close.txt" \
-        -summary >"$dir/close.json" 2>"$dir/close.log" &
+        -ready-file "$dir/close.ready" -slow-log "$dir/close-requests.txt" -slow-ms 0 -summary >"$dir/close.json" 2>"$dir/close.log" &
     cl=$!
     track_helper "$cl"
-    for ((t = 0; t < 700; t++)); do [[ -s $dir/ka.ready ]] && break; sleep 0.1; done
-    [[ -s $dir/ka.ready ]] || die "the load client did not open its connections (see $dir/ka.log)"
+    for ((t = 0; t < 700; t++)); do [[ -s $dir/ka.ready && -s $dir/close.ready ]] && break; sleep 0.1; done
+    [[ -s $dir/ka.ready && -s $dir/close.ready ]] || die "the load clients did not open their connections (see $dir/*.log)"
     sleep 2
+    # Traces the kill and every accept from before the upgrade to 2 s after the kill.
+    taskset -c "$CLIENT_CPU" perf record -q -a -e syscalls:sys_enter_kill -e syscalls:sys_exit_accept4 \
+        -o "$dir/perf.data" -- sleep 5 >"$dir/perf.log" 2>&1 &
+    perf_pid=$!
+    track_helper "$perf_pid"
+    sleep 0.5
     kill -HUP "$master"
     victim=""
     for ((t = 0; t < 2000; t++)); do
-        victim=$(sed -n 's/.*generation 2 (pid \([0-9]*\),.*) ready in .*/\1/p' "$dir/server.log" | head -1)
+        victim=$(sed -n 's/.*generation 2 (pid \([0-9]*\),.*) ready in .*/\1/p;T;q' "$dir/server.log")
         [[ -n $victim ]] && break
         sleep 0.01
     done
     [[ -n $victim ]] || die "generation 2 did not become ready (see $dir/server.log)"
     sleep 0.5
-    held=$(find "/proc/$victim/fd" -lname 'socket:*' 2>/dev/null | wc -l)
+    # Who holds which client connection, just before the kill. (Not `find /proc/PID/fd | wc -l`:
+    # a socket closing mid-walk fails find, and with pipefail and -e that ended the script,
+    # silently, after its first round.)
     starts_before=$(grep -c 'starting (' "$dir/server.log" || true)
+    snapshot_ms=$(now_ms)
+    ss -Htnp state established "( sport = :$port )" >"$dir/owners.txt" 2>/dev/null || true
     kill_ms=$(now_ms)
     kill -KILL "$victim"
     sleep 3
     starts_after=$(grep -c 'starting (' "$dir/server.log" || true)
+    wait "$perf_pid" || true
+    forget_helper "$perf_pid"
     wait "$ka" || true
     wait "$cl" || true
     forget_helper "$ka"
     forget_helper "$cl"
     kill_group "$master" 15
-    python3 - "$dir" "$kill_ms" <<'EOF'
-import json, sys
-d, kill = sys.argv[1], int(sys.argv[2])
+    perf script -i "$dir/perf.data" -F pid,time,event,trace >"$dir/perf.txt" 2>/dev/null || die "perf script failed (see $dir/perf.log)"
+    python3 - "$dir" "$kill_ms" "$victim" "$old" "$((kill_ms - snapshot_ms))" <<'EOF'
+import json, re, sys
+d, kill, victim, old, snapshot_ms = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 ka, close = json.load(open(f"{d}/ka.json")), json.load(open(f"{d}/close.json"))
-worst, pids = 0.0, set()
-for line in open(f"{d}/close.txt"):
-    if line.startswith("#"):
+
+# The accept gap, in the kernel's own clock: the kill(2) of the victim, then the old
+# generation's first accept4(2) that returned a connection.
+killed_at, first_accept = None, None
+for line in open(f"{d}/perf.txt"):
+    m = re.match(r"\s*(\d+)\s+([\d.]+):\s+syscalls:(\S+):\s*(.*)", line)
+    if not m:
         continue
+    pid, t, event, rest = m.group(1), float(m.group(2)), m.group(3), m.group(4)
+    if event == "sys_enter_kill" and killed_at is None and re.search(r"pid: 0x0*%x," % int(victim), rest) and "sig: 0x00000009" in rest:
+        killed_at = t
+    elif event == "sys_exit_accept4" and killed_at is not None and pid == old and int(rest, 16) < 1 << 31:
+        first_accept = t
+        break
+accept_gap = round((first_accept - killed_at) * 1000) if killed_at and first_accept else -1
+
+# Who had each client connection (by the client's port) just before the kill.
+owner = {}
+for line in open(f"{d}/owners.txt"):
     f = line.split()
-    ms = int(f[0])
-    if kill <= ms < kill + 3000:
-        worst = max(worst, float(f[6]))
-        pids |= {p.split(":")[0] for p in f[7][len("pids="):].split(",") if p}
+    peer = f[3].rsplit(":", 1)[1]
+    m = re.search(r"pid=(\d+),", line)
+    owner[peer] = m.group(1) if m else None
+held = sum(1 for p in owner.values() if p == victim)
+failed = {"held": 0, "unowned": 0, "other": 0}
+def count_failure(port):
+    p = owner.get(port)
+    failed["held" if p == victim else "other" if p else "unowned"] += 1
+
+t0 = int(open(f"{d}/close.ready").read().split()[0])
+pids, sent_answered = set(), []   # (sent, answered) in unix ms, every connection-per-request answer
+for name in ("ka-failed.txt", "close-requests.txt"):
+    for line in open(f"{d}/{name}"):
+        if line.startswith("#"):
+            continue
+        f = line.split()   # SENT_MS TOOK_MS SLOT PREV_PID PID KIND PORT
+        if f[5] != "ok":
+            count_failure(f[6])
+        elif name == "close-requests.txt":
+            sent, answered = t0 + int(f[0]), t0 + int(f[0]) + int(f[1])
+            sent_answered.append((sent, answered))
+            if kill <= answered < kill + 3000:
+                pids.add(f[4])
+def gap(lo, hi):   # the longest time in [lo, hi) without an answer
+    ts = sorted(a for _, a in sent_answered if lo <= a < hi)
+    return max(b - a for a, b in zip([lo] + ts, ts + [hi]))
+def wait(lo, hi):  # the longest a connection opened in [lo, hi) waited for its answer
+    return max((a - s for s, a in sent_answered if lo <= s < hi), default=-1)
+first = min((a for s, a in sent_answered if s >= kill), default=None)
 kinds = ",".join(f"{k}:{n}" for k, n in sorted(ka["failure_kinds"].items()) if n) or "-"
-print(f"ka_failed={ka['failures']} ka_kinds={kinds} close_failed={close['failures']} close_max_ms_after_kill={worst:.0f} served_after_kill={'+'.join(sorted(pids))}", end=" ")
+print(f"held={held} snapshot_ms={snapshot_ms} failed_held={failed['held']} failed_unowned={failed['unowned']} failed_other={failed['other']} "
+      f"ka_failed={ka['failures']} close_failed={close['failures']} ka_kinds={kinds} accept_gap_ms={accept_gap} "
+      f"first_answer_ms={first - kill if first else -1} gap_ms_before={gap(kill - 1000, kill)} gap_ms_after={gap(kill, kill + 1000)} "
+      f"wait_ms_before={wait(kill - 3000, kill)} wait_ms_after={wait(kill, kill + 3000)} "
+      f"served_after_kill={'+'.join(sorted(pids))}", end=" ")
 EOF
-    echo "started_after_kill=$((starts_after - starts_before)) held=$held round=$round"
+    echo "started_after_kill=$((starts_after - starts_before)) round=$round"
 done

@@ -45,7 +45,7 @@
 // buckets (a p99 over one second). -summary prints one JSON object with the totals to stdout.
 // -ready-file FILE: the unix ms at which the measured period starts is written there once the ramp
 // is over (the benchmark schedules its upgrades from it).
-// -slow-log FILE: one line per request slower than -slow-ms (or failed), to find where the slow
+// -slow-log FILE: one line per request slower than -slow-ms (or failed; -slow-ms 0: every request), to find where the slow
 // ones come from: "SENT_MS TOOK_MS SLOT PREV_PID PID KIND PORT", in the order they were sent (ms
 // since the start; PREV_PID answered the slot's previous request on the same connection, 0 after a
 // new connection; KIND ok or the failure kind; PORT the client's port, to find the connection in a
@@ -234,7 +234,8 @@ type client struct {
 	stop     atomic.Bool
 	rampFail atomic.Int64
 	inFlight atomic.Int64 // requests of the measured period written and not yet answered or failed
-	slowMs   int64
+	slowLog  bool         // -slow-log given
+	slowMs   int64        // 0: every request
 	slowMu   sync.Mutex
 	slow     []slowRequest
 }
@@ -246,7 +247,7 @@ type slowRequest struct {
 
 // noteSlow keeps a line for the -slow-log when the request took -slow-ms or more, or failed.
 func (cl *client) noteSlow(slot int, cn *conn, sent time.Time, took time.Duration, prev, pid int64, kind string) {
-	if cl.slowMs <= 0 || (kind == "ok" && took.Milliseconds() < cl.slowMs) {
+	if !cl.slowLog || (kind == "ok" && took.Milliseconds() < cl.slowMs) {
 		return
 	}
 	port := 0
@@ -691,7 +692,7 @@ func main() {
 	readyFile := flag.String("ready-file", "", "write the unix ms at which the measured period starts here")
 	closeEach := flag.Bool("close", false, "send a Connection: close header with every request (a new connection per request; each close is counted as a reconnect, reason close_header)")
 	slowLog := flag.String("slow-log", "", "write one line per request slower than -slow-ms (or failed) to this file")
-	slowMs := flag.Int64("slow-ms", 2000, "what -slow-log counts as slow")
+	slowMs := flag.Int64("slow-ms", 2000, "what -slow-log counts as slow (0: every request)")
 	rate := flag.Float64("rate", 0, "total requests/s, spread evenly over the connections (open loop, latency from when each request was due); 0: closed loop, each connection sends as soon as it has its answer")
 	flag.Parse()
 	if *conns < 1 {
@@ -713,7 +714,7 @@ func main() {
 		peek:    *peek,
 	}
 	if *slowLog != "" {
-		cl.slowMs = *slowMs
+		cl.slowLog, cl.slowMs = true, *slowMs
 	}
 	if *rate > 0 {
 		cl.interval = time.Duration(float64(*conns) / *rate * float64(time.Second))
