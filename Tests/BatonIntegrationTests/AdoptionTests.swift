@@ -49,6 +49,37 @@ final class AdoptionTests: IntegrationTestCase {
         XCTAssertTrue(poll(timeout: 10) { !Proc.isAlive(new) }, "worker \(new) outlived a clean stop")
     }
 
+    /// A deploy made while no master ran is not lost: watch.conf edited between the kill and the
+    /// next start makes the adopting master upgrade to it. An adoption with watch.conf untouched
+    /// upgrades nothing.
+    func testAWatchConfChangedWhileNoMasterRanIsDeployedByTheAdoptingMaster() throws {
+        let hello = try startHello(mode: .watchConf(ver: "1", delaySecond: 0.3, passConfig: false))
+        let worker = try answer(hello).pid
+        hello.track(worker)
+
+        hello.signal(SIGKILL)
+        XCTAssertEqual(hello.waitForExit(timeout: 10), .signaled(SIGKILL))
+        let quiet = try start(hello.executable.path, hello.arguments, in: hello.directory.path, logName: "master-1.log")
+        XCTAssertTrue(quiet.waitForLog("adoption 1 of this service", timeout: 10), quiet.log)
+        Thread.sleep(forTimeInterval: 1)  // more than DelaySecond: an upgrade would have started
+        XCTAssertFalse(quiet.log.contains("changed while no master"), quiet.log)
+        let unchanged = try answer(hello)
+        XCTAssertEqual(unchanged.ver, "1", "an untouched watch.conf upgraded")
+        XCTAssertEqual(unchanged.pid, worker, "an untouched watch.conf upgraded")
+
+        quiet.signal(SIGKILL)
+        XCTAssertEqual(quiet.waitForExit(timeout: 10), .signaled(SIGKILL))
+        try hello.writeConfig(HelloProcess.watchConf(port: hello.port, ver: "2", delaySecond: 0.3))
+        let master = try start(hello.executable.path, hello.arguments, in: hello.directory.path, logName: "master-2.log")
+        XCTAssertTrue(master.waitForLog("changed while no master watched it", timeout: 10), master.log)
+        XCTAssertTrue(poll(timeout: 20) { (try? self.answer(hello))?.ver == "2" }, "version 2 never served:\n\(master.log)")
+        let upgraded = try answer(hello)
+        XCTAssertNotEqual(upgraded.pid, worker)
+        master.track(upgraded.pid)
+        XCTAssertTrue(poll(timeout: 20) { !Proc.isAlive(worker) }, "the adopted worker \(worker) did not drain after the upgrade")
+        XCTAssertEqual(master.stop(timeout: 30), .exited(0))
+    }
+
     /// No successor comes: the workers serve for the successor timeout, then drain and exit, and
     /// so does the keeper. No orphan serves an old version forever.
     func testWithoutASuccessorTheWorkersDrainAfterTheTimeout() throws {

@@ -35,6 +35,9 @@ final class MasterLoop {
     /// The master that died, when this one adopted its workers, and the generations whose
     /// channels did not come back.
     private let adoption: (from: Int32, lostGenerations: [Int])?
+    /// The watched deploy file as last read for a launch (``ConfigStamp``); from the record
+    /// until this master launches.
+    var configStamp: ConfigStamp?
     /// A pidfd on this process, which adopted workers watch.
     private lazy var ownPidfd: Int32 = baton_pidfd_open(getpid())
     var configuration: MasterConfiguration { master.configuration }
@@ -62,6 +65,7 @@ final class MasterLoop {
             machine = MasterStateMachine(settings: settings, masterPath: image.path)
         }
         self.adopted = record?.writtenBy
+        self.configStamp = record?.watchConf
         master.publish(MasterSnapshot(machine, image: image))
     }
 
@@ -78,6 +82,7 @@ final class MasterLoop {
         if let adoption {
             await feed(.adopt(lost: watchAdopted(), lostGenerations: adoption.lostGenerations, from: adoption.from))
             reportStrays()
+            await upgradeIfDeployedMeanwhile()
         } else if let record = adopted {
             let described = "pid \(getpid()), \(image.path) (Baton \(Baton.version), execution \(image.executions), record from Baton \(record))"
             await feed(.resume(lost: watchAdopted(), execution: image.executions, image: described))
@@ -106,6 +111,15 @@ final class MasterLoop {
         }
         if machine.firstGenerationFailed { throw MasterError.firstGenerationFailed }
         logger.info("master stopped: every generation has exited")
+    }
+
+    /// A deploy made while no master ran (watch.conf changed: inotify had no one to tell) is
+    /// not lost: the adopting master upgrades when the file is no longer what its predecessor
+    /// last read. An unchanged file (most adoptions) changes nothing.
+    private func upgradeIfDeployedMeanwhile() async {
+        guard let path = configuration.watchFile, let before = configStamp, let now = ConfigStamp(path: path), now != before else { return }
+        logger.notice("\(path) changed while no master watched it (\(before) → \(now)): upgrading")
+        await feed(.trigger(reason: "\(path) changed while no master ran", reply: nil, masterBinaryChanged: image.changedOnDisk))
     }
 
     /// Under systemd: what the unit's cgroup holds that the adopted record does not account for.
@@ -182,6 +196,8 @@ final class MasterLoop {
     private func perform(_ action: MasterStateMachine.Action) async -> MasterStateMachine.Event? {
         switch action {
         case .launch:
+            // Stamped before reading: a change made during the read shows as a change later.
+            if let path = configuration.watchFile { configStamp = ConfigStamp(path: path) }
             do { return .launched(try await launcher.run(configuration.launch)) } catch { return .launchFailed("\(error)") }
         case .absorbPendingConfigChanges(let reason):
             if let path = master.configIsBeingRead() {

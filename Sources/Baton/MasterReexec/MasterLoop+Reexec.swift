@@ -34,6 +34,7 @@ extension MasterLoop {
                                   successorTimeoutMilliseconds: keeper.successorTimeout.milliseconds,
                                   names: Dictionary(keeper.names.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first }))
         }
+        record.watchConf = configStamp
         return record
     }
 

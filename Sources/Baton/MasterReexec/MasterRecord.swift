@@ -127,6 +127,10 @@ struct MasterRecord: Codable, Equatable {
         var names: [String: Int32]
     }
     var keeper: Keeper?
+    /// The watched deploy file (watch.conf) as the writer last read it, for a launch: an
+    /// adopting master upgrades when the file is no longer that (a deploy made while no master
+    /// ran). Absent without a watched file, and in records of older releases.
+    var watchConf: ConfigStamp?
 
     // MARK: Time
 
