@@ -63,7 +63,7 @@ for round in $(seq 1 "$rounds"); do
     for ((t = 0; t < 700; t++)); do [[ -s $dir/ka.ready && -s $dir/close.ready ]] && break; sleep 0.1; done
     [[ -s $dir/ka.ready && -s $dir/close.ready ]] || die "the load clients did not open their connections (see $dir/*.log)"
     sleep 2
-    # Traces the kill and every accept from before the upgrade to 2 s after the kill.
+    # Traces the kill and every accept for 5 s: from before the upgrade to some 4 s after the kill.
     taskset -c "$CLIENT_CPU" perf record -q -a -e syscalls:sys_enter_kill -e syscalls:sys_exit_accept4 \
         -o "$dir/perf.data" -- sleep 5 >"$dir/perf.log" 2>&1 &
     perf_pid=$!
