@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         // No default traits: "FullFoundation" makes Hummingbird use Foundation's DateFormatter, which
         // links all of Foundation and ICU (~38 MB of .rodata in a static binary, and libFoundation's
@@ -46,7 +47,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // The framework-neutral serving core: accept loop, connection registry, HTTP/1 drain rules.
+        // The framework-neutral serving core: accept loop, connection registry, the drain rules of
+        // each protocol (HTTP/1, HTTP/2).
         .target(
             name: "BatonNIO",
             dependencies: [
@@ -56,6 +58,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
             ]
         ),
         .target(
@@ -85,6 +88,8 @@ let package = Package(
             dependencies: [
                 "Baton", "BatonCommandLine", "BatonHummingbird",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -140,12 +145,24 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
             ]
         ),
         // Process-level tests: they start the real `hello` and `baton` binaries, load them and
         // upgrade them (Operation/: `baton run|reload|status|stop` with the Python worker,
         // sd_notify to systemd, socket activation).
-        .testTarget(name: "BatonIntegrationTests", dependencies: ["BatonTestSupport", "hello", "baton", "vapor-hello"]),
+        .testTarget(
+            name: "BatonIntegrationTests",
+            dependencies: [
+                "BatonTestSupport", "hello", "baton", "vapor-hello",
+                // The h2c client of HTTP2Tests.
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+            ]
+        ),
         // Fuzzing (Fuzz/README.md): one check per parser that a user or a peer process feeds, in
         // BatonFuzzTargets; `baton-fuzz` runs them under libFuzzer (Fuzz/run.sh), BatonFuzzTests
         // replays the committed corpus through them in every `swift test`. No product depends on it.
@@ -160,6 +177,15 @@ let package = Package(
             path: "Fuzz/Targets"
         ),
         .executableTarget(name: "baton-fuzz", dependencies: ["BatonFuzzTargets"], path: "Fuzz/Driver"),
+        // The Hummingbird adapter's pieces that need no process: server builders into child channels.
+        .testTarget(
+            name: "BatonHummingbirdTests",
+            dependencies: [
+                "BatonHummingbird",
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+            ]
+        ),
         .testTarget(name: "BatonFuzzTests", dependencies: ["BatonFuzzTargets"]),
         // What the process tests share: starting and watching processes (`TestProcess`,
         // `HelloProcess`), a small HTTP client and load generator, /proc, and the base test case.

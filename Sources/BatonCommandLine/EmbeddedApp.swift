@@ -10,11 +10,14 @@ import Logging
 public enum EmbeddedApp {
     /// Runs the app named `label` in the role it was started in (``Baton/run(logger:master:worker:)``):
     /// a master configured from `config` (else `<label>.watch.conf` when it is in the working
-    /// folder), `port` and `options`; or a worker, which `serve` serves. Logs as `label`.
-    public static func run(label: String, config: String?, port: Int?, options: MasterOptions,
+    /// folder), `port`, `extraListen` (served beside the port) and `options`; or a worker, which
+    /// `serve` serves. Logs as `label`.
+    public static func run(label: String, config: String?, port: Int?, extraListen: [ListenAddress] = [], options: MasterOptions,
                            serve: (BatonWorker, Logger) async throws -> Void) async throws {
         let logger = logger(label: label)
-        let master = { try masterConfiguration(configPath: configPath(config, default: "\(label).watch.conf"), port: port, options: options) }
+        let master = {
+            try masterConfiguration(configPath: configPath(config, default: "\(label).watch.conf"), port: port, extraListen: extraListen, options: options)
+        }
         try await Baton.run(logger: logger, master: master) { worker in
             try await serve(worker, logger)
         }
@@ -40,14 +43,16 @@ public enum EmbeddedApp {
     /// With a watch.conf: the seed workflow (BinName staged and started, upgrades when the file
     /// changes or on SIGHUP). Without: this executable, upgraded on SIGHUP from the same path, on
     /// `port` (default 8080). The workers get this process's arguments.
-    static func masterConfiguration(configPath: String?, port: Int?, options: MasterOptions) throws -> MasterConfiguration {
+    static func masterConfiguration(configPath: String?, port: Int?, extraListen: [ListenAddress] = [], options: MasterOptions) throws -> MasterConfiguration {
         let arguments = Array(CommandLine.arguments.dropFirst())
         var configuration: MasterConfiguration
         if let configPath {
-            configuration = try options.deployment(configPath: configPath, arguments: arguments, portOverride: port).masterConfiguration()
+            var deployment = try options.deployment(configPath: configPath, arguments: arguments, portOverride: port)
+            deployment.extraListen = extraListen
+            configuration = try deployment.masterConfiguration()
         } else {
             let executable = try Baton.currentExecutablePath()
-            configuration = MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: port ?? 8080)]) {
+            configuration = MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: port ?? 8080)] + extraListen) {
                 LaunchPlan(executable: executable, arguments: arguments, version: "1")
             }
         }

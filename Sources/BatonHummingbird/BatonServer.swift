@@ -10,13 +10,16 @@ import ServiceLifecycle
 /// Settings of a ``BatonServer``: the drain settings every Baton adapter shares.
 public typealias BatonServerConfiguration = DrainConfiguration
 
-/// Serves a Hummingbird child channel (HTTP/1.1 by default) on the listeners a Baton master
-/// passed to this worker, reports readiness, and drains on graceful shutdown (SIGTERM).
+/// Serves a Hummingbird child channel on the listeners a Baton master passed to this worker,
+/// reports readiness, and drains on graceful shutdown (SIGTERM).
 ///
-/// Connections are accepted by an ``Acceptor`` per listener and served by NIO. The drain: stop
-/// accepting (new connections stay in the shared kernel queue for the next generation); send
-/// `STOPPING=1`; tell every connection to finish (see ``ConnectionDrainHandler``);
-/// wait until the last one has closed, or until ``BatonServerConfiguration/drainDeadline``.
+/// Connections are accepted by an ``Acceptor`` per listener and served by NIO. Each gets the
+/// drain handler of the protocol its pipeline speaks (``DrainHandlers``): HTTP/1 connections are
+/// handed to the next generation or closed gracefully (``ConnectionDrainHandler``), HTTP/2
+/// connections get the two-step GOAWAY (``HTTP2DrainHandler``). The drain: stop accepting (new
+/// connections stay in the shared kernel queue for the next generation); send `STOPPING=1`; tell
+/// every connection to finish; wait until the last one has closed, or until
+/// ``BatonServerConfiguration/drainDeadline``.
 public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Sendable {
     let childChannel: ChildChannel
     let worker: BatonWorker
@@ -47,8 +50,22 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
         let nextShard = NIOLockedValueBox(0)
         let childChannel = self.childChannel
         let logger = self.logger
+        let idleGrace = configuration.idleGrace
+        let listeners = worker.listeners
+        let warned = NIOLockedValueBox(false)
         let connections = try WorkerConnections(worker: worker, eventLoopGroup: eventLoopGroup, logger: logger) { channel in
-            childChannel.setup(channel: channel, logger: logger).map { value in
+            childChannel.setup(channel: channel, logger: logger).flatMapThrowing { value in
+                // The child channel built the pipeline of its protocol: the drain of that
+                // protocol goes into it (DrainHandlers).
+                let kind = try DrainHandlers.add(to: channel, idleGrace: idleGrace)
+                if kind == .tls || kind == .unknown, warned.withLockedValue({ already in defer { already = true }; return !already }) {
+                    let listener = (try? channel.pipeline.syncOperations.handler(type: ConnectionSocketHandler.self))?.activity.listener
+                    let name = listener.map { listeners[$0].name } ?? "a listener"
+                    let what = kind == .tls ? "TLS, which Baton does not drain yet" : "a pipeline Baton has no drain for (neither an HTTP/1 decoder nor NIOHTTP2Handler)"
+                    logger.warning("connections on \(name) are \(what): at a drain they close only at the drain deadline")
+                }
+                return value
+            }.map { value in
                 let shard = nextShard.withLockedValue { next in
                     defer { next = (next + 1) % shards.count }
                     return next

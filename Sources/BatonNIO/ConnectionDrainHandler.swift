@@ -67,6 +67,9 @@ public struct ResumeConnectionEvent: Sendable {
 /// head to the response's end), which judges a canary, unless the adapter counts them itself
 /// with its responder's time (``RequestRecorder/timesResponders``).
 ///
+/// A `101 Switching Protocols` response (a WebSocket upgrade) goes out as it is, and the handler
+/// then leaves the pipeline: what follows is not HTTP.
+///
 /// Always: a request with `Connection: close` gets it echoed and the connection closes after
 /// the response; an HTTP/1.0 request without keep-alive is closed after its response; an
 /// HTTP/1.0 keep-alive request gets `Connection: keep-alive` back.
@@ -94,6 +97,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     private var responseStatus = 200
     private var responseCloses = false
     private var closing = false
+    /// A 101 was written: the handler leaves at the next flush.
+    private var upgraded = false
     private var idleCheck: Scheduled<Void>?
     /// Where this connection goes when it is idle, while draining with a hand-over.
     private var handoff: ConnectionHandoff?
@@ -145,6 +150,15 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var head):
+            if head.status == .switchingProtocols {
+                // An upgrade (WebSocket): the upgrade handler has taken the HTTP decoder out, and
+                // what comes next is not HTTP. The 101 goes as it is, and this handler leaves
+                // once it is flushed (not here: a writeAndFlush calls this handler's flush next,
+                // which must still pass it on). The client sends nothing before it reads the 101.
+                upgraded = true
+                context.write(data, promise: promise)
+                return
+            }
             let request = pending.first ?? PendingRequest(keepAlive: true, isHTTP10: false, started: context.eventLoop.now)
             responseStatus = Int(head.status.code)
             let appCloses = head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "close" }
@@ -191,6 +205,11 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
                 if draining && pending.isEmpty { scheduleIdleCheck(context: context) }
             }
         }
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        context.flush()
+        if upgraded { context.pipeline.syncOperations.removeHandler(context: context, promise: nil) }
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -11,6 +11,8 @@ import FoundationEssentials
 import Foundation
 #endif
 import Hummingbird
+import HummingbirdCore
+import HummingbirdHTTP2
 import Logging
 import Synchronization
 
@@ -33,6 +35,9 @@ struct Hello: AsyncParsableCommand {
     @Option(help: "Port to listen on (overrides HttpPort; default 8080).")
     var port: Int?
 
+    @Option(help: ArgumentHelp("Also serve HTTP/2 without TLS (h2c, prior knowledge) on this port.", valueName: "port"))
+    var h2cPort: Int?
+
     @OptionGroup var master: MasterOptions
 
     // Test aids: a bad release on purpose, to see a canary upgrade roll it back.
@@ -49,10 +54,15 @@ struct Hello: AsyncParsableCommand {
     func validate() throws {
         guard (0...100).contains(injectErrors) else { throw ValidationError("--inject-errors must be 0…100") }
         guard (0...60_000).contains(injectLatency) else { throw ValidationError("--inject-latency must be 0…60000 ms") }
+        if let h2cPort {
+            guard (1...65_535).contains(h2cPort) else { throw ValidationError("--h2c-port must be 1…65535") }
+            guard h2cPort != port else { throw ValidationError("--h2c-port must differ from --port") }
+        }
     }
 
     func run() async throws {
-        try await EmbeddedApp.run(label: "hello", config: config, port: port, options: master) { worker, logger in
+        let extraListen: [ListenAddress] = h2cPort.map { [.tcp(host: "0.0.0.0", port: $0)] } ?? []
+        try await EmbeddedApp.run(label: "hello", config: config, port: port, extraListen: extraListen, options: master) { worker, logger in
             try await serve(worker, logger: logger)
         }
     }
@@ -72,7 +82,10 @@ struct Hello: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(milliseconds))
             return HelloAnswer(message: "slept \(milliseconds) ms", ver: worker.version, pid: Int(getpid()))
         }
-        try await BatonApplication(router: router, worker: worker, configuration: BatonServerConfiguration(), logger: logger).runService()
+        // Listeners are named host_port (Listener.name): the h2c one gets HTTP/2's builder.
+        let servers = h2cPort.map { ["0.0.0.0_\($0)": HTTPServerBuilder.plaintextHTTP2()] } ?? [:]
+        try await BatonApplication(router: router, worker: worker, configuration: BatonServerConfiguration(), servers: servers, logger: logger)
+            .runService()
     }
 }
 

@@ -14,6 +14,8 @@ public struct WatchConfigDeployment: Sendable {
     public var arguments: [String]
     /// A port that wins over `HttpPort` (a command-line override).
     public var portOverride: Int?
+    /// Addresses served beside `HttpPort` (an app's other listeners, e.g. an h2c port).
+    public var extraListen: [ListenAddress] = []
     /// Where releases are staged.
     package var store: ReleaseStore
 
@@ -37,14 +39,14 @@ public struct WatchConfigDeployment: Sendable {
         let config = try load()
         let release = try store.stage(binName: config.binName, version: config.version, expectedSHA256: config.sha256)
         return LaunchPlan(executable: release.path, arguments: arguments, version: config.version,
-                          listen: [.tcp(host: "0.0.0.0", port: portOverride ?? config.httpPort)], canary: config.canary)
+                          listen: [.tcp(host: "0.0.0.0", port: portOverride ?? config.httpPort)] + extraListen, canary: config.canary)
     }
 
     /// A master configuration for this deployment. watch.conf must be valid now: a master does
     /// not start on a broken config.
     public func masterConfiguration() throws -> MasterConfiguration {
         let initial = try load()
-        var configuration = MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: portOverride ?? initial.httpPort)]) {
+        var configuration = MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: portOverride ?? initial.httpPort)] + extraListen) {
             try launchPlan()
         }
         configuration.watchFile = configPath

@@ -1,0 +1,61 @@
+import NIOCore
+
+/// The drain of an HTTP/2 connection (h2c, or h2 over TLS): the graceful two-step GOAWAY of
+/// RFC 9113 §6.8. A first GOAWAY with the largest stream id and a PING tell the client to open
+/// no more streams here; once the PING's ack shows that the client has seen it, a second GOAWAY
+/// names the last stream this connection will serve. Streams in flight finish on this
+/// generation; new ones go to a new connection, which the next generation accepts. The
+/// connection closes when its last stream has ended (or at the drain deadline).
+///
+/// The frames themselves are the framework's to write: Hummingbird's connection manager sends
+/// both GOAWAYs on `ChannelShouldQuiesceEvent`. This handler sits right after `NIOHTTP2Handler`
+/// and turns Baton's ``DrainConnectionEvent`` into that event *from its own context*, so that it
+/// reaches the connection manager only: fired through `NIOHTTP2Handler` it would also reach
+/// every open stream, whose HTTP handler answers it by resetting any stream without a request in
+/// progress.
+///
+/// Every close the framework asks for above this handler becomes a graceful one: the frames
+/// written so far are flushed, then the socket's ``ConnectionSocketHandler`` shuts down the
+/// output and reads until the client closes (or its linger timeout). Closed at once, a socket
+/// with unread input (the client's PING ack, a WINDOW_UPDATE) sends a reset, and the reset
+/// destroys the last stream's response before the client has read it: Hummingbird closes the
+/// connection the moment its last stream ends.
+///
+/// A drain called off (``ResumeConnectionEvent``) cannot take a GOAWAY back: the connection ends
+/// as it would have, and its client's next connection goes to the generation that serves again.
+/// HTTP/2 connections are never handed over (their HPACK and stream state live in this process)
+/// and never passed to a canary.
+public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = Any
+    public typealias InboundOut = Any
+    public typealias OutboundIn = Any
+    public typealias OutboundOut = Any
+
+    private var quiesced = false
+
+    public init() {}
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is DrainConnectionEvent:
+            guard !quiesced else { return }
+            quiesced = true
+            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        case is ResumeConnectionEvent, is ShareConnectionEvent:
+            break
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all, context.channel.isActive else { return context.close(mode: mode, promise: promise) }
+        context.flush()
+        context.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
+        if let promise { context.channel.closeFuture.cascade(to: promise) }
+    }
+}
