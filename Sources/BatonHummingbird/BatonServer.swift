@@ -16,7 +16,8 @@ public typealias BatonServerConfiguration = DrainConfiguration
 /// Connections are accepted by an ``Acceptor`` per listener and served by NIO. Each gets the
 /// drain handler of the protocol its pipeline speaks (``DrainHandlers``): HTTP/1 connections are
 /// handed to the next generation or closed gracefully (``ConnectionDrainHandler``), HTTP/2
-/// connections get the two-step GOAWAY (``HTTP2DrainHandler``). The drain: stop accepting (new
+/// connections get the two-step GOAWAY (``HTTP2DrainHandler``); under TLS neither is handed over,
+/// and closes go through TLS (``TLSActivityHandler``). The drain: stop accepting (new
 /// connections stay in the shared kernel queue for the next generation); send `STOPPING=1`; tell
 /// every connection to finish; wait until the last one has closed, or until
 /// ``BatonServerConfiguration/drainDeadline``.
@@ -58,11 +59,10 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
                 // The child channel built the pipeline of its protocol: the drain of that
                 // protocol goes into it (DrainHandlers).
                 let kind = try DrainHandlers.add(to: channel, idleGrace: idleGrace)
-                if kind == .tls || kind == .unknown, warned.withLockedValue({ already in defer { already = true }; return !already }) {
+                if kind == .unknown, warned.withLockedValue({ already in defer { already = true }; return !already }) {
                     let listener = (try? channel.pipeline.syncOperations.handler(type: ConnectionSocketHandler.self))?.activity.listener
                     let name = listener.map { listeners[$0].name } ?? "a listener"
-                    let what = kind == .tls ? "TLS, which Baton does not drain yet" : "a pipeline Baton has no drain for (neither an HTTP/1 decoder nor NIOHTTP2Handler)"
-                    logger.warning("connections on \(name) are \(what): at a drain they close only at the drain deadline")
+                    logger.warning("connections on \(name) have a pipeline Baton has no drain for (neither an HTTP/1 decoder nor NIOHTTP2Handler): at a drain they close only at the drain deadline")
                 }
                 return value
             }.map { value in

@@ -214,7 +214,7 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let share = event as? ShareConnectionEvent {
-            guard !draining, handoff == nil, activity.fd != nil, share.handoff.takes(listener: activity.listener) else { return }
+            guard !draining, handoff == nil, activity.fd != nil, !activity.isTLS, share.handoff.takes(listener: activity.listener) else { return }
             handoff = share.handoff
             handOverIfIdle(context: context)
             return
@@ -240,7 +240,7 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         handoff = nil
         handOverRetry?.cancel()
         handOverRetry = nil
-        if let next = drain.handoff, activity.fd != nil, next.takes(listener: activity.listener) {
+        if let next = drain.handoff, activity.fd != nil, !activity.isTLS, next.takes(listener: activity.listener) {
             // The event comes at this connection's moment within the hand-over's spread
             // (the registry paces it): it goes now, or at its next request boundary.
             handoff = next

@@ -37,6 +37,9 @@ public final class ConnectionActivity {
     /// of a next request, so the socket can go to another process with nothing lost (what the
     /// client sent since waits in the kernel and travels with it).
     public internal(set) var atRequestBoundary = true
+    /// The connection speaks TLS (``TLSActivityHandler`` keeps this activity from the plaintext):
+    /// it cannot be handed over (its session lives in this process), and it closes through TLS.
+    public internal(set) var isTLS = false
     /// Requests read in full (counted by the ``ConnectionDrainHandler``).
     var requestsEnded = 0
     /// The last body chunk decoded since the current read began, if any.
@@ -75,6 +78,7 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     public let activity: ConnectionActivity
     private let lingerTimeout: TimeAmount
     private var lingering = false
+    private var closingThroughTLS = false
     private var lingerTimer: Scheduled<Void>?
 
     /// The name it has in a pipeline, where other handlers look for it.
@@ -93,6 +97,7 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if lingering { return }  // the answer has been given; what follows is discarded
+        if activity.isTLS { return context.fireChannelRead(data) }  // records: the TLSActivityHandler reads the plaintext
         let now = context.eventLoop.now
         if !activity.requestArriving {
             activity.longestPause = max(activity.longestPause, now - activity.lastActivity)
@@ -144,7 +149,7 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
         if let handOver = event as? HandOverEvent {
             // An inactive channel's descriptor is closed, and its number may be another's now.
-            guard !lingering, context.channel.isActive, let fd = activity.fd, let listener = activity.listener else {
+            guard !lingering, !activity.isTLS, context.channel.isActive, let fd = activity.fd, let listener = activity.listener else {
                 promise?.fail(HandOverFailure(outcome: .closed))
                 return
             }
@@ -164,6 +169,15 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
         }
         promise?.succeed()
         guard !lingering else { return }
+        if activity.isTLS {
+            // Through TLS, from the pipeline's end: NIOSSL sends close_notify after what is
+            // written, reads on until the client's close_notify (or its shutdown timeout), then
+            // closes. Unread input cannot reset the answer: TLS reads it all first.
+            guard !closingThroughTLS else { return }
+            closingThroughTLS = true
+            context.channel.close(mode: .all, promise: nil)
+            return
+        }
         guard activity.requestArriving || !activity.atRequestBoundary || activity.pendingInput > 0 else {
             context.close(promise: nil)
             return

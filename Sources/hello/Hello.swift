@@ -14,6 +14,7 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdHTTP2
 import Logging
+import NIOSSL
 import Synchronization
 
 /// The seed's demo server: `GET /hello` answers which version and which worker process served;
@@ -38,6 +39,15 @@ struct Hello: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Also serve HTTP/2 without TLS (h2c, prior knowledge) on this port.", valueName: "port"))
     var h2cPort: Int?
 
+    @Option(help: ArgumentHelp("Also serve HTTPS on this port: HTTP/2 or HTTP/1.1, chosen by ALPN (needs --tls-cert and --tls-key).", valueName: "port"))
+    var tlsPort: Int?
+
+    @Option(help: ArgumentHelp("The TLS certificate chain (PEM) for --tls-port.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("The TLS private key (PEM) for --tls-port.", valueName: "file"))
+    var tlsKey: String?
+
     @OptionGroup var master: MasterOptions
 
     // Test aids: a bad release on purpose, to see a canary upgrade roll it back.
@@ -54,14 +64,41 @@ struct Hello: AsyncParsableCommand {
     func validate() throws {
         guard (0...100).contains(injectErrors) else { throw ValidationError("--inject-errors must be 0…100") }
         guard (0...60_000).contains(injectLatency) else { throw ValidationError("--inject-latency must be 0…60000 ms") }
-        if let h2cPort {
-            guard (1...65_535).contains(h2cPort) else { throw ValidationError("--h2c-port must be 1…65535") }
-            guard h2cPort != port else { throw ValidationError("--h2c-port must differ from --port") }
+        for (name, extra) in [("--h2c-port", h2cPort), ("--tls-port", tlsPort)] {
+            guard let extra else { continue }
+            guard (1...65_535).contains(extra) else { throw ValidationError("\(name) must be 1…65535") }
+            guard extra != port else { throw ValidationError("\(name) must differ from --port") }
+        }
+        if let h2cPort, h2cPort == tlsPort { throw ValidationError("--h2c-port and --tls-port must differ") }
+        guard (tlsPort == nil) == (tlsCert == nil), (tlsPort == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-port, --tls-cert and --tls-key go together")
         }
     }
 
+    /// The server's TLS settings from `--tls-cert` and `--tls-key`; a clear error if either file
+    /// cannot be read as PEM. The master checks them before it starts anything, and each worker
+    /// reads them again (a new generation gets the files as they are at its start).
+    func tlsConfiguration() throws -> TLSConfiguration? {
+        guard let tlsCert, let tlsKey else { return nil }
+        let chain: [NIOSSLCertificate]
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(tlsCert)
+        } catch {
+            throw ValidationError("--tls-cert \(tlsCert): not a readable PEM certificate chain (\(error))")
+        }
+        guard !chain.isEmpty else { throw ValidationError("--tls-cert \(tlsCert): no certificate in it") }
+        let key: NIOSSLPrivateKey
+        do {
+            key = try NIOSSLPrivateKey(file: tlsKey, format: .pem)
+        } catch {
+            throw ValidationError("--tls-key \(tlsKey): not a readable PEM private key (\(error))")
+        }
+        return TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+    }
+
     func run() async throws {
-        let extraListen: [ListenAddress] = h2cPort.map { [.tcp(host: "0.0.0.0", port: $0)] } ?? []
+        _ = try tlsConfiguration()  // refuse to start on a certificate or key that cannot serve
+        let extraListen: [ListenAddress] = [h2cPort, tlsPort].compactMap { $0.map { .tcp(host: "0.0.0.0", port: $0) } }
         try await EmbeddedApp.run(label: "hello", config: config, port: port, extraListen: extraListen, options: master) { worker, logger in
             try await serve(worker, logger: logger)
         }
@@ -82,8 +119,11 @@ struct Hello: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(milliseconds))
             return HelloAnswer(message: "slept \(milliseconds) ms", ver: worker.version, pid: Int(getpid()))
         }
-        // Listeners are named host_port (Listener.name): the h2c one gets HTTP/2's builder.
-        let servers = h2cPort.map { ["0.0.0.0_\($0)": HTTPServerBuilder.plaintextHTTP2()] } ?? [:]
+        // Listeners are named host_port (Listener.name): the h2c one gets HTTP/2's builder, the
+        // TLS one HTTP/2 or HTTP/1.1 by ALPN; the others HTTP/1.1.
+        var servers: [String: HTTPServerBuilder] = [:]
+        if let h2cPort { servers["0.0.0.0_\(h2cPort)"] = .plaintextHTTP2() }
+        if let tlsPort, let tls = try tlsConfiguration() { servers["0.0.0.0_\(tlsPort)"] = try .http2Upgrade(tlsConfiguration: tls) }
         try await BatonApplication(router: router, worker: worker, configuration: BatonServerConfiguration(), servers: servers, logger: logger)
             .runService()
     }

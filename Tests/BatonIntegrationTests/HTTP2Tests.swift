@@ -6,20 +6,34 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 import NIOPosix
+import NIOSSL
 import XCTest
 
 /// Issue 21: an HTTP/2 connection drains with the graceful two-step GOAWAY (RFC 9113 §6.8).
-/// `hello --h2c-port` serves h2c (Hummingbird's `.plaintextHTTP2()`) beside HTTP/1.1.
+/// `hello --h2c-port` serves h2c (Hummingbird's `.plaintextHTTP2()`) beside HTTP/1.1, and
+/// `--tls-port` h2 or HTTP/1.1 by ALPN (`.http2Upgrade`).
 final class HTTP2Tests: IntegrationTestCase {
 
     /// A stream in flight when the upgrade comes finishes on the old generation; the connection
-    /// gets GOAWAY(max stream id), then, after the PING round trip, GOAWAY(last stream), and
-    /// closes once that stream has ended. The next connection is the new generation's, and the
-    /// HTTP/1 listener beside it is still HTTP/1.
+    /// gets GOAWAY(max), then, after the PING round trip, GOAWAY(last stream), and closes once
+    /// that stream has ended. The next connection is the new generation's, and the HTTP/1
+    /// listener beside it is still HTTP/1.
     func testAStreamInFlightFinishesOnTheOldGenerationAfterTheTwoGoAways() throws {
         let h2cPort = try freePort()
-        let hello = try startHello(["--h2c-port", String(h2cPort)])
-        let client = try H2CClient(port: h2cPort)
+        try checkTwoGoAways(port: h2cPort, tls: false, arguments: ["--h2c-port", String(h2cPort)])
+    }
+
+    /// The same over TLS, HTTP/2 chosen by ALPN (`.http2Upgrade`): and the connection ends with
+    /// close_notify (the client sees no unclean shutdown).
+    func testH2OverTLSGetsTheTwoGoAwaysAndCloseNotify() throws {
+        let tlsPort = try freePort()
+        let (cert, key) = try makeThrowawayCertificate(in: directory)
+        try checkTwoGoAways(port: tlsPort, tls: true, arguments: ["--tls-port", String(tlsPort), "--tls-cert", cert, "--tls-key", key])
+    }
+
+    private func checkTwoGoAways(port: UInt16, tls: Bool, arguments: [String]) throws {
+        let hello = try startHello(arguments)
+        let client = try H2Client(port: port, tls: tls)
         defer { client.close() }
 
         let first = try client.get("/hello", stream: 1)
@@ -45,9 +59,10 @@ final class HTTP2Tests: IntegrationTestCase {
         let firstGoAway = try XCTUnwrap(events.firstIndex { if case .goAway = $0 { return true } else { return false } })
         let answer = try XCTUnwrap(events.firstIndex { if case .headers(3, _) = $0 { return true } else { return false } })
         XCTAssertLessThan(firstGoAway, answer, "the GOAWAYs came while stream 3 was in flight: \(events)")
+        XCTAssertFalse(events.contains { if case .error = $0 { return true } else { return false } }, "a clean close: \(events)")
         XCTAssertTrue(hello.waitForLog("worker generation 1 drained in", timeout: 10), "the old generation drained\n\(hello.logExcerpt())")
 
-        let next = try H2CClient(port: h2cPort)
+        let next = try H2Client(port: port, tls: tls)
         XCTAssertEqual(try next.get("/hello", stream: 1).pid, new, "a new connection goes to the new generation")
         next.close()
         XCTAssertEqual(hello.servingPid(), new)
@@ -55,13 +70,27 @@ final class HTTP2Tests: IntegrationTestCase {
     }
 }
 
-/// A frame-level h2c client (prior knowledge): sends GETs on the streams it is told, and records
-/// what the server sends on the connection. NIOHTTP2Handler answers the server's PINGs itself.
-final class H2CClient: @unchecked Sendable {
+/// A throwaway self-signed certificate for 127.0.0.1 and its key (EC P-256, one day), made with
+/// openssl in `folder`.
+func makeThrowawayCertificate(in folder: String) throws -> (certificate: String, key: String) {
+    guard let openssl = Locations.find("openssl") else { throw skipOrFail("openssl is not installed (Debian package openssl)") }
+    let certificate = "\(folder)/cert.pem", key = "\(folder)/key.pem"
+    let made = try runCommand(openssl, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                                        "-keyout", key, "-out", certificate], directory: folder)
+    guard made.exitCode == 0 else { throw TestError("openssl req failed: \(made)") }
+    return (certificate, key)
+}
+
+/// A frame-level HTTP/2 client, h2c (prior knowledge) or h2 over TLS (ALPN): sends GETs on the
+/// streams it is told, and records what the server sends on the connection, and any error (a
+/// TLS connection closed without close_notify is one). NIOHTTP2Handler answers PINGs itself.
+final class H2Client: @unchecked Sendable {
     enum Event: Equatable, CustomStringConvertible {
         case headers(Int, status: String)
         case data(Int, String, endStream: Bool)
         case goAway(lastStreamID: Int)
+        case error(String)
         case closed
 
         var description: String {
@@ -69,6 +98,7 @@ final class H2CClient: @unchecked Sendable {
             case .headers(let stream, let status): return "HEADERS(\(stream), \(status))"
             case .data(let stream, let text, let end): return "DATA(\(stream), \(text.prefix(60))\(end ? ", END_STREAM" : ""))"
             case .goAway(let last): return "GOAWAY(\(last))"
+            case .error(let error): return "error(\(error))"
             case .closed: return "closed"
             }
         }
@@ -110,20 +140,32 @@ final class H2CClient: @unchecked Sendable {
             events.withLockedValue { $0.append(.closed) }
             context.fireChannelInactive()
         }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            events.withLockedValue { $0.append(.error(String(describing: error))) }
+        }
     }
 
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let channel: any Channel
     private let recorded = NIOLockedValueBox<[Event]>([])
     private let port: Int
+    private let scheme: String
 
-    init(port: UInt16) throws {
+    /// Connects to 127.0.0.1:`port`; with `tls`, by TLS with ALPN "h2" (any certificate).
+    init(port: UInt16, tls: Bool = false) throws {
         self.port = Int(port)
+        self.scheme = tls ? "https" : "http"
         let recorded = self.recorded
         do {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .none
+            configuration.applicationProtocols = ["h2"]
+            let context = tls ? try NIOSSLContext(configuration: configuration) : nil
             channel = try ClientBootstrap(group: group)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let context { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil)) }
                         try channel.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .client))
                         try channel.pipeline.syncOperations.addHandler(Recorder(recorded))
                     }
@@ -139,7 +181,7 @@ final class H2CClient: @unchecked Sendable {
 
     /// Sends `GET path` on `stream` (odd, increasing) and returns at once.
     func send(_ path: String, stream: Int) {
-        let headers: HPACKHeaders = [":method": "GET", ":scheme": "http", ":authority": "127.0.0.1:\(port)", ":path": path]
+        let headers: HPACKHeaders = [":method": "GET", ":scheme": scheme, ":authority": "127.0.0.1:\(port)", ":path": path]
         let frame = HTTP2Frame(streamID: HTTP2StreamID(stream), payload: .headers(.init(headers: headers, endStream: true)))
         channel.writeAndFlush(frame, promise: nil)
     }

@@ -1,7 +1,9 @@
+import Logging
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import NIOHTTP2
+import NIOTLS
 import XCTest
 @testable import BatonNIO
 
@@ -83,23 +85,60 @@ final class DrainHandlersTests: XCTestCase {
         XCTAssertEqual(try channel.readInbound(as: ByteBuffer.self), ByteBuffer(string: "frame"))
     }
 
-    /// Stands in for NIOSSL's handler, which DrainHandlers knows by its type's name (BatonNIO
-    /// does not link NIOSSL).
-    final class NIOSSLServerHandlerStandIn: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = ByteBuffer
+    /// HTTP/1 over TLS (`.tls(.http1())`): the drain handler after the decoder, and a
+    /// ``TLSActivityHandler`` right after NIOSSL's handler; the connection is marked TLS.
+    func testHTTP1OverTLSGetsTheDrainAndThePlaintextActivity() throws {
+        let channel = EmbeddedChannel()
+        defer { _ = try? channel.finish() }
+        let pipeline = channel.pipeline.syncOperations
+        let socket = ConnectionSocketHandler(fd: nil)
+        try pipeline.addHandler(socket, name: ConnectionSocketHandler.name)
+        try pipeline.addHandler(NIOSSLServerHandler())
+        try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .http1)
+        XCTAssertTrue(follows("TLSActivityHandler", "NIOSSLServerHandler", in: channel), channel.pipeline.debugDescription)
+        XCTAssertTrue(follows("ConnectionDrainHandler", "ByteToMessageHandler<HTTPDecoder<HTTPPart<HTTPRequestHead", in: channel), channel.pipeline.debugDescription)
+        XCTAssertTrue(socket.activity.isTLS)
+        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .http1, "a second call adds nothing")
+        XCTAssertEqual(handlers(channel).filter { $0.contains("TLSActivityHandler") }.count, 1, channel.pipeline.debugDescription)
     }
 
-    /// HTTP/1 over TLS gets no HTTP/1 drain: that drain reads request boundaries off the socket,
-    /// hands sockets over and closes below TLS, none of which holds under TLS.
-    func testHTTP1OverTLSIsLeftAlone() throws {
+    /// TLS with ALPN (`.http2Upgrade`): nothing to drain until the handshake has chosen; once
+    /// the handshake-completed event has passed (the negotiation handler builds the pipeline
+    /// then), the drain of the chosen protocol goes in.
+    func testALPNGetsItsDrainOnceTheHandshakeHasChosen() throws {
         let channel = EmbeddedChannel()
         defer { _ = try? channel.finish() }
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(ConnectionSocketHandler(fd: nil), name: ConnectionSocketHandler.name)
-        try pipeline.addHandler(NIOSSLServerHandlerStandIn())
+        try pipeline.addHandler(NIOSSLServerHandler())
+        let negotiation = NegotiationStandIn()
+        try pipeline.addHandler(negotiation)
+        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .negotiating)
+        XCTAssertThrowsError(try pipeline.handler(type: HTTP2DrainHandler.self))
+        channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: "h2"))
+        XCTAssertTrue(follows("HTTP2DrainHandler", "NIOHTTP2Handler", in: channel), channel.pipeline.debugDescription)
+    }
+
+    /// A TLS connection is not handed over, and its graceful close goes through the whole
+    /// pipeline (NIOSSL sends close_notify), not from the socket end below TLS.
+    func testATLSConnectionClosesThroughTLSAndIsNotHandedOver() throws {
+        let channel = EmbeddedChannel()
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(ConnectionSocketHandler(fd: 42, listener: 0), name: ConnectionSocketHandler.name)
+        let tls = NIOSSLServerHandler()
+        try pipeline.addHandler(tls)
         try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .tls)
-        XCTAssertThrowsError(try pipeline.handler(type: ConnectionDrainHandler.self))
+        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .http1)
+        let handOver = channel.eventLoop.makePromise(of: Void.self)
+        channel.pipeline.triggerUserOutboundEvent(HandOverEvent(handoff: ConnectionHandoff(inbox: -1, listenerNames: ["a"], handingOver: [0], window: .seconds(1), logger: Logger(label: "test"))), promise: handOver)
+        XCTAssertThrowsError(try handOver.futureResult.wait()) { error in
+            XCTAssertEqual((error as? HandOverFailure)?.outcome, .closed)
+        }
+        XCTAssertEqual(tls.closes, 0)
+        channel.pipeline.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
+        XCTAssertEqual(tls.closes, 1, "the close passed through TLS")
+        XCTAssertFalse(channel.isActive)
     }
 
     /// A pipeline of neither kind is left alone, and says so.
@@ -133,5 +172,27 @@ final class DrainHandlersTests: XCTestCase {
         // Reads pass untouched.
         try channel.writeInbound(ByteBuffer(string: "x"))
         XCTAssertEqual(try channel.readInbound(as: ByteBuffer.self), ByteBuffer(string: "x"))
+    }
+}
+
+/// Stands in for NIOSSL's handler, which DrainHandlers knows by its type's name (BatonNIO does
+/// not link NIOSSL): passes everything, counts the closes that reach it.
+final class NIOSSLServerHandler: ChannelDuplexHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    var closes = 0
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        closes += 1
+        context.close(mode: mode, promise: promise)
+    }
+}
+
+/// Stands in for the ALPN negotiation handler: on the handshake's end it builds the HTTP/2
+/// pipeline after itself and, like NIO's, does not pass the event on.
+final class NegotiationStandIn: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case TLSUserEvent.handshakeCompleted = event else { return context.fireUserInboundEventTriggered(event) }
+        try! context.pipeline.syncOperations.addHandler(NIOHTTP2Handler(mode: .server), position: .after(self))
     }
 }

@@ -4,40 +4,55 @@ import NIOHTTP2
 
 /// Puts Baton's drain into a pipeline that a framework's child channel has just built, rather
 /// than into a copy of that framework's pipeline: whatever the framework's builder (HTTP/1,
-/// HTTP/1 with WebSocket upgrades, h2c), the handler that drains its protocol goes where it can
-/// see that protocol.
+/// HTTP/1 with WebSocket upgrades, h2c, any of them over TLS), the handler that drains its
+/// protocol goes where it can see that protocol.
 public enum DrainHandlers {
     /// What a connection speaks, as far as its drain is concerned.
     public enum Kind: String, Sendable {
         /// HTTP/1.x: a ``ConnectionDrainHandler`` (hand-over at a request boundary, or a
-        /// graceful close).
+        /// graceful close; over TLS, always the graceful close).
         case http1
         /// HTTP/2: an ``HTTP2DrainHandler`` (the two-step GOAWAY).
         case http2
-        /// TLS: no drain yet (a TLS session cannot be handed over, and a close must go through
-        /// TLS to send close_notify); nothing drains it but the drain deadline.
-        case tls
+        /// TLS whose protocol is chosen in the handshake (ALPN): the ``TLSActivityHandler``
+        /// puts the drain of the chosen protocol in once the handshake is done.
+        case negotiating
         /// A pipeline Baton does not know: nothing drains it but the drain deadline.
         case unknown
     }
 
+    /// NIOSSL's server handler, known by its type's name: BatonNIO does not link NIOSSL (an app
+    /// without TLS should not carry BoringSSL for Baton's sake).
+    static let tlsHandlerTypeName = "NIOSSLServerHandler"
+
     /// Adds the drain handler `channel`'s pipeline lacks, and says which: a
     /// ``ConnectionDrainHandler`` right after the HTTP/1 request decoder (before any conversion
     /// to HTTP types, which drops the request's version), or an ``HTTP2DrainHandler`` right after
-    /// `NIOHTTP2Handler`. A pipeline that has its drain handler already (``ConnectionDrainHandler``
-    /// added by the framework adapter itself) is left as it is, and so is one with TLS.
+    /// `NIOHTTP2Handler`. Under TLS a ``TLSActivityHandler`` also goes right after NIOSSL's
+    /// handler: it follows the connection's plaintext, marks the connection as TLS (no hand-over;
+    /// closes go through TLS, with close_notify), and places the drain after an ALPN handshake.
+    /// A pipeline that has its drain handler already is left as it is.
     ///
-    /// Call it on the channel's event loop once the framework's setup has completed, before the
-    /// channel becomes active.
+    /// Call it on the channel's event loop once the framework's setup has completed.
     @discardableResult
     public static func add(to channel: any Channel, idleGrace: TimeAmount) throws -> Kind {
         let pipeline = channel.pipeline.syncOperations
+        if (try? pipeline.handler(type: TLSActivityHandler.self)) == nil, let tls = try tlsContext(of: channel) {
+            let socket = try? pipeline.handler(type: ConnectionSocketHandler.self)
+            let activity = socket?.activity ?? ConnectionActivity(fd: nil, listener: nil)
+            activity.isTLS = true
+            try pipeline.addHandler(TLSActivityHandler(activity: activity, idleGrace: idleGrace), position: .after(tls.handler))
+        }
+        if let kind = try addProtocolDrain(to: channel, idleGrace: idleGrace) { return kind }
+        return (try? pipeline.handler(type: TLSActivityHandler.self)) != nil ? .negotiating : .unknown
+    }
+
+    /// The drain of the protocol the pipeline speaks now, added if it is not there yet; nil:
+    /// neither HTTP/1 nor HTTP/2 (yet).
+    static func addProtocolDrain(to channel: any Channel, idleGrace: TimeAmount) throws -> Kind? {
+        let pipeline = channel.pipeline.syncOperations
         if (try? pipeline.handler(type: ConnectionDrainHandler.self)) != nil { return .http1 }
         if (try? pipeline.handler(type: HTTP2DrainHandler.self)) != nil { return .http2 }
-        // By name: BatonNIO does not link NIOSSL. The HTTP/1 drain works on the socket's bytes
-        // (request boundaries, hand-over, its closes), which TLS makes ciphertext.
-        let description = channel.pipeline.debugDescription
-        if description.contains("NIOSSLServerHandler") || description.contains("ApplicationProtocolNegotiationHandler") { return .tls }
         if let decoder = try? pipeline.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) {
             try pipeline.addHandler(ConnectionDrainHandler(idleGrace: idleGrace), position: .after(decoder))
             return .http1
@@ -46,6 +61,19 @@ public enum DrainHandlers {
             try pipeline.addHandler(HTTP2DrainHandler(), position: .after(http2))
             return .http2
         }
-        return .unknown
+        return nil
+    }
+
+    /// The context of the pipeline's TLS handler, if it has one. NIO names every handler in its
+    /// pipeline's description (`<type> ↓↑ <type> [<name>]`), and a context can be looked up by
+    /// name.
+    static func tlsContext(of channel: any Channel) throws -> ChannelHandlerContext? {
+        for line in channel.pipeline.debugDescription.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            guard words.contains(where: { $0 == tlsHandlerTypeName }), let last = words.last,
+                  last.hasPrefix("["), last.hasSuffix("]") else { continue }
+            return try channel.pipeline.syncOperations.context(name: String(last.dropFirst().dropLast()))
+        }
+        return nil
     }
 }

@@ -15,11 +15,13 @@ import NIOCore
 /// progress.
 ///
 /// Every close the framework asks for above this handler becomes a graceful one: the frames
-/// written so far are flushed, then the socket's ``ConnectionSocketHandler`` shuts down the
+/// written so far are flushed (Hummingbird closes while the last stream's frames are being
+/// written: the close waits for them), then the socket's ``ConnectionSocketHandler`` shuts down the
 /// output and reads until the client closes (or its linger timeout). Closed at once, a socket
 /// with unread input (the client's PING ack, a WINDOW_UPDATE) sends a reset, and the reset
 /// destroys the last stream's response before the client has read it: Hummingbird closes the
-/// connection the moment its last stream ends.
+/// connection the moment its last stream ends. Under TLS the close goes on as it is: NIOSSL
+/// sends close_notify and reads until the client's, which does the same.
 ///
 /// A drain called off (``ResumeConnectionEvent``) cannot take a GOAWAY back: the connection ends
 /// as it would have, and its client's next connection goes to the generation that serves again.
@@ -32,8 +34,14 @@ public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHand
     public typealias OutboundOut = Any
 
     private var quiesced = false
+    /// The connection's socket end, when there is one (not in some tests).
+    private var activity: ConnectionActivity?
 
     public init() {}
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        activity = (try? context.pipeline.syncOperations.handler(type: ConnectionSocketHandler.self))?.activity
+    }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         context.fireChannelRead(data)
@@ -54,8 +62,18 @@ public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHand
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         guard mode == .all, context.channel.isActive else { return context.close(mode: mode, promise: promise) }
-        context.flush()
-        context.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
-        if let promise { context.channel.closeFuture.cascade(to: promise) }
+        // Hummingbird closes from the stream delegate, called while NIOHTTP2Handler is still
+        // writing the last stream's END_STREAM frame: closed now, the connection would lose that
+        // frame (and its DATA before the flush). So the close waits for this loop turn to end.
+        context.eventLoop.assumeIsolated().execute {
+            guard context.channel.isActive else {
+                promise?.succeed()
+                return
+            }
+            context.flush()
+            if self.activity?.isTLS == true { return context.close(mode: mode, promise: promise) }
+            context.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
+            if let promise { context.channel.closeFuture.cascade(to: promise) }
+        }
     }
 }

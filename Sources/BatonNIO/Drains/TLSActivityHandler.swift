@@ -1,0 +1,58 @@
+import NIOCore
+import NIOTLS
+
+/// Sits right after NIOSSL's handler in a TLS connection's pipeline, where the plaintext is.
+///
+/// Below TLS, the ``ConnectionSocketHandler`` sees only records: a handshake message or an alert
+/// would look like a request on its way, and a request boundary cannot be read off ciphertext.
+/// So under TLS this handler keeps the connection's ``ConnectionActivity`` instead, from the
+/// plaintext: when a request began arriving, how long the client pauses. The drain rules read it
+/// as they do for a plain connection.
+///
+/// With ALPN the protocol's handlers are only added once the handshake has chosen HTTP/2 or
+/// HTTP/1.1: when the handshake-completed event has passed (the negotiation handler builds the
+/// pipeline right then), this handler puts that protocol's drain in (``DrainHandlers``).
+public final class TLSActivityHandler: ChannelInboundHandler, RemovableChannelHandler {
+    public typealias InboundIn = Any
+    public typealias InboundOut = Any
+
+    let activity: ConnectionActivity
+    private let idleGrace: TimeAmount
+    private var drainPlaced = false
+
+    init(activity: ConnectionActivity, idleGrace: TimeAmount) {
+        self.activity = activity
+        self.idleGrace = idleGrace
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        activity.lastActivity = context.eventLoop.now
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let now = context.eventLoop.now
+        if !activity.requestArriving {
+            activity.longestPause = max(activity.longestPause, now - activity.lastActivity)
+        }
+        activity.lastActivity = now
+        // The HTTP/1 drain handler above sets it back at the request's end.
+        activity.requestArriving = true
+        placeDrain(context: context)
+        context.fireChannelRead(data)
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        context.fireUserInboundEventTriggered(event)
+        if case TLSUserEvent.handshakeCompleted = event { placeDrain(context: context) }
+    }
+
+    private func placeDrain(context: ChannelHandlerContext) {
+        guard !drainPlaced else { return }
+        do {
+            drainPlaced = try DrainHandlers.addProtocolDrain(to: context.channel, idleGrace: idleGrace) != nil
+        } catch {
+            drainPlaced = true  // it will not do better next time; the drain deadline still closes it
+            context.fireErrorCaught(error)
+        }
+    }
+}
