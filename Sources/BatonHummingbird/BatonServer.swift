@@ -10,6 +10,10 @@ import ServiceLifecycle
 /// Settings of a ``BatonServer``: the drain settings every Baton adapter shares.
 public typealias BatonServerConfiguration = DrainConfiguration
 
+/// What the app code serving a connection can learn of its drain (a WebSocket about to be
+/// closed): ``BatonNIO/BatonDrain/withDrainHandler(_:onDrain:)``.
+public typealias BatonDrain = BatonNIO.BatonDrain
+
 /// Serves a Hummingbird child channel on the listeners a Baton master passed to this worker,
 /// reports readiness, and drains on graceful shutdown (SIGTERM).
 ///
@@ -46,52 +50,63 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
     static var connectionGroups: Int { 64 }
 
     /// Binds the inherited listeners, reports `READY=1`, serves until graceful shutdown, drains.
+    ///
+    /// The connections are served in tasks of their own, outside this service's graceful
+    /// shutdown: Baton drains each connection the way its protocol needs, at its moment of the
+    /// drain's spread. Hummingbird's WebSocket handler, under the graceful shutdown, would close
+    /// every WebSocket at once with 1000 on SIGTERM. The app code serving a connection learns of
+    /// its drain through ``BatonDrain`` instead.
     public func run() async throws {
-        let shards = (0..<Self.connectionGroups).map { _ in AsyncStream.makeStream(of: ChildChannel.Value.self) }
+        typealias Served = (value: ChildChannel.Value, notice: DrainNotice)
+        let shards = (0..<Self.connectionGroups).map { _ in AsyncStream.makeStream(of: Served.self) }
         let nextShard = NIOLockedValueBox(0)
         let childChannel = self.childChannel
         let logger = self.logger
-        let idleGrace = configuration.idleGrace
+        let configuration = self.configuration
         let listeners = worker.listeners
         let warned = NIOLockedValueBox(false)
         let connections = try WorkerConnections(worker: worker, eventLoopGroup: eventLoopGroup, logger: logger) { channel in
-            childChannel.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            childChannel.setup(channel: channel, logger: logger).flatMapThrowing { value -> Served in
                 // The child channel built the pipeline of its protocol: the drain of that
                 // protocol goes into it (DrainHandlers).
-                let kind = try DrainHandlers.add(to: channel, idleGrace: idleGrace)
+                let kind = try DrainHandlers.add(to: channel, configuration: configuration)
+                let socket = try? channel.pipeline.syncOperations.handler(type: ConnectionSocketHandler.self)
                 if kind == .unknown, warned.withLockedValue({ already in defer { already = true }; return !already }) {
-                    let listener = (try? channel.pipeline.syncOperations.handler(type: ConnectionSocketHandler.self))?.activity.listener
-                    let name = listener.map { listeners[$0].name } ?? "a listener"
+                    let name = socket?.activity.listener.map { listeners[$0].name } ?? "a listener"
                     logger.warning("connections on \(name) have a pipeline Baton has no drain for (neither an HTTP/1 decoder nor NIOHTTP2Handler): at a drain they close only at the drain deadline")
                 }
-                return value
-            }.map { value in
+                return (value, socket?.activity.drainNotice ?? DrainNotice())
+            }.map { served in
                 let shard = nextShard.withLockedValue { next in
                     defer { next = (next + 1) % shards.count }
                     return next
                 }
-                shards[shard].continuation.yield(value)
+                shards[shard].continuation.yield(served)
             }
         }
         try connections.ready(status: "generation \(worker.generation) serving")
         logger.info("worker generation \(worker.generation) (version \(worker.version)) serving on \(worker.listeners.map(\.name).joined(separator: ", "))")
 
-        let configuration = self.configuration
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                try? await gracefulShutdown()
-                await connections.drain(configuration)
-                for shard in shards { shard.continuation.finish() }
-            }
-            for shard in shards {
-                group.addTask {
-                    await withDiscardingTaskGroup { served in
-                        for await value in shard.stream {
-                            served.addTask { await childChannel.handle(value: value, logger: logger) }
+        let serving = shards.map { shard in
+            Task.detached {
+                await withDiscardingTaskGroup { served in
+                    for await connection in shard.stream {
+                        served.addTask {
+                            await BatonDrain.$notice.withValue(connection.notice) {
+                                await childChannel.handle(value: connection.value, logger: logger)
+                            }
                         }
                     }
                 }
             }
+        }
+        await withTaskCancellationHandler {
+            try? await gracefulShutdown()
+            await connections.drain(configuration)
+            for shard in shards { shard.continuation.finish() }
+            for task in serving { await task.value }
+        } onCancel: {
+            for task in serving { task.cancel() }
         }
     }
 }

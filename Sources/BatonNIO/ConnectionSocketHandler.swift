@@ -40,6 +40,11 @@ public final class ConnectionActivity {
     /// The connection speaks TLS (``TLSActivityHandler`` keeps this activity from the plaintext):
     /// it cannot be handed over (its session lives in this process), and it closes through TLS.
     public internal(set) var isTLS = false
+    /// How a drain closes this connection if it has become a WebSocket (nil: left to the
+    /// drain deadline).
+    var webSocketDrain: WebSocketDrainSettings?
+    /// What the app code serving this connection learns of its drain (``BatonDrain``).
+    public let drainNotice = DrainNotice()
     /// Requests read in full (counted by the ``ConnectionDrainHandler``).
     var requestsEnded = 0
     /// The last body chunk decoded since the current read began, if any.
@@ -142,6 +147,11 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
         if lingering, case ChannelEvent.inputClosed = event {
             context.close(promise: nil)
             return
+        }
+        // A connection upgraded to WebSocket has no HTTP drain any more: it gets the WebSocket
+        // one, on its way to which the event goes now.
+        if event is DrainConnectionEvent || event is HurryDrainEvent, let settings = activity.webSocketDrain {
+            DrainHandlers.addWebSocketDrain(to: context.pipeline, settings: settings, activity: activity)
         }
         context.fireUserInboundEventTriggered(event)
     }

@@ -26,6 +26,22 @@ public struct DrainConfiguration: Sendable {
     /// about what an accept does, and thousands at once would stall it on a busy core. The
     /// spread is at least 100 ms and at most half the window.
     public var handoffSpreadPerConnection: Duration = .milliseconds(1)
+    /// WebSockets (which cannot be handed over) are closed with 1001 (going away), each at a
+    /// random moment of this window from the start of the drain, so that their clients do not
+    /// all reconnect to the next generation at once. See ``WebSocketDrainHandler``.
+    public var webSocketCloseWindow: Duration = .seconds(5)
+    /// How long the app's drain handlers (``BatonDrain``) may run before a WebSocket's close.
+    public var webSocketHookTimeout: Duration = .seconds(1)
+    /// How long a WebSocket's close may wait for a moment when no client message is unanswered.
+    public var webSocketQuietWait: Duration = .seconds(1)
+    /// How long a WebSocket client has to answer the close before its connection is closed.
+    public var webSocketCloseTimeout: Duration = .seconds(5)
+
+    /// The WebSocket settings as the ``WebSocketDrainHandler`` takes them.
+    var webSocketDrain: WebSocketDrainSettings {
+        WebSocketDrainSettings(window: .init(webSocketCloseWindow), hookTimeout: .init(webSocketHookTimeout),
+                               quietWait: .init(webSocketQuietWait), closeTimeout: .init(webSocketCloseTimeout))
+    }
 
     /// The defaults.
     public init() {}

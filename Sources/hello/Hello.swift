@@ -13,12 +13,13 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdHTTP2
+import HummingbirdWebSocket
 import Logging
 import NIOSSL
 import Synchronization
 
 /// The seed's demo server: `GET /hello` answers which version and which worker process served;
-/// `GET /sleep?ms=N` does the same after N milliseconds (at most 60 s).
+/// `GET /sleep?ms=N` does the same after N milliseconds (at most 60 s); `/ws` is a WebSocket echo.
 /// Started by hand it is the Baton master and runs itself as the worker; SIGHUP upgrades it to
 /// the `hello` binary now on disk.
 @main
@@ -119,12 +120,28 @@ struct Hello: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(milliseconds))
             return HelloAnswer(message: "slept \(milliseconds) ms", ver: worker.version, pid: Int(getpid()))
         }
+        // WebSocket echo at /ws; when its connection is drained, the client is told first (then
+        // Baton closes it with 1001).
+        let webSocketRouter = Router(context: BasicWebSocketRequestContext.self)
+        webSocketRouter.ws("ws") { inbound, outbound, _ in
+            try await BatonDrain.withDrainHandler {
+                for try await message in inbound.messages(maxSize: 1 << 16) {
+                    switch message {
+                    case .text(let text): try await outbound.write(.text(text))
+                    case .binary(let bytes): try await outbound.write(.binary(bytes))
+                    }
+                }
+            } onDrain: {
+                try? await outbound.write(.text("baton: draining generation \(worker.generation), reconnect"))
+            }
+        }
         // Listeners are named host_port (Listener.name): the h2c one gets HTTP/2's builder, the
-        // TLS one HTTP/2 or HTTP/1.1 by ALPN; the others HTTP/1.1.
+        // TLS one HTTP/2 or HTTP/1.1 by ALPN; the others HTTP/1.1 with WebSocket upgrades.
         var servers: [String: HTTPServerBuilder] = [:]
         if let h2cPort { servers["0.0.0.0_\(h2cPort)"] = .plaintextHTTP2() }
         if let tlsPort, let tls = try tlsConfiguration() { servers["0.0.0.0_\(tlsPort)"] = try .http2Upgrade(tlsConfiguration: tls) }
-        try await BatonApplication(router: router, worker: worker, configuration: BatonServerConfiguration(), servers: servers, logger: logger)
+        try await BatonApplication(router: router, worker: worker, configuration: BatonServerConfiguration(),
+                                   server: .http1WebSocketUpgrade(webSocketRouter: webSocketRouter), servers: servers, logger: logger)
             .runService()
     }
 }

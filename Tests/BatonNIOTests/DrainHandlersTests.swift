@@ -42,10 +42,10 @@ final class DrainHandlersTests: XCTestCase {
         try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
         let last = EventRecorder()
         try pipeline.addHandler(last)
-        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .http1)
+        XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .http1)
         XCTAssertTrue(follows("ConnectionDrainHandler", "ByteToMessageHandler<HTTPDecoder<HTTPPart<HTTPRequestHead", in: channel), "right after the decoder:\n\(channel.pipeline.debugDescription)")
         // Added once: a second call finds it.
-        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .http1)
+        XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .http1)
         XCTAssertEqual(handlers(channel).filter { $0.contains("ConnectionDrainHandler") }.count, 1, channel.pipeline.debugDescription)
     }
 
@@ -58,7 +58,7 @@ final class DrainHandlersTests: XCTestCase {
         try pipeline.addHandler(NIOHTTP2Handler(mode: .server))
         let manager = EventRecorder()
         try pipeline.addHandler(manager)
-        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .http2)
+        XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .http2)
         XCTAssertTrue(follows("HTTP2DrainHandler", "NIOHTTP2Handler", in: channel), "right after NIOHTTP2Handler:\n\(channel.pipeline.debugDescription)")
     }
 
@@ -95,11 +95,11 @@ final class DrainHandlersTests: XCTestCase {
         try pipeline.addHandler(socket, name: ConnectionSocketHandler.name)
         try pipeline.addHandler(NIOSSLServerHandler())
         try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .http1)
+        XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .http1)
         XCTAssertTrue(follows("TLSActivityHandler", "NIOSSLServerHandler", in: channel), channel.pipeline.debugDescription)
         XCTAssertTrue(follows("ConnectionDrainHandler", "ByteToMessageHandler<HTTPDecoder<HTTPPart<HTTPRequestHead", in: channel), channel.pipeline.debugDescription)
         XCTAssertTrue(socket.activity.isTLS)
-        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .http1, "a second call adds nothing")
+        XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .http1, "a second call adds nothing")
         XCTAssertEqual(handlers(channel).filter { $0.contains("TLSActivityHandler") }.count, 1, channel.pipeline.debugDescription)
     }
 
@@ -114,7 +114,7 @@ final class DrainHandlersTests: XCTestCase {
         try pipeline.addHandler(NIOSSLServerHandler())
         let negotiation = NegotiationStandIn()
         try pipeline.addHandler(negotiation)
-        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .negotiating)
+        XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .negotiating)
         XCTAssertThrowsError(try pipeline.handler(type: HTTP2DrainHandler.self))
         channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: "h2"))
         XCTAssertTrue(follows("HTTP2DrainHandler", "NIOHTTP2Handler", in: channel), channel.pipeline.debugDescription)
@@ -129,7 +129,7 @@ final class DrainHandlersTests: XCTestCase {
         let tls = NIOSSLServerHandler()
         try pipeline.addHandler(tls)
         try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .http1)
+        XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .http1)
         let handOver = channel.eventLoop.makePromise(of: Void.self)
         channel.pipeline.triggerUserOutboundEvent(HandOverEvent(handoff: ConnectionHandoff(inbox: -1, listenerNames: ["a"], handingOver: [0], window: .seconds(1), logger: Logger(label: "test"))), promise: handOver)
         XCTAssertThrowsError(try handOver.futureResult.wait()) { error in
@@ -146,7 +146,7 @@ final class DrainHandlersTests: XCTestCase {
         let channel = EmbeddedChannel()
         defer { _ = try? channel.finish() }
         try channel.pipeline.syncOperations.addHandler(EventRecorder())
-        XCTAssertEqual(try DrainHandlers.add(to: channel, idleGrace: .seconds(1)), .unknown)
+        XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .unknown)
         XCTAssertThrowsError(try channel.pipeline.syncOperations.handler(type: ConnectionDrainHandler.self))
         XCTAssertThrowsError(try channel.pipeline.syncOperations.handler(type: HTTP2DrainHandler.self))
     }

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOHTTP2
+import NIOWebSocket
 
 /// Puts Baton's drain into a pipeline that a framework's child channel has just built, rather
 /// than into a copy of that framework's pipeline: whatever the framework's builder (HTTP/1,
@@ -33,12 +34,17 @@ public enum DrainHandlers {
     /// closes go through TLS, with close_notify), and places the drain after an ALPN handshake.
     /// A pipeline that has its drain handler already is left as it is.
     ///
+    /// A connection that becomes a WebSocket later (an HTTP/1 upgrade) gets a
+    /// ``WebSocketDrainHandler`` when its drain comes.
+    ///
     /// Call it on the channel's event loop once the framework's setup has completed.
     @discardableResult
-    public static func add(to channel: any Channel, idleGrace: TimeAmount) throws -> Kind {
+    public static func add(to channel: any Channel, configuration: DrainConfiguration) throws -> Kind {
+        let idleGrace = configuration.idleGrace
         let pipeline = channel.pipeline.syncOperations
+        let socket = try? pipeline.handler(type: ConnectionSocketHandler.self)
+        socket?.activity.webSocketDrain = configuration.webSocketDrain
         if (try? pipeline.handler(type: TLSActivityHandler.self)) == nil, let tls = try tlsContext(of: channel) {
-            let socket = try? pipeline.handler(type: ConnectionSocketHandler.self)
             let activity = socket?.activity ?? ConnectionActivity(fd: nil, listener: nil)
             activity.isTLS = true
             try pipeline.addHandler(TLSActivityHandler(activity: activity, idleGrace: idleGrace), position: .after(tls.handler))
@@ -62,6 +68,15 @@ public enum DrainHandlers {
             return .http2
         }
         return nil
+    }
+
+    /// A ``WebSocketDrainHandler`` right after the WebSocket frame decoder, if the pipeline has
+    /// one and no WebSocket drain yet.
+    static func addWebSocketDrain(to pipeline: ChannelPipeline, settings: WebSocketDrainSettings, activity: ConnectionActivity) {
+        let operations = pipeline.syncOperations
+        guard (try? operations.handler(type: WebSocketDrainHandler.self)) == nil,
+              let decoder = try? operations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self) else { return }
+        try? operations.addHandler(WebSocketDrainHandler(settings: settings, activity: activity), position: .after(decoder))
     }
 
     /// The context of the pipeline's TLS handler, if it has one. NIO names every handler in its

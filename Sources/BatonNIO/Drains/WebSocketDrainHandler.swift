@@ -1,0 +1,186 @@
+import NIOCore
+import NIOWebSocket
+
+/// How a drain closes WebSocket connections (``DrainConfiguration``).
+public struct WebSocketDrainSettings: Sendable {
+    /// The closes are spread over this window, each connection at a random moment in it:
+    /// thousands of clients reconnecting at once would stall the new generation on a busy core.
+    public var window: TimeAmount
+    /// How long the app's drain handlers (``BatonDrain``) may run before the close.
+    public var hookTimeout: TimeAmount
+    /// How long to wait for a moment when no client message is waiting for its answer.
+    public var quietWait: TimeAmount
+    /// How long the client has to answer the close before the connection is closed anyway.
+    public var closeTimeout: TimeAmount
+
+    public init(window: TimeAmount, hookTimeout: TimeAmount, quietWait: TimeAmount, closeTimeout: TimeAmount) {
+        self.window = window
+        self.hookTimeout = hookTimeout
+        self.quietWait = quietWait
+        self.closeTimeout = closeTimeout
+    }
+}
+
+/// The drain of a WebSocket connection: a close frame with code 1001 (going away), at a random
+/// moment of the drain's window, after the app's drain handlers, at a quiet moment; then the
+/// closing handshake, within a bound.
+///
+/// Added by the ``ConnectionSocketHandler`` when a drain reaches an upgraded connection, right
+/// after the WebSocket frame decoder: it sees every frame the client sends and every frame the
+/// app writes.
+///
+/// - **Quiet moment.** A client message that crosses the close cannot be answered (RFC 6455
+///   §5.5.1: no data frame after a close). So a client that has sent something within
+///   `quietWait` gets the close right after the app's next answer to it (nothing unanswered, no
+///   input waiting unread): the moment its next message is furthest away. A quiet client gets
+///   it at once; a busy one after `quietWait` at the latest.
+/// - **After the close** the app's frames are dropped (the framework's library does not know a
+///   close was sent, and would answer the client's close with another); the client's close
+///   answer ends the connection (through TLS for wss), or `closeTimeout` does.
+/// - A drain called off before the close cancels it; once sent, it stands.
+public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = WebSocketFrame
+    public typealias InboundOut = WebSocketFrame
+    public typealias OutboundIn = WebSocketFrame
+    public typealias OutboundOut = WebSocketFrame
+
+    private enum State {
+        case open
+        /// Told of the drain: the close comes at the scheduled moment.
+        case scheduled(Scheduled<Void>)
+        /// The app's drain handlers run.
+        case notifying
+        /// Waiting for a quiet moment, until the deadline.
+        case awaitingQuiet(Scheduled<Void>)
+        case closeSent
+    }
+
+    private let settings: WebSocketDrainSettings
+    private let activity: ConnectionActivity
+    private var state = State.open
+    /// A client data frame came after the app last wrote one.
+    private var unanswered = false
+    /// When the client's last data frame came.
+    private var lastInbound = NIODeadline.uptimeNanoseconds(0)
+    private var closeTimer: Scheduled<Void>?
+    /// Frames the app wrote after the close, dropped.
+    public private(set) var dropped = 0
+
+    init(settings: WebSocketDrainSettings, activity: ConnectionActivity) {
+        self.settings = settings
+        self.activity = activity
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary, .continuation:
+            unanswered = true
+            lastInbound = context.eventLoop.now
+        case .connectionClose:
+            if case .closeSent = state {
+                // The closing handshake is done: the server closes the TCP connection first.
+                closeTimer?.cancel()
+                closeTimer = nil
+                context.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
+                return
+            }
+        default:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .closeSent = state {
+            dropped += 1
+            promise?.succeed()
+            return
+        }
+        switch unwrapOutboundIn(data).opcode {
+        case .text, .binary, .continuation: unanswered = false
+        default: break
+        }
+        context.write(data, promise: promise)
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        context.flush()
+        if case .awaitingQuiet = state, isQuiet { sendClose(context: context) }
+    }
+
+    private var isQuiet: Bool { !unanswered && activity.pendingInput == 0 }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case is DrainConnectionEvent:
+            guard case .open = state else { return }
+            let delay = TimeAmount.nanoseconds(settings.window.nanoseconds > 0 ? .random(in: 0..<settings.window.nanoseconds) : 0)
+            state = .scheduled(context.eventLoop.assumeIsolated().scheduleTask(in: delay) { self.notify(context: context) })
+        case is HurryDrainEvent:
+            if case .scheduled(let timer) = state {
+                timer.cancel()
+                notify(context: context)
+            }
+        case is ResumeConnectionEvent:
+            if case .scheduled(let timer) = state {
+                timer.cancel()
+                state = .open
+            }
+        case is ShareConnectionEvent:
+            break  // a WebSocket stays where it is
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    /// Runs the app's drain handlers (bounded), then waits for a quiet moment.
+    private func notify(context: ChannelHandlerContext) {
+        state = .notifying
+        let done = context.eventLoop.makePromise(of: Void.self)
+        let notice = activity.drainNotice
+        done.completeWithTask { await notice.fire() }
+        let timeout = context.eventLoop.assumeIsolated().scheduleTask(in: settings.hookTimeout) { done.succeed() }
+        done.futureResult.assumeIsolated().whenComplete { _ in
+            timeout.cancel()
+            guard case .notifying = self.state else { return }
+            self.awaitQuiet(context: context)
+        }
+    }
+
+    /// A client that has sent nothing for `quietWait` is closed now; one that talks is closed
+    /// right after its next answer, which is when its next message is furthest away.
+    private func awaitQuiet(context: ChannelHandlerContext) {
+        guard context.channel.isActive else { return }
+        if isQuiet, context.eventLoop.now - lastInbound >= settings.quietWait { return sendClose(context: context) }
+        state = .awaitingQuiet(context.eventLoop.assumeIsolated().scheduleTask(in: settings.quietWait) { self.sendClose(context: context) })
+    }
+
+    private func sendClose(context: ChannelHandlerContext) {
+        if case .awaitingQuiet(let timer) = state { timer.cancel() }
+        if case .closeSent = state { return }
+        state = .closeSent
+        var code = context.channel.allocator.buffer(capacity: 2)
+        code.write(webSocketErrorCode: .goingAway)
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: code)), promise: nil)
+        closeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: settings.closeTimeout) {
+            context.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        switch state {
+        case .scheduled(let timer), .awaitingQuiet(let timer): timer.cancel()
+        default: break
+        }
+        closeTimer?.cancel()
+        closeTimer = nil
+        context.fireChannelInactive()
+    }
+}
+
+/// Tells a draining connection to close now rather than at its moment of the drain's spread
+/// (too many generations are draining at once).
+public struct HurryDrainEvent: Sendable {
+    public init() {}
+}

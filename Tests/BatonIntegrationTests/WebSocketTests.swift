@@ -1,0 +1,141 @@
+#if os(Linux)
+import Foundation
+import Glibc
+import Logging
+import NIOConcurrencyHelpers
+import NIOWebSocket
+import WSClient
+import XCTest
+
+/// Issue 21: WebSockets across upgrades (`hello`'s `/ws` echo). A drain closes each WebSocket
+/// with 1001 (going away) at a random moment of its window, after the app's drain handler has
+/// told the client, at a moment when no message is unanswered; the clients reconnect to the new
+/// generation and no message goes unanswered.
+final class WebSocketTests: IntegrationTestCase {
+    struct ServerClose: Sendable {
+        var client: String
+        var code: WebSocketErrorCode
+        var at: Date
+        var noticeFirst: Bool
+    }
+
+    /// What every client saw.
+    struct Tally: Sendable {
+        var sent: [String: Set<Int>] = [:]
+        var echoed: [String: Set<Int>] = [:]
+        /// Closes the server started: (client, code, when, whether the drain notice came first).
+        var serverCloses: [ServerClose] = []
+        var connects = 0
+        var errors: [String] = []
+    }
+
+    func testWebSocketsAreClosedWith1001OverTheWindowAndNoMessageIsLost() throws {
+        let hello = try startHello()
+        let tally = NIOLockedValueBox(Tally())
+        let stop = NIOLockedValueBox(false)
+        let url = "ws://127.0.0.1:\(hello.port)/ws"
+        let clients = 20
+        let logger = Logger(label: "ws-test")
+
+        let finished = NIOLockedValueBox(false)
+        Task.detached {
+            await WebSocketLoad.runClients(clients, url: url, tally: tally, stop: stop, logger: logger)
+            finished.withLockedValue { $0 = true }
+        }
+        defer {
+            stop.withLockedValue { $0 = true }
+            _ = poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }
+        }
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertEqual(tally.withLockedValue { $0.connects }, clients, "\(tally.withLockedValue { $0.errors })")
+
+        var upgrades: [Date] = []
+        for generation in 1...2 {
+            let old = try XCTUnwrap(hello.servingPid())
+            upgrades.append(Date())
+            hello.signal(SIGHUP)
+            XCTAssertTrue(hello.waitForLog("worker generation \(generation) drained in", timeout: 20),
+                          "generation \(generation) drained (its WebSockets closed)\n\(hello.logExcerpt())")
+            XCTAssertNotEqual(hello.servingPid(), old)
+            Thread.sleep(forTimeInterval: 1)
+        }
+        stop.withLockedValue { $0 = true }
+        XCTAssertTrue(poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }, "the clients stopped")
+
+        let result = tally.withLockedValue { $0 }
+        XCTAssertEqual(result.errors, [], "no client failed to connect or broke off")
+        var lost = 0
+        for (client, sent) in result.sent { lost += sent.subtracting(result.echoed[client] ?? []).count }
+        XCTAssertEqual(lost, 0, "every message sent was echoed (\(result.sent.values.map(\.count).reduce(0, +)) sent)")
+        XCTAssertEqual(result.serverCloses.count, clients * 2, "each client was closed once per upgrade: \(result.serverCloses.map(\.client))")
+        XCTAssertTrue(result.serverCloses.allSatisfy { $0.code == .goingAway }, "every close the server started is 1001: \(result.serverCloses.map(\.code))")
+        XCTAssertTrue(result.serverCloses.allSatisfy(\.noticeFirst), "the app's drain handler told each client first")
+        for (index, start) in upgrades.enumerated() {
+            let end = index + 1 < upgrades.count ? upgrades[index + 1] : Date.distantFuture
+            let times = result.serverCloses.map(\.at).filter { $0 >= start && $0 < end }.map { $0.timeIntervalSince(start) }
+            guard let first = times.min(), let last = times.max() else { XCTFail("no close after upgrade \(index + 1)"); continue }
+            // 20 closes at random moments of a 5 s window: spread over more than a second (a
+            // burst would be within a few ms), and all within the window and its quiet wait.
+            XCTAssertGreaterThan(last - first, 1, "the closes of upgrade \(index + 1) are spread: \(times.sorted())")
+            XCTAssertLessThan(last, 7.5, "the closes of upgrade \(index + 1) come within the window: \(times.sorted())")
+        }
+        XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
+    }
+}
+
+/// The WebSocket clients of the test: echo clients that reconnect.
+enum WebSocketLoad {
+    static func runClients(_ count: Int, url: String, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<count {
+                group.addTask { await runClient("c\(index)", url: url, tally: tally, stop: stop, logger: logger) }
+            }
+        }
+    }
+
+    /// One client: connects, sends a numbered message every 100 ms and records the echoes; when
+    /// the server closes, records how and reconnects, until `stop`.
+    static func runClient(_ name: String, url: String, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
+        let next = NIOLockedValueBox(0)
+        while !stop.withLockedValue({ $0 }) {
+            let notice = NIOLockedValueBox(false)
+            do {
+                let close = try await WebSocketClient.connect(url: url, logger: logger) { inbound, outbound, _ in
+                    tally.withLockedValue { $0.connects += 1 }
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            while !stop.withLockedValue({ $0 }) {
+                                let sequence = next.withLockedValue { value in defer { value += 1 }; return value }
+                                try await outbound.write(.text("\(name) \(sequence)"))
+                                tally.withLockedValue { _ = $0.sent[name, default: []].insert(sequence) }
+                                try await Task.sleep(for: .milliseconds(100))
+                            }
+                        }
+                        group.addTask {
+                            for try await message in inbound.messages(maxSize: 1 << 16) {
+                                guard case .text(let text) = message else { continue }
+                                if text.hasPrefix("baton: draining") {
+                                    notice.withLockedValue { $0 = true }
+                                } else if let sequence = text.split(separator: " ").last.flatMap({ Int($0) }) {
+                                    tally.withLockedValue { _ = $0.echoed[name, default: []].insert(sequence) }
+                                }
+                            }
+                        }
+                        // The server closed (the inbound messages end), or the test stops
+                        // (the sender ends): either way this connection is done.
+                        _ = try await group.next()
+                        group.cancelAll()
+                    }
+                }
+                if let close, !stop.withLockedValue({ $0 }) {
+                    let first = notice.withLockedValue { $0 }
+                    tally.withLockedValue { $0.serverCloses.append(WebSocketTests.ServerClose(client: name, code: close.closeCode, at: Date(), noticeFirst: first)) }
+                }
+            } catch {
+                if !stop.withLockedValue({ $0 }) { tally.withLockedValue { $0.errors.append("\(name): \(error)") } }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+}
+#endif
