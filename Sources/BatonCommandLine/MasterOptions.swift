@@ -12,6 +12,9 @@ public struct MasterOptions: ParsableArguments {
     @Option(help: "Seconds an old generation may take to drain before SIGKILL.")
     public var drainTimeout: Double = 30
 
+    @Option(help: "At most this many old generations draining at once; beyond it the oldest closes its connections (WebSockets) now.")
+    public var maxDraining: Int = 2
+
     @Option(help: "Seconds after taking over within which a crash rolls back to the previous release.")
     public var probation: Double = 10
 
@@ -40,6 +43,8 @@ public struct MasterOptions: ParsableArguments {
     public func apply(to configuration: inout MasterConfiguration) throws {
         configuration.readyTimeout = .seconds(readyTimeout)
         configuration.drainTimeout = .seconds(drainTimeout)
+        guard (1...100).contains(maxDraining) else { throw ValidationError("--max-draining must be between 1 and 100 (got \(maxDraining))") }
+        configuration.maxDrainingGenerations = maxDraining
         configuration.probation = .seconds(probation)
         guard successorTimeout >= 0, successorTimeout <= 3600 else {
             throw ValidationError("--successor-timeout must be between 0 and 3600 seconds (got \(successorTimeout))")

@@ -121,6 +121,18 @@ public final class ConnectionRegistry: Sendable {
         }
     }
 
+    /// Tells every open connection to close now rather than at its moment of the drain's
+    /// spread (``HurryDrainEvent``); returns how many are open.
+    @discardableResult
+    public func hurry() -> Int {
+        let connections = state.withLockedValue { Array($0.open.values) }
+        for connection in connections {
+            let channel = connection.channel
+            channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(HurryDrainEvent()) }
+        }
+        return connections.count
+    }
+
     /// Moves `percent` of the open connections (picked at random) to a canary through
     /// `handoff`, spread over `spread` like a drain's hand-over; returns how many were picked, of
     /// how many open. Each goes at its next request boundary, or stays if it cannot (see

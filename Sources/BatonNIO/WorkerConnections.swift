@@ -169,6 +169,9 @@ public final class WorkerConnections: Sendable {
                 if current == nil { current = OneShot() }
                 return current!
             }.settle(.resumed)
+        case .hurry:
+            let open = registry.hurry()
+            logger.notice("worker generation \(worker.generation): hurried (too many generations draining): closing its \(open) connection(s) now")
         case .master(let pid, let pidfd):
             MasterWatch.follow(pid: pid, pidfd: pidfd)
             logger.notice("worker generation \(worker.generation): adopted by master pid \(pid)")

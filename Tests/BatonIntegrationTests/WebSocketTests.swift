@@ -81,6 +81,49 @@ final class WebSocketTests: IntegrationTestCase {
         }
         XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
     }
+
+    /// Upgrades faster than the close window: with three generations draining (the bound is
+    /// two), the oldest is hurried and closes its WebSockets at once (still with 1001), instead
+    /// of over its window.
+    func testUpgradesFasterThanTheCloseWindowHurryTheOldestDrain() throws {
+        let hello = try startHello()
+        let tally = NIOLockedValueBox(Tally())
+        let stop = NIOLockedValueBox(false)
+        let finished = NIOLockedValueBox(false)
+        let url = "ws://127.0.0.1:\(hello.port)/ws"
+        let clients = 20
+        Task.detached {
+            await WebSocketLoad.runClients(clients, url: url, tally: tally, stop: stop, logger: Logger(label: "ws-test"))
+            finished.withLockedValue { $0 = true }
+        }
+        defer {
+            stop.withLockedValue { $0 = true }
+            _ = poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }
+        }
+        XCTAssertTrue(poll(timeout: 10) { tally.withLockedValue { $0.connects } >= clients }, "\(tally.withLockedValue { $0.errors })")
+
+        // Each drain closes its WebSockets over 5 s, and its clients reconnect to the newest
+        // generation: 2.5 s and 1 s apart, generations 1, 2 and 3 all hold WebSockets when
+        // generation 4 is ready.
+        for (generation, pause) in [(2, 2.5), (3, 1.0), (4, 0.0)] {
+            hello.signal(SIGHUP)
+            XCTAssertTrue(hello.waitForLog(" ready in ", moreThan: generation - 1, timeout: 20), "generation \(generation) ready\n\(hello.logExcerpt())")
+            Thread.sleep(forTimeInterval: pause)
+        }
+        let hurried = Date()
+        XCTAssertTrue(hello.log.contains("generation 1 (pid") && hello.log.contains("hurried: 3 generations draining, at most 2 may"),
+                      "the oldest drain was hurried\n\(hello.logExcerpt())")
+        XCTAssertTrue(hello.waitForLog("worker generation 1 drained in", timeout: 3),
+                      "hurried, generation 1 closed its WebSockets at once\n\(hello.logExcerpt())")
+        XCTAssertLessThan(Date().timeIntervalSince(hurried), 3)
+        XCTAssertEqual(hello.logCount("hurried:"), 1, "only the oldest was hurried\n\(hello.logExcerpt())")
+        stop.withLockedValue { $0 = true }
+        XCTAssertTrue(poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }, "the clients stopped")
+        let result = tally.withLockedValue { $0 }
+        XCTAssertEqual(result.errors, [])
+        XCTAssertTrue(result.serverCloses.allSatisfy { $0.code == .goingAway }, "hurried or not, every close the server started is 1001: \(result.serverCloses.map(\.code))")
+        XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
+    }
 }
 
 /// The WebSocket clients of the test: echo clients that reconnect.

@@ -162,6 +162,35 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
                        [.sendDrainOrders(generation: 3, shared: [0], handoffTo: nil, deadline: .seconds(29))])
     }
 
+    /// WebSockets keep a draining generation for its whole close window: beyond
+    /// `maxDrainingGenerations` draining at once, the oldest not yet hurried is told to close
+    /// its connections now, once.
+    func testBeyondTheBoundOnDrainingGenerationsTheOldestIsHurried() {
+        var h = serving()
+        upgrade(&h, to: v2, number: 2)
+        upgrade(&h, to: v3, number: 3)
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .draining, .serving])
+        XCTAssertFalse(h.all.contains { if case .sendHurry = $0 { return true } else { return false } }, "two draining: within the bound")
+
+        h.send(.trigger(reason: "SIGHUP", reply: nil, masterBinaryChanged: false))
+        h.send(.launched(v2))
+        h.send(.spawned(generation: 4, pid: 104, listeners: [http], hasInbox: true))
+        let fourth = h.send(.notified(pid: 104, ready))
+        XCTAssertEqual(fourth.filter { if case .sendHurry = $0 { return true } else { return false } }, [.sendHurry(generation: 1)])
+        XCTAssertTrue(fourth.logs.contains { $0.contains("generation 1 (pid 101, version 1) hurried: 3 generations draining, at most 2 may") }, "\(fourth.logs)")
+
+        // Generation 1 is still draining, already hurried: the next one is generation 2.
+        upgrade(&h, to: v3, number: 5)
+        XCTAssertEqual(h.all.filter { if case .sendHurry = $0 { return true } else { return false } },
+                       [.sendHurry(generation: 1), .sendHurry(generation: 2)])
+
+        // Once the hurried ones have gone, the bound holds again without hurrying anyone.
+        h.send(.exited(pid: 101, .exited(0)))
+        h.send(.exited(pid: 102, .exited(0)))
+        let sixth = { () -> [Action] in upgrade(&h, to: v2, number: 6); return h.all }()
+        XCTAssertEqual(sixth.filter { if case .sendHurry = $0 { return true } else { return false } }.count, 3, "generation 3 hurried: 3, 4, 5 draining")
+    }
+
     func testNoHandOverToAWorkerThatDoesNotTakeConnections() {
         var h = serving()
         h.send(.trigger(reason: "SIGHUP", reply: nil, masterBinaryChanged: false))

@@ -139,6 +139,9 @@ final class WorkerControlTests: XCTestCase {
     func testWorkerOrderParsing() {
         XCTAssertEqual(WorkerOrder(parsing: "resume", descriptor: nil), .resume)
         XCTAssertNil(WorkerOrder(parsing: "resume now", descriptor: nil))
+        XCTAssertEqual(WorkerOrder(parsing: "hurry", descriptor: nil), .hurry)
+        XCTAssertEqual(WorkerOrder.hurry.line, "hurry\n")
+        XCTAssertNil(WorkerOrder(parsing: "hurry up", descriptor: nil))
         XCTAssertEqual(WorkerOrder(parsing: "accept", descriptor: nil), .accept)
         XCTAssertEqual(WorkerOrder(parsing: "share percent=20 handoff=1", descriptor: 7), .share(percent: 20, inbox: 7))
         XCTAssertEqual(WorkerOrder(parsing: "share percent=0", descriptor: nil), .share(percent: 0, inbox: nil))

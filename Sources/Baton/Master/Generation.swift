@@ -51,6 +51,8 @@ public struct Generation: Sendable, Equatable {
     var resumed = false
     /// Draining, it drains for this generation (the one that took over from it).
     var drainsFor: Int?
+    /// Told to close its connections now (``MasterStateMachine/Settings/maxDrainingGenerations``).
+    var hurried = false
     /// The request counts it reported last (cumulative since it started).
     public internal(set) var stats = RequestStats()
 

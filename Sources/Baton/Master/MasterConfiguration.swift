@@ -24,6 +24,10 @@ public struct MasterConfiguration: Sendable {
     public var readyTimeout: Duration = .seconds(30)
     /// How long an old generation may take to drain after SIGTERM before it gets SIGKILL.
     public var drainTimeout: Duration = .seconds(30)
+    /// At most this many generations drain at once. Long-lived connections (WebSockets) keep a
+    /// draining generation alive for its whole close window; when upgrades come faster, the
+    /// oldest draining generation is told to close its connections now. At least 1.
+    public var maxDrainingGenerations = 2
     /// A generation that dies by itself this soon after it took over is rolled back: the
     /// release it replaced is started again on the same sockets.
     public var probation: Duration = .seconds(10)
@@ -71,6 +75,7 @@ extension MasterStateMachine.Settings {
     init(_ configuration: MasterConfiguration, listenersFromSystemd: Bool) {
         readyTimeout = configuration.readyTimeout
         drainTimeout = configuration.drainTimeout
+        maxDrainingGenerations = max(1, configuration.maxDrainingGenerations)
         probation = configuration.probation
         restartBackoffFirst = configuration.restartBackoff.first
         restartBackoffMax = configuration.restartBackoff.max

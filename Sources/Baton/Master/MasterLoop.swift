@@ -223,6 +223,10 @@ final class MasterLoop {
             if let control = channels[number]?.control, !WorkerControl.send(.resume, on: control) {
                 logger.error("generation \(number) did not take its order to serve again (gone or not reading)")
             }
+        case .sendHurry(let number):
+            if let control = channels[number]?.control, !WorkerControl.send(.hurry, on: control) {
+                logger.debug("generation \(number) did not take its order to hurry (gone, not reading, or an older release): it drains at its own pace")
+            }
         case .announceMaster(let number):
             if let control = channels[number]?.control, ownPidfd < 0 || !WorkerControl.send(.master(pid: getpid(), pidfd: ownPidfd), on: control) {
                 logger.warning("generation \(number) did not take the news of its new master (gone, not reading, or an older release): it drains when its wait for a successor ends")

@@ -23,6 +23,9 @@ struct MasterStateMachine {
         var listenersFromSystemd = false
         /// How long a re-execution waits for its answer to be delivered before it execs anyway.
         var execAnswerGrace: Duration = .seconds(2)
+        /// At most this many generations drain at once: when one more starts draining, the
+        /// oldest is hurried (``WorkerOrder/hurry``).
+        var maxDrainingGenerations = 2
     }
 
     /// Someone waiting for the outcome of a trigger; the loop keeps the continuation behind it.
@@ -126,6 +129,9 @@ struct MasterStateMachine {
         case sendAccept(generation: Int)
         /// Tell a draining generation to stop draining and serve again (its successor died).
         case sendResume(generation: Int)
+        /// Tell a draining generation to close its connections now rather than over its drain's
+        /// spread (too many generations are draining).
+        case sendHurry(generation: Int)
         /// Tell an adopted generation which master it follows now (`master pid=P`, pidfd attached).
         case announceMaster(generation: Int)
         /// Write ``DrainOrders`` on the generation's control channel, with `handoffTo`'s inbox attached.
@@ -718,6 +724,22 @@ struct MasterStateMachine {
         }
         log(.info, "\(generation.label) draining (\(generation.resumed ? "drain orders" : "SIGTERM"))\(keepAlives)")
         actions.append(.startTimer(.drain(generation: generation.number), after: settings.drainTimeout))
+        hurryOldestDrains()
+    }
+
+    /// Long-lived connections (WebSockets) keep a draining generation alive for its whole close
+    /// window: with upgrades in quick succession they would pile up. Beyond
+    /// `maxDrainingGenerations`, the oldest drains are hurried to their closes. Its drain
+    /// timeout still ends each one.
+    private mutating func hurryOldestDrains() {
+        let draining = generations.indices.filter { generations[$0].state == .draining }
+            .sorted { generations[$0].number < generations[$1].number }
+        guard draining.count > settings.maxDrainingGenerations else { return }
+        for index in draining.prefix(draining.count - settings.maxDrainingGenerations) where !generations[index].hurried {
+            generations[index].hurried = true
+            actions.append(.sendHurry(generation: generations[index].number))
+            log(.notice, "\(generations[index].label) hurried: \(draining.count) generations draining, at most \(settings.maxDrainingGenerations) may (its connections close now, not over its drain's spread)")
+        }
     }
 
     /// New orders for draining generation `index`, naming `successor`'s inbox; a worker that

@@ -20,6 +20,9 @@ public enum WorkerOrder: Sendable, Equatable {
     case accept
     /// Stop draining and serve again.
     case resume
+    /// While draining: close the remaining connections now (WebSockets get their 1001 at once,
+    /// not over the close window); too many generations are draining.
+    case hurry
     /// Follow master `pid` from now on: it adopted this worker after its own master died
     /// (protocol 6). Its pidfd came with the order.
     case master(pid: Int32, pidfd: Int32)
@@ -30,6 +33,7 @@ public enum WorkerOrder: Sendable, Equatable {
         case .share(let percent, let inbox): return "share percent=\(percent)\(inbox != nil ? " handoff=1" : "")\n"
         case .accept: return "accept\n"
         case .resume: return "resume\n"
+        case .hurry: return "hurry\n"
         case .master(let pid, _): return "master pid=\(pid)\n"
         }
     }
@@ -43,6 +47,8 @@ public enum WorkerOrder: Sendable, Equatable {
             self = .accept
         case "resume" where fields.count == 1:
             self = .resume
+        case "hurry" where fields.count == 1:
+            self = .hurry
         case "master" where fields.count == 2:
             guard fields[1].hasPrefix("pid="), let pid = Int32(fields[1].dropFirst(4)), pid > 0, let descriptor else { return nil }
             self = .master(pid: pid, pidfd: descriptor)
