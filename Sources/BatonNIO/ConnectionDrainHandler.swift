@@ -156,6 +156,7 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
                 // once it is flushed (not here: a writeAndFlush calls this handler's flush next,
                 // which must still pass it on). The client sends nothing before it reads the 101.
                 upgraded = true
+                activity.count(as: activity.isTLS ? .wss : .ws)
                 context.write(data, promise: promise)
                 return
             }

@@ -45,6 +45,16 @@ public final class ConnectionActivity {
     var webSocketDrain: WebSocketDrainSettings?
     /// What the app code serving this connection learns of its drain (``BatonDrain``).
     public let drainNotice = DrainNotice()
+    /// What it speaks, as counted in `census` (nil: not counted yet, or closed).
+    public private(set) var kind: ConnectionKind?
+    /// Where its kind is counted (the process's, or a test's).
+    var census: ConnectionCensus = .shared
+
+    /// Counts this connection as `kind` from now on (nil: closed).
+    func count(as kind: ConnectionKind?) {
+        census.move(from: self.kind, to: kind)
+        self.kind = kind
+    }
     /// Requests read in full (counted by the ``ConnectionDrainHandler``).
     var requestsEnded = 0
     /// The last body chunk decoded since the current read began, if any.
@@ -205,6 +215,7 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        activity.count(as: nil)
         lingerTimer?.cancel()
         lingerTimer = nil
         context.fireChannelInactive()

@@ -210,12 +210,15 @@ public final class WorkerConnections: Sendable {
     /// Sends the master this process's request counts every second while they change.
     private func startReporting() {
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "baton.stats"))
-        let last = NIOLockedValueBox<RequestStats?>(nil)
+        let last = NIOLockedValueBox<(RequestStats, String)?>(nil)
         let worker = self.worker
         timer.setEventHandler {
             let stats = RequestRecorder.shared.snapshot
-            guard last.withLockedValue({ $0 }) != stats else { return }
-            if (try? worker.report(stats)) != nil { last.withLockedValue { $0 = stats } }
+            let connections = ConnectionCensus.wire(ConnectionCensus.shared.snapshot)
+            guard let sent = last.withLockedValue({ $0 }), sent.0 == stats, sent.1 == connections else {
+                if (try? worker.report(stats, connections: connections)) != nil { last.withLockedValue { $0 = (stats, connections) } }
+                return
+            }
         }
         timer.schedule(deadline: .now() + .seconds(1), repeating: .seconds(1), leeway: .milliseconds(100))
         timer.resume()

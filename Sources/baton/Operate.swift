@@ -134,11 +134,12 @@ extension BatonCommand {
                 let changed = image.changedOnDisk ? "; a newer binary is at that path (SIGUSR2 or `baton reload --master` runs it)" : ""
                 print("master image \(image.path) (Baton \(image.batonVersion)), executed \(Self.age(image.ageSeconds)) ago, \(image.executions) re-execution(s)\(changed)")
             }
-            print("GEN  PID      VERSION     STATE      AGE")
+            print("GEN  PID      VERSION     STATE      AGE      CONNECTIONS")
             for generation in status.generations {
                 print([String(generation.generation).padding(4), String(generation.pid).padding(8),
                        (generation.version.isEmpty ? "-" : generation.version).padding(11),
-                       generation.state.padding(10), Self.age(generation.ageSeconds)].joined(separator: " "))
+                       generation.state.padding(10), Self.age(generation.ageSeconds).padding(8),
+                       Self.connections(generation.connections)].joined(separator: " "))
             }
             print("last upgrade: \(status.lastUpgrade ?? "none yet")")
             if let canary = status.canary { print("canary: \(canary)") }
@@ -146,6 +147,13 @@ extension BatonCommand {
             if let adoptions = status.adoptions, adoptions > 0 {
                 print("adoptions: \(adoptions) (last: \(status.lastAdoption ?? "?"))")
             }
+        }
+
+        /// `12 http1, 2000 ws`; `0` when none is open; `-` when the worker does not report them.
+        static func connections(_ counts: [String: Int]?) -> String {
+            guard let counts else { return "-" }
+            let open = counts.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+            return open.isEmpty ? "0" : open.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         }
 
         static func age(_ seconds: Double) -> String {

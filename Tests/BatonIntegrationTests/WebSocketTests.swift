@@ -48,6 +48,15 @@ final class WebSocketTests: IntegrationTestCase {
         }
         Thread.sleep(forTimeInterval: 1)
         XCTAssertEqual(tally.withLockedValue { $0.connects }, clients, "\(tally.withLockedValue { $0.errors })")
+        // The worker reports its connections by kind every second: status and metrics show them.
+        var status = try baton(["status"], in: hello.directory.path)
+        for _ in 0..<30 where !status.output.contains("\(clients) ws") {
+            Thread.sleep(forTimeInterval: 0.1)
+            status = try baton(["status"], in: hello.directory.path)
+        }
+        XCTAssertTrue(status.output.contains("CONNECTIONS") && status.output.contains("\(clients) ws"), status.description)
+        let metrics = try baton(["metrics"], in: hello.directory.path)
+        XCTAssertTrue(metrics.output.contains("baton_open_connections{generation=\"1\",state=\"serving\",kind=\"ws\"} \(clients)"), metrics.description)
 
         var upgrades: [Date] = []
         for generation in 1...2 {

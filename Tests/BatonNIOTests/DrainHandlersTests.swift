@@ -43,6 +43,7 @@ final class DrainHandlersTests: XCTestCase {
         let last = EventRecorder()
         try pipeline.addHandler(last)
         XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .http1)
+        XCTAssertEqual(try pipeline.handler(type: ConnectionSocketHandler.self).activity.kind, .http1)
         XCTAssertTrue(follows("ConnectionDrainHandler", "ByteToMessageHandler<HTTPDecoder<HTTPPart<HTTPRequestHead", in: channel), "right after the decoder:\n\(channel.pipeline.debugDescription)")
         // Added once: a second call finds it.
         XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .http1)
@@ -67,6 +68,9 @@ final class DrainHandlersTests: XCTestCase {
     func testASwitchingProtocolsAnswerPassesAndTheHandlerLeaves() throws {
         let channel = EmbeddedChannel()
         defer { _ = try? channel.finish() }
+        let socket = ConnectionSocketHandler(fd: nil)
+        socket.activity.census = ConnectionCensus()
+        try channel.pipeline.syncOperations.addHandler(socket, name: ConnectionSocketHandler.name)
         try channel.pipeline.syncOperations.addHandler(ConnectionDrainHandler(idleGrace: .seconds(1)))
         var request = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/ws")
         request.headers = ["connection": "upgrade", "upgrade": "websocket"]
@@ -80,6 +84,8 @@ final class DrainHandlersTests: XCTestCase {
         guard case .head(let written) = try XCTUnwrap(try channel.readOutbound(as: HTTPServerResponsePart.self)) else { return XCTFail("no head") }
         XCTAssertEqual(written.headers["connection"], ["upgrade"])
         XCTAssertThrowsError(try channel.pipeline.syncOperations.handler(type: ConnectionDrainHandler.self), "the handler left")
+        XCTAssertEqual(socket.activity.kind, .ws, "counted as a WebSocket from now on")
+        XCTAssertEqual(socket.activity.census.snapshot, [.ws: 1])
         // What follows passes untouched (WebSocket frames, as bytes here).
         try channel.writeInbound(ByteBuffer(string: "frame"))
         XCTAssertEqual(try channel.readInbound(as: ByteBuffer.self), ByteBuffer(string: "frame"))
@@ -99,6 +105,7 @@ final class DrainHandlersTests: XCTestCase {
         XCTAssertTrue(follows("TLSActivityHandler", "NIOSSLServerHandler", in: channel), channel.pipeline.debugDescription)
         XCTAssertTrue(follows("ConnectionDrainHandler", "ByteToMessageHandler<HTTPDecoder<HTTPPart<HTTPRequestHead", in: channel), channel.pipeline.debugDescription)
         XCTAssertTrue(socket.activity.isTLS)
+        XCTAssertEqual(socket.activity.kind, .https)
         XCTAssertEqual(try DrainHandlers.add(to: channel, configuration: DrainConfiguration()), .http1, "a second call adds nothing")
         XCTAssertEqual(handlers(channel).filter { $0.contains("TLSActivityHandler") }.count, 1, channel.pipeline.debugDescription)
     }
@@ -110,7 +117,10 @@ final class DrainHandlersTests: XCTestCase {
         let channel = EmbeddedChannel()
         defer { _ = try? channel.finish() }
         let pipeline = channel.pipeline.syncOperations
-        try pipeline.addHandler(ConnectionSocketHandler(fd: nil), name: ConnectionSocketHandler.name)
+        let socket = ConnectionSocketHandler(fd: nil)
+        let census = ConnectionCensus()
+        socket.activity.census = census
+        try pipeline.addHandler(socket, name: ConnectionSocketHandler.name)
         try pipeline.addHandler(NIOSSLServerHandler())
         let negotiation = NegotiationStandIn()
         try pipeline.addHandler(negotiation)
@@ -118,6 +128,9 @@ final class DrainHandlersTests: XCTestCase {
         XCTAssertThrowsError(try pipeline.handler(type: HTTP2DrainHandler.self))
         channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: "h2"))
         XCTAssertTrue(follows("HTTP2DrainHandler", "NIOHTTP2Handler", in: channel), channel.pipeline.debugDescription)
+        XCTAssertEqual(census.snapshot, [.h2: 1], "counted as TLS while negotiating, as h2 once chosen")
+        try channel.close().wait()
+        XCTAssertEqual(census.snapshot, [:], "and no more once closed")
     }
 
     /// A TLS connection is not handed over, and its graceful close goes through the whole

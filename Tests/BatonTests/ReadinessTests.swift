@@ -14,6 +14,17 @@ final class ReadinessTests: XCTestCase {
 
     /// The master's socket receives a message from another process and knows its pid from the
     /// kernel (SCM_CREDENTIALS), not from anything the sender wrote.
+    /// `BATON_CONNECTIONS`: open connections by kind; anything malformed is no report at all.
+    func testParsesConnectionCounts() {
+        XCTAssertEqual(NotifyMessage(parsing: "BATON_CONNECTIONS=http1:10,ws:2000").connections, ["http1": 10, "ws": 2000])
+        XCTAssertEqual(NotifyMessage(parsing: "BATON_CONNECTIONS=").connections, [:], "none open")
+        XCTAssertNil(NotifyMessage(parsing: "READY=1").connections)
+        for bad in ["http1", "http1:", ":3", "http1:-1", "HTTP1:3", "http1:3,,ws:1", "http1:3,http1:4", "h t:1", "ws:1000000001",
+                    String(repeating: "a", count: 17) + ":1", (0..<17).map { "k\($0):1" }.joined(separator: ",")] {
+            XCTAssertNil(NotifyMessage(parsing: "BATON_CONNECTIONS=\(bad)").connections, bad)
+        }
+    }
+
     func testMessageFromAChildCarriesTheChildsPid() throws {
         let received = NIOLockedValueBox<[(pid_t, NotifyMessage)]>([])
         let socket = try NotifySocket { pid, message in received.withLockedValue { $0.append((pid, message)) } }

@@ -66,6 +66,8 @@ package enum ControlProtocol {
             package var state: String
             package var ageSeconds: Double
             package var status: String?
+            /// Open connections by kind, as the worker last reported them.
+            package var connections: [String: Int]?
         }
 
         /// The program image the master runs.

@@ -367,7 +367,7 @@ public final class BatonMaster: Service, Sendable {
             masterPID: getpid(), uptimeSeconds: seconds(processStartedAt.duration(to: now)),
             generations: (snapshot?.generations ?? []).map {
                 .init(generation: $0.number, pid: $0.pid, version: $0.version, state: $0.state.rawValue,
-                      ageSeconds: seconds($0.startedAt.duration(to: now)), status: $0.status)
+                      ageSeconds: seconds($0.startedAt.duration(to: now)), status: $0.status, connections: $0.connections)
             },
             lastUpgrade: lastUpgrade?.description,
             lastUpgradeSucceeded: succeeded,

@@ -55,6 +55,9 @@ public struct Generation: Sendable, Equatable {
     var hurried = false
     /// The request counts it reported last (cumulative since it started).
     public internal(set) var stats = RequestStats()
+    /// Its open connections by kind (`http1`, `ws`, …), as it last reported them; nil before
+    /// its first report (or from a worker that does not report them).
+    public internal(set) var connections: [String: Int]?
 
     init(number: Int, pid: Int32, version: String, state: State, startedAt: ContinuousClock.Instant, plan: LaunchPlan,
          listeners: [Listener], hasInbox: Bool, takesConnections: Bool = false) {

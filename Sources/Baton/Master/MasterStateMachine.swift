@@ -543,6 +543,7 @@ struct MasterStateMachine {
             generations[index].status = status
             log(.debug, "\(generations[index].label) status: \(status)")
         }
+        if let connections = message.connections { generations[index].connections = connections }
         if let stats = message.stats {
             generations[index].stats = stats
             checkCanaryErrors(now: now)

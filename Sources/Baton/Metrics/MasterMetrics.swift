@@ -34,6 +34,14 @@ final class MasterMetrics: Sendable {
     private let timeToReady: DurationHistogram
     private let drainTime: DurationHistogram
     private let state = NIOLockedValueBox<(totals: Totals, serving: Gauge?, servingLabels: [String])>((Totals(), nil, []))
+    /// `baton_open_connections` by generation and kind, for the generations alive.
+    private let connections = NIOLockedValueBox<[ConnectionGaugeKey: Gauge]>([:])
+
+    private struct ConnectionGaugeKey: Hashable {
+        var generation: Int
+        var state: String
+        var kind: String
+    }
 
     init() {
         let registry = PrometheusCollectorRegistry()
@@ -142,8 +150,10 @@ final class MasterMetrics: Sendable {
 
     func drained(after duration: Duration) { drainTime.record(duration) }
 
-    /// Sets the generation gauges and the serving-version info metric from the table.
+    /// Sets the generation gauges, the serving-version info metric and the open connections
+    /// by generation and kind from the table.
     func update(_ table: [Generation]) {
+        updateConnections(table)
         for (state, gauge) in generations { gauge.set(to: Double(table.filter { $0.state == state }.count)) }
         let serving = table.last { $0.state == .serving }
         let labels = serving.map { [$0.version, String($0.number), String($0.pid)] } ?? []
@@ -158,6 +168,31 @@ final class MasterMetrics: Sendable {
                 return gauge
             }
             current.servingLabels = labels
+        }
+    }
+
+    /// One gauge per generation, its state and kind of connection; a generation's gauges go
+    /// with it (or when its state changes).
+    private func updateConnections(_ table: [Generation]) {
+        var wanted: [ConnectionGaugeKey: Int] = [:]
+        for generation in table {
+            for (kind, count) in generation.connections ?? [:] {
+                wanted[ConnectionGaugeKey(generation: generation.number, state: generation.state.rawValue, kind: kind)] = count
+            }
+        }
+        connections.withLockedValue { gauges in
+            for (key, gauge) in gauges where wanted[key] == nil {
+                registry.unregisterGauge(gauge)
+                gauges[key] = nil
+            }
+            for (key, count) in wanted {
+                let gauge = gauges[key] ?? registry.makeGauge(
+                    name: "baton_open_connections",
+                    labels: [("generation", String(key.generation)), ("state", key.state), ("kind", key.kind)],
+                    help: "Open connections of each live generation by kind (http1, https, h2c, h2, ws, wss), as its worker last reported them.")
+                gauge.set(to: Double(count))
+                gauges[key] = gauge
+            }
         }
     }
 

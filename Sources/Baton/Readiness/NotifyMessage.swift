@@ -40,6 +40,22 @@ package struct NotifyMessage: Sendable, Equatable {
     /// absent or malformed.
     package var stats: RequestStats? { self[Self.statsKey].flatMap(RequestStats.init(wire:)) }
     static let statsKey = "BATON_STATS"
+    /// `BATON_CONNECTIONS=http1:10,ws:2000`: the worker's open connections by kind (an empty
+    /// value: none); nil when absent or malformed (a kind is 1–16 of `a-z0-9`, a count 0…10⁹, at
+    /// most 16 kinds).
+    package var connections: [String: Int]? {
+        guard let value = self[Self.connectionsKey] else { return nil }
+        var counts: [String: Int] = [:]
+        for entry in value.split(separator: ",", omittingEmptySubsequences: false) where !value.isEmpty {
+            let parts = entry.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, (1...16).contains(parts[0].utf8.count),
+                  parts[0].utf8.allSatisfy({ (97...122).contains($0) || (48...57).contains($0) }),
+                  let count = Int(parts[1]), (0...1_000_000_000).contains(count), counts[String(parts[0])] == nil else { return nil }
+            counts[String(parts[0])] = count
+        }
+        return counts.count <= 16 ? counts : nil
+    }
+    static let connectionsKey = "BATON_CONNECTIONS"
     /// The `STATUS=` text, if any.
     package var status: String? { self["STATUS"] }
 

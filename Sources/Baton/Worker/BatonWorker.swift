@@ -127,9 +127,13 @@ public struct BatonWorker: Sendable {
         try SDNotify.send(NotifyMessage(fields), to: notifySocket)
     }
 
-    /// Sends the master this worker's request counts (`BATON_STATS=…`), which judge a canary.
-    public func report(_ stats: RequestStats) throws {
-        try SDNotify.send(NotifyMessage([(NotifyMessage.statsKey, stats.wire)]), to: notifySocket, orDrop: true)
+    /// Sends the master this worker's request counts (`BATON_STATS=…`), which judge a canary,
+    /// and its open connections by kind (`BATON_CONNECTIONS=http1:10,ws:2000`), which
+    /// `baton status` and the metrics show.
+    public func report(_ stats: RequestStats, connections: String? = nil) throws {
+        var fields = [(NotifyMessage.statsKey, stats.wire)]
+        if let connections { fields.append((NotifyMessage.connectionsKey, connections)) }
+        try SDNotify.send(NotifyMessage(fields), to: notifySocket, orDrop: true)
     }
 
     /// Tells the master this worker is draining (`STOPPING=1`).

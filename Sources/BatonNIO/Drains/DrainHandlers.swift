@@ -49,8 +49,21 @@ public enum DrainHandlers {
             activity.isTLS = true
             try pipeline.addHandler(TLSActivityHandler(activity: activity, idleGrace: idleGrace), position: .after(tls.handler))
         }
-        if let kind = try addProtocolDrain(to: channel, idleGrace: idleGrace) { return kind }
-        return (try? pipeline.handler(type: TLSActivityHandler.self)) != nil ? .negotiating : .unknown
+        let kind: Kind
+        if let added = try addProtocolDrain(to: channel, idleGrace: idleGrace) {
+            kind = added
+        } else {
+            kind = (try? pipeline.handler(type: TLSActivityHandler.self)) != nil ? .negotiating : .unknown
+        }
+        if let activity = socket?.activity {
+            switch kind {
+            case .http1: activity.count(as: activity.isTLS ? .https : .http1)
+            case .http2: activity.count(as: activity.isTLS ? .h2 : .h2c)
+            case .negotiating: activity.count(as: .tls)
+            case .unknown: activity.count(as: .other)
+            }
+        }
+        return kind
     }
 
     /// The drain of the protocol the pipeline speaks now, added if it is not there yet; nil:

@@ -49,7 +49,12 @@ public final class TLSActivityHandler: ChannelInboundHandler, RemovableChannelHa
     private func placeDrain(context: ChannelHandlerContext) {
         guard !drainPlaced else { return }
         do {
-            drainPlaced = try DrainHandlers.addProtocolDrain(to: context.channel, idleGrace: idleGrace) != nil
+            switch try DrainHandlers.addProtocolDrain(to: context.channel, idleGrace: idleGrace) {
+            case .http1?: activity.count(as: .https)
+            case .http2?: activity.count(as: .h2)
+            default: return
+            }
+            drainPlaced = true
         } catch {
             drainPlaced = true  // it will not do better next time; the drain deadline still closes it
             context.fireErrorCaught(error)
