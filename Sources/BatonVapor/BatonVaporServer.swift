@@ -61,11 +61,15 @@ public final class BatonVaporServer: Server, Sendable {
             serverName: application.http.server.configuration.serverName, logger: logger,
             streamFallbackWarning: NIOLockedValueBox(false))
         let idleGrace = configuration.drain.idleGrace
+        let drain = configuration.drain
         // Each answer is counted with the responder's own time (VaporHTTPHandler; see RequestRecorder).
         RequestRecorder.shared.willTimeResponders()
         let connections = try WorkerConnections(worker: worker, eventLoopGroup: application.eventLoopGroup, logger: logger) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try Self.configurePipeline(channel.pipeline.syncOperations, shared: shared, idleGrace: idleGrace)
+                // Counts the connection as HTTP/1, and gives it the WebSocket drain should it be
+                // upgraded (the socket handler adds it when the drain comes).
+                try DrainHandlers.add(to: channel, configuration: drain)
             }
         }
         state.withLockedValue { $0 = connections }

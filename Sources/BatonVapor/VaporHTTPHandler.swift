@@ -237,36 +237,14 @@ final class VaporHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             .flatMap { _ in protocolUpgrader.upgrade(context: context, upgradeRequest: head) }
             .flatMapThrowing { _ in
-                let pipeline = context.pipeline.syncOperations
-                if protocolUpgrader.supportedProtocol.lowercased() == "websocket" {
-                    // Last: its close frame goes through the frame encoder the upgrader added.
-                    try pipeline.addHandler(WebSocketDrainHandler())
-                }
-                pipeline.removeHandler(self, promise: nil)
+                // A WebSocket's drain (BatonNIO's WebSocketDrainHandler: 1001 over the close
+                // window, at a quiet moment) is added by the socket handler when the drain comes.
+                context.pipeline.syncOperations.removeHandler(self, promise: nil)
             }
             .whenFailure { error in
                 self.shared.logger.debug("upgrade failed: \(error)")
                 context.close(promise: nil)
             }
-    }
-}
-
-/// Ends an upgraded WebSocket connection when the worker drains: sends a close frame with status
-/// 1001 (going away), to which the client answers with its own close, and the application's
-/// `WebSocket` then closes the connection. Without it an open WebSocket would hold the drain
-/// until its deadline.
-private final class WebSocketDrainHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard event is DrainConnectionEvent else {
-            context.fireUserInboundEventTriggered(event)
-            return
-        }
-        var data = context.channel.allocator.buffer(capacity: 2)
-        data.write(webSocketErrorCode: .goingAway)
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)), promise: nil)
     }
 }
 

@@ -1,6 +1,8 @@
 #if os(Linux)
 import Foundation
 import Glibc
+import Logging
+import NIOConcurrencyHelpers
 import XCTest
 
 /// `vapor-hello` (a Vapor app served by BatonVapor) under the same process tests as `hello`:
@@ -129,8 +131,8 @@ final class VaporTests: IntegrationTestCase {
 
 extension VaporTests {
     /// `Response.upgrader` works: `/ws` upgrades to a WebSocket that echoes text; when the worker
-    /// drains (an upgrade), the WebSocket gets a close frame 1001 (going away) at once rather
-    /// than holding the drain until its deadline.
+    /// drains (an upgrade), the WebSocket gets a close frame 1001 (going away) within the close
+    /// window rather than holding the drain until its deadline.
     func testVaporWebSocketUpgradeAndDrain() throws {
         let hello = try startVaporHello()
         let worker = try XCTUnwrap(hello.servingPid())
@@ -156,6 +158,44 @@ extension VaporTests {
         try socket.send([0x88, 0x82] + mask + [0x03 ^ 1, 0xE9 ^ 2])
         XCTAssertTrue(poll(timeout: 10) { !Proc.isAlive(worker) }, "the old worker still runs 10 s after the upgrade")
         XCTAssertLessThan(Date().timeIntervalSince(sent), 10)
+        XCTAssertEqual(hello.stop(timeout: 40), .exited(0))
+    }
+
+    /// BatonVapor's WebSockets get the same drain as Hummingbird's (BatonNIO's
+    /// WebSocketDrainHandler): 20 reconnecting echo clients across an upgrade lose no message,
+    /// and their closes are 1001 and spread over the window.
+    func testVaporWebSocketsAreClosedWith1001OverTheWindow() throws {
+        let hello = try startVaporHello()
+        let tally = NIOLockedValueBox(WebSocketTests.Tally())
+        let stop = NIOLockedValueBox(false)
+        let finished = NIOLockedValueBox(false)
+        let url = "ws://127.0.0.1:\(hello.port)/ws"
+        let clients = 20
+        Task.detached {
+            await WebSocketLoad.runClients(clients, url: url, tally: tally, stop: stop, logger: Logger(label: "ws-test"))
+            finished.withLockedValue { $0 = true }
+        }
+        defer {
+            stop.withLockedValue { $0 = true }
+            _ = poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }
+        }
+        XCTAssertTrue(poll(timeout: 10) { tally.withLockedValue { $0.connects } >= clients }, "\(tally.withLockedValue { $0.errors })")
+        Thread.sleep(forTimeInterval: 0.5)
+        let upgraded = Date()
+        hello.signal(SIGHUP)
+        XCTAssertTrue(hello.waitForLog("worker generation 1 drained in", timeout: 20), "generation 1 drained\n\(hello.logExcerpt())")
+        Thread.sleep(forTimeInterval: 0.5)
+        stop.withLockedValue { $0 = true }
+        XCTAssertTrue(poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }, "the clients stopped")
+        let result = tally.withLockedValue { $0 }
+        XCTAssertEqual(result.errors, [])
+        var lost = 0
+        for (client, sent) in result.sent { lost += sent.subtracting(result.echoed[client] ?? []).count }
+        XCTAssertEqual(lost, 0, "every message sent was echoed (\(result.sent.values.map(\.count).reduce(0, +)) sent)")
+        XCTAssertEqual(result.serverCloses.count, clients, "\(result.serverCloses.map(\.client))")
+        XCTAssertTrue(result.serverCloses.allSatisfy { $0.code == .goingAway }, "\(result.serverCloses.map(\.code))")
+        let times = result.serverCloses.map { $0.at.timeIntervalSince(upgraded) }
+        XCTAssertGreaterThan((times.max() ?? 0) - (times.min() ?? 0), 1, "spread over the window: \(times.sorted())")
         XCTAssertEqual(hello.stop(timeout: 40), .exited(0))
     }
 }
