@@ -12,7 +12,7 @@ public struct MasterOptions: ParsableArguments {
     @Option(help: "Seconds an old generation may take to drain before SIGKILL.")
     public var drainTimeout: Double = 30
 
-    @Option(help: "At most this many old generations draining at once; beyond it the oldest closes its connections (WebSockets) now.")
+    @Option(help: "At most this many old generations draining at once; beyond it the oldest closes its WebSockets sooner (within a fifth of their close window).")
     public var maxDraining: Int = 2
 
     @Option(help: "Seconds after taking over within which a crash rolls back to the previous release.")

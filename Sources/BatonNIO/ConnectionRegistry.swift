@@ -121,7 +121,7 @@ public final class ConnectionRegistry: Sendable {
         }
     }
 
-    /// Tells every open connection to close now rather than at its moment of the drain's
+    /// Tells every open connection to close soon rather than at its moment of the drain's
     /// spread (``HurryDrainEvent``); returns how many are open.
     @discardableResult
     public func hurry() -> Int {

@@ -171,7 +171,7 @@ public final class WorkerConnections: Sendable {
             }.settle(.resumed)
         case .hurry:
             let open = registry.hurry()
-            logger.notice("worker generation \(worker.generation): hurried (too many generations draining): closing its \(open) connection(s) now")
+            logger.notice("worker generation \(worker.generation): hurried (too many generations draining): its \(open) connection(s) close sooner")
         case .master(let pid, let pidfd):
             MasterWatch.follow(pid: pid, pidfd: pidfd)
             logger.notice("worker generation \(worker.generation): adopted by master pid \(pid)")

@@ -26,7 +26,8 @@ public struct MasterConfiguration: Sendable {
     public var drainTimeout: Duration = .seconds(30)
     /// At most this many generations drain at once. Long-lived connections (WebSockets) keep a
     /// draining generation alive for its whole close window; when upgrades come faster, the
-    /// oldest draining generation is told to close its connections now. At least 1.
+    /// oldest draining generation is told to close its WebSockets sooner (within a fifth of
+    /// their close window). At least 1.
     public var maxDrainingGenerations = 2
     /// A generation that dies by itself this soon after it took over is rolled back: the
     /// release it replaced is started again on the same sockets.

@@ -739,7 +739,7 @@ struct MasterStateMachine {
         for index in draining.prefix(draining.count - settings.maxDrainingGenerations) where !generations[index].hurried {
             generations[index].hurried = true
             actions.append(.sendHurry(generation: generations[index].number))
-            log(.notice, "\(generations[index].label) hurried: \(draining.count) generations draining, at most \(settings.maxDrainingGenerations) may (its connections close now, not over its drain's spread)")
+            log(.notice, "\(generations[index].label) hurried: \(draining.count) generations draining, at most \(settings.maxDrainingGenerations) may (its WebSockets close within a fifth of their window, not over all of it)")
         }
     }
 

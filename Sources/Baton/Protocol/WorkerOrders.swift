@@ -20,8 +20,8 @@ public enum WorkerOrder: Sendable, Equatable {
     case accept
     /// Stop draining and serve again.
     case resume
-    /// While draining: close the remaining connections now (WebSockets get their 1001 at once,
-    /// not over the close window); too many generations are draining.
+    /// While draining: close the remaining connections soon (WebSockets get their 1001 within a
+    /// fifth of the close window, not over all of it); too many generations are draining.
     case hurry
     /// Follow master `pid` from now on: it adopted this worker after its own master died
     /// (protocol 6). Its pidfd came with the order.

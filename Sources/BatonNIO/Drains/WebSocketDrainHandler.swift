@@ -47,7 +47,7 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
     private enum State {
         case open
         /// Told of the drain: the close comes at the scheduled moment.
-        case scheduled(Scheduled<Void>)
+        case scheduled(Scheduled<Void>, at: NIODeadline)
         /// The app's drain handlers run.
         case notifying
         /// Waiting for a quiet moment, until the deadline.
@@ -115,15 +115,17 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
         switch event {
         case is DrainConnectionEvent:
             guard case .open = state else { return }
-            let delay = TimeAmount.nanoseconds(settings.window.nanoseconds > 0 ? .random(in: 0..<settings.window.nanoseconds) : 0)
-            state = .scheduled(context.eventLoop.assumeIsolated().scheduleTask(in: delay) { self.notify(context: context) })
+            schedule(within: settings.window, context: context)
         case is HurryDrainEvent:
-            if case .scheduled(let timer) = state {
+            // Still spread, over a fifth of the window: a hurried generation's clients would
+            // otherwise all reconnect at the same moment.
+            let hurried = TimeAmount.nanoseconds(settings.window.nanoseconds / 5)
+            if case .scheduled(let timer, let at) = state, at > context.eventLoop.now + hurried {
                 timer.cancel()
-                notify(context: context)
+                schedule(within: hurried, context: context)
             }
         case is ResumeConnectionEvent:
-            if case .scheduled(let timer) = state {
+            if case .scheduled(let timer, _) = state {
                 timer.cancel()
                 state = .open
             }
@@ -132,6 +134,13 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
         default:
             context.fireUserInboundEventTriggered(event)
         }
+    }
+
+    /// The close's moment: at random within `window` from now.
+    private func schedule(within window: TimeAmount, context: ChannelHandlerContext) {
+        let delay = TimeAmount.nanoseconds(window.nanoseconds > 0 ? .random(in: 0..<window.nanoseconds) : 0)
+        let timer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { self.notify(context: context) }
+        state = .scheduled(timer, at: context.eventLoop.now + delay)
     }
 
     /// Runs the app's drain handlers (bounded), then waits for a quiet moment.
@@ -170,7 +179,7 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
 
     public func channelInactive(context: ChannelHandlerContext) {
         switch state {
-        case .scheduled(let timer), .awaitingQuiet(let timer): timer.cancel()
+        case .scheduled(let timer, _), .awaitingQuiet(let timer): timer.cancel()
         default: break
         }
         closeTimer?.cancel()
@@ -179,8 +188,8 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
     }
 }
 
-/// Tells a draining connection to close now rather than at its moment of the drain's spread
-/// (too many generations are draining at once).
+/// Tells a draining connection to close soon rather than at its moment of the drain's spread
+/// (too many generations are draining at once): a WebSocket within a fifth of its close window.
 public struct HurryDrainEvent: Sendable {
     public init() {}
 }
