@@ -1,0 +1,215 @@
+// wsclient: WebSocket echo clients that reconnect, for Baton's WebSocket drain benchmark
+// (Benchmarks/protocols/ws.sh).
+//
+// Each of -c clients connects to -url, sends a numbered text message ("<client> <seq>") every
+// -interval and records each echo; when the server closes, it records the close code, whether
+// the server's drain notice (a text starting with "baton:") came first, and when; then it
+// reconnects at once. At the end (-d) every client sends its own close (1000). A message counts
+// as sent once written; it is lost if its echo never came.
+//
+// Output (-summary): one JSON object; -closes FILE: one line per close the server started,
+// "<unix ms> <code> <notice first 0|1> <client>".
+//
+// Built offline in GOPATH mode against Debian's golang-github-gorilla-websocket-dev.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+type closeRecord struct {
+	at     time.Time
+	code   int
+	notice bool
+	client int
+}
+
+type totals struct {
+	sent, echoed, connects, dialErrors, abnormal, readErrors int64
+}
+
+func main() {
+	url := flag.String("url", "ws://127.0.0.1:8080/ws", "WebSocket URL")
+	clients := flag.Int("c", 2000, "clients")
+	duration := flag.Duration("d", 20*time.Second, "how long to run after every client has connected once")
+	interval := flag.Duration("interval", 100*time.Millisecond, "between a client's messages")
+	rampParallel := flag.Int("ramp-parallel", 64, "connections being opened at once during the ramp")
+	readyFile := flag.String("ready-file", "", "write the unix ms at which all clients are connected here")
+	closesFile := flag.String("closes", "", "one line per close the server started")
+	summary := flag.Bool("summary", false, "print a JSON summary to stdout")
+	flag.Parse()
+
+	var t totals
+	var mu sync.Mutex
+	var closes []closeRecord
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	sentSets := make([]map[int]bool, *clients)
+	echoSets := make([]map[int]bool, *clients)
+	var setMu = make([]sync.Mutex, *clients)
+	ramp := make(chan struct{}, *rampParallel)
+	var connectedOnce sync.WaitGroup
+	connectedOnce.Add(*clients)
+	dialer := websocket.Dialer{HandshakeTimeout: 30 * time.Second}
+
+	for i := 0; i < *clients; i++ {
+		sentSets[i] = map[int]bool{}
+		echoSets[i] = map[int]bool{}
+		wg.Add(1)
+		go func(id int) {
+			defer wg.Done()
+			seq := 0
+			first := true
+			for !stop.Load() {
+				if first {
+					ramp <- struct{}{}
+				}
+				conn, _, err := dialer.Dial(*url, nil)
+				if first {
+					<-ramp
+				}
+				if err != nil {
+					atomic.AddInt64(&t.dialErrors, 1)
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				atomic.AddInt64(&t.connects, 1)
+				if first {
+					first = false
+					connectedOnce.Done()
+				}
+				var notice atomic.Bool
+				done := make(chan struct{})
+				var writeMu sync.Mutex
+				// Reader: echoes and the server's close.
+				go func() {
+					defer close(done)
+					for {
+						_, data, err := conn.ReadMessage()
+						if err != nil {
+							if ce, ok := err.(*websocket.CloseError); ok {
+								if !stop.Load() || ce.Code != websocket.CloseNormalClosure {
+									mu.Lock()
+									closes = append(closes, closeRecord{time.Now(), ce.Code, notice.Load(), id})
+									mu.Unlock()
+								}
+								if ce.Code == websocket.CloseAbnormalClosure {
+									atomic.AddInt64(&t.abnormal, 1)
+								}
+							} else if !stop.Load() {
+								atomic.AddInt64(&t.readErrors, 1)
+							}
+							return
+						}
+						text := string(data)
+						if strings.HasPrefix(text, "baton:") {
+							notice.Store(true)
+							continue
+						}
+						if k := strings.LastIndexByte(text, ' '); k >= 0 {
+							if n, err := strconv.Atoi(text[k+1:]); err == nil {
+								setMu[id].Lock()
+								echoSets[id][n] = true
+								setMu[id].Unlock()
+								atomic.AddInt64(&t.echoed, 1)
+							}
+						}
+					}
+				}()
+				ticker := time.NewTicker(*interval)
+			loop:
+				for !stop.Load() {
+					select {
+					case <-done:
+						break loop
+					case <-ticker.C:
+						writeMu.Lock()
+						err := conn.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf("%d %d", id, seq)))
+						writeMu.Unlock()
+						if err != nil {
+							break loop
+						}
+						setMu[id].Lock()
+						sentSets[id][seq] = true
+						setMu[id].Unlock()
+						atomic.AddInt64(&t.sent, 1)
+						seq++
+					}
+				}
+				ticker.Stop()
+				if stop.Load() {
+					writeMu.Lock()
+					conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+					writeMu.Unlock()
+					select {
+					case <-done:
+					case <-time.After(2 * time.Second):
+					}
+				} else {
+					<-done
+				}
+				conn.Close()
+			}
+		}(i)
+	}
+	connectedOnce.Wait()
+	start := time.Now()
+	if *readyFile != "" {
+		os.WriteFile(*readyFile, []byte(strconv.FormatInt(start.UnixMilli(), 10)), 0o644)
+	}
+	time.Sleep(*duration)
+	// Each client stops sending and closes: the echo of every message it sent comes back
+	// before the server's answer to that close (one connection, in order).
+	stop.Store(true)
+	wg.Wait()
+
+	lost := 0
+	for i := range sentSets {
+		for n := range sentSets[i] {
+			if !echoSets[i][n] {
+				lost++
+			}
+		}
+	}
+	codes := map[string]int{}
+	notices := 0
+	for _, c := range closes {
+		codes[strconv.Itoa(c.code)]++
+		if c.notice {
+			notices++
+		}
+	}
+	if *closesFile != "" {
+		f, err := os.Create(*closesFile)
+		if err == nil {
+			for _, c := range closes {
+				notice := 0
+				if c.notice {
+					notice = 1
+				}
+				fmt.Fprintf(f, "%d %d %d %d\n", c.at.UnixMilli(), c.code, notice, c.client)
+			}
+			f.Close()
+		}
+	}
+	if *summary {
+		out := map[string]any{
+			"clients": *clients, "sent": t.sent, "echoed": t.echoed, "lost": lost, "connects": t.connects,
+			"dial_errors": t.dialErrors, "read_errors": t.readErrors, "abnormal_closes": t.abnormal,
+			"server_closes": len(closes), "close_codes": codes, "closes_after_notice": notices,
+			"seconds": time.Since(start).Seconds(),
+		}
+		b, _ := json.Marshal(out)
+		fmt.Println(string(b))
+	}
+}
