@@ -31,6 +31,55 @@ final class HTTP2Tests: IntegrationTestCase {
         try checkTwoGoAways(port: tlsPort, tls: true, arguments: ["--tls-port", String(tlsPort), "--tls-cert", cert, "--tls-key", key])
     }
 
+    /// Clients that open streams in quick batches (closed loops) across an upgrade: a stream the
+    /// client sent before it read the GOAWAY is served, whatever the moment, and nothing is reset
+    /// or ended with an error. (swift-nio-http2 alone refuses those streams when its server has
+    /// no stream open at its first GOAWAY: see HTTP2FrameWriter.)
+    func testStreamsSentAsTheDrainBeginsAreServed() throws {
+        let h2cPort = try freePort()
+        let hello = try startHello(["--h2c-port", String(h2cPort)])
+        let clients = try (0..<16).map { _ in try H2Client(port: h2cPort) }
+        defer { clients.forEach { $0.close() } }
+        let sent = NIOLockedValueBox([[Int]](repeating: [], count: clients.count))
+        let deadline = Date().addingTimeInterval(4)
+        let group = DispatchGroup()
+        for (index, client) in clients.enumerated() {
+            DispatchQueue.global().async(group: group) {
+                var stream = 1
+                while Date() < deadline, !client.events.contains(.closed) {
+                    var batch: [Int] = []
+                    for _ in 0..<5 where client.trySend("/hello", stream: stream) {
+                        batch.append(stream)
+                        stream += 2
+                    }
+                    sent.withLockedValue { $0[index] += batch }
+                    guard !batch.isEmpty else { break }
+                    let wait = Date().addingTimeInterval(5)
+                    while Date() < wait, !batch.allSatisfy({ client.response(stream: $0)?.complete == true }), !client.events.contains(.closed) {
+                        Thread.sleep(forTimeInterval: 0.001)
+                    }
+                }
+            }
+        }
+        Thread.sleep(forTimeInterval: 1)
+        hello.signal(SIGHUP)
+        XCTAssertEqual(group.wait(timeout: .now() + 20), .success)
+        XCTAssertTrue(hello.waitForLog("worker generation 1 drained in", timeout: 10), "the old generation drained\n\(hello.logExcerpt())")
+        var streams = 0
+        for (index, client) in clients.enumerated() {
+            let events = client.events
+            XCTAssertFalse(events.contains { if case .reset = $0 { return true }; if case .goAwayError = $0 { return true }; return false },
+                           "client \(index): a stream reset or an error GOAWAY: \(events.filter { "\($0)".contains("RST") || "\($0)".contains("GOAWAY") })")
+            for stream in sent.withLockedValue({ $0[index] }) {
+                streams += 1
+                XCTAssertEqual(client.response(stream: stream)?.status, "200", "client \(index), stream \(stream) was sent and not answered")
+            }
+            XCTAssertTrue(events.contains(.goAway(lastStreamID: Int(Int32.max))), "client \(index) was drained: \(events.suffix(8))")
+        }
+        XCTAssertGreaterThan(streams, 1000, "the clients kept the server busy")
+        XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
+    }
+
     private func checkTwoGoAways(port: UInt16, tls: Bool, arguments: [String]) throws {
         let hello = try startHello(arguments)
         let client = try H2Client(port: port, tls: tls)
@@ -51,7 +100,9 @@ final class HTTP2Tests: IntegrationTestCase {
         XCTAssertTrue(client.waitUntilClosed(timeout: 20), "the old generation's connection did not close\n\(client.events)\n\(hello.logExcerpt())")
         let events = client.events
         let goAways = events.compactMap { if case .goAway(let last) = $0 { return last } else { return nil } }
-        XCTAssertEqual(goAways, [Int(Int32.max), 3], "GOAWAY(max), then GOAWAY(last stream): \(events)")
+        // Baton's own GOAWAY(max) (written below NIO), the framework's once the PING came back,
+        // then GOAWAY(last stream).
+        XCTAssertEqual(goAways, [Int(Int32.max), Int(Int32.max), 3], "GOAWAY(max), then GOAWAY(last stream): \(events)")
         let slow = try XCTUnwrap(client.response(stream: 3), "stream 3 got no answer: \(events)")
         XCTAssertEqual(slow.status, "200")
         XCTAssertEqual(slow.pid, old, "the stream in flight is answered by the old generation")
@@ -90,6 +141,9 @@ final class H2Client: @unchecked Sendable {
         case headers(Int, status: String)
         case data(Int, String, endStream: Bool)
         case goAway(lastStreamID: Int)
+        /// A GOAWAY with an error code, a RST_STREAM: what a drain must never send.
+        case goAwayError(String)
+        case reset(Int, String)
         case error(String)
         case closed
 
@@ -98,6 +152,8 @@ final class H2Client: @unchecked Sendable {
             case .headers(let stream, let status): return "HEADERS(\(stream), \(status))"
             case .data(let stream, let text, let end): return "DATA(\(stream), \(text.prefix(60))\(end ? ", END_STREAM" : ""))"
             case .goAway(let last): return "GOAWAY(\(last))"
+            case .goAwayError(let code): return "GOAWAY error \(code)"
+            case .reset(let stream, let code): return "RST_STREAM(\(stream), \(code))"
             case .error(let error): return "error(\(error))"
             case .closed: return "closed"
             }
@@ -129,8 +185,11 @@ final class H2Client: @unchecked Sendable {
             case .data(let data):
                 guard case .byteBuffer(let buffer) = data.data else { return }
                 events.withLockedValue { $0.append(.data(stream, String(buffer: buffer), endStream: data.endStream)) }
-            case .goAway(let last, _, _):
+            case .goAway(let last, let code, _):
                 events.withLockedValue { $0.append(.goAway(lastStreamID: Int(Int32(last)))) }
+                if code != .noError { events.withLockedValue { $0.append(.goAwayError("\(code)")) } }
+            case .rstStream(let code):
+                events.withLockedValue { $0.append(.reset(stream, "\(code)")) }
             default:
                 break
             }
@@ -180,6 +239,14 @@ final class H2Client: @unchecked Sendable {
     var events: [Event] { recorded.withLockedValue { $0 } }
 
     /// Sends `GET path` on `stream` (odd, increasing) and returns at once.
+    /// Sends `GET path` on `stream` and says whether it went out (NIO refuses to open a stream
+    /// once the server's GOAWAY has come).
+    func trySend(_ path: String, stream: Int) -> Bool {
+        let headers: HPACKHeaders = [":method": "GET", ":scheme": scheme, ":authority": "127.0.0.1:\(port)", ":path": path]
+        let frame = HTTP2Frame(streamID: HTTP2StreamID(stream), payload: .headers(.init(headers: headers, endStream: true)))
+        return (try? channel.writeAndFlush(frame).wait()) != nil
+    }
+
     func send(_ path: String, stream: Int) {
         let headers: HPACKHeaders = [":method": "GET", ":scheme": scheme, ":authority": "127.0.0.1:\(port)", ":path": path]
         let frame = HTTP2Frame(streamID: HTTP2StreamID(stream), payload: .headers(.init(headers: headers, endStream: true)))

@@ -77,7 +77,9 @@ public enum DrainHandlers {
             return .http1
         }
         if let http2 = try? pipeline.handler(type: NIOHTTP2Handler.self) {
-            try pipeline.addHandler(HTTP2DrainHandler(), position: .after(http2))
+            let writer = HTTP2FrameWriter()
+            try pipeline.addHandler(writer, position: .before(http2))
+            try pipeline.addHandler(HTTP2DrainHandler(writer: writer), position: .after(http2))
             return .http2
         }
         return nil

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP2
 
 /// The drain of an HTTP/2 connection (h2c, or h2 over TLS): the graceful two-step GOAWAY of
 /// RFC 9113 §6.8. A first GOAWAY with the largest stream id and a PING tell the client to open
@@ -7,12 +8,14 @@ import NIOCore
 /// generation; new ones go to a new connection, which the next generation accepts. The
 /// connection closes when its last stream has ended (or at the drain deadline).
 ///
-/// The frames themselves are the framework's to write: Hummingbird's connection manager sends
-/// both GOAWAYs on `ChannelShouldQuiesceEvent`. This handler sits right after `NIOHTTP2Handler`
-/// and turns Baton's ``DrainConnectionEvent`` into that event *from its own context*, so that it
-/// reaches the connection manager only: fired through `NIOHTTP2Handler` it would also reach
-/// every open stream, whose HTTP handler answers it by resetting any stream without a request in
-/// progress.
+/// The first step is Baton's, written below `NIOHTTP2Handler` by an ``HTTP2FrameWriter`` (see
+/// there why NIO must not know of it): GOAWAY(2^31-1) and a PING. When the client's ack comes
+/// (or after `announceTimeout`), the rest is the framework's: Hummingbird's connection manager
+/// sends its GOAWAY(2^31-1) and PING, then GOAWAY(last stream), on `ChannelShouldQuiesceEvent`.
+/// This handler sits right after `NIOHTTP2Handler` and fires that event *from its own context*,
+/// so that it reaches the connection manager only: fired through `NIOHTTP2Handler` it would also
+/// reach every open stream, whose HTTP handler answers it by resetting any stream without a
+/// request in progress.
 ///
 /// Every close the framework asks for above this handler becomes a graceful one: the frames
 /// written so far are flushed (Hummingbird closes while the last stream's frames are being
@@ -33,26 +36,58 @@ public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHand
     public typealias OutboundIn = Any
     public typealias OutboundOut = Any
 
-    private var quiesced = false
+    private enum State {
+        case serving
+        /// Baton's GOAWAY and PING are out; the framework's GOAWAYs follow the ack.
+        case announced(Scheduled<Void>)
+        case quiesced
+    }
+
+    private var state = State.serving
+    /// Writes Baton's own first GOAWAY below NIO (nil: the framework's GOAWAYs alone).
+    private let writer: HTTP2FrameWriter?
+    private let announceTimeout: TimeAmount
     /// The connection's socket end, when there is one (not in some tests).
     private var activity: ConnectionActivity?
 
-    public init() {}
+    public convenience init() {
+        self.init(writer: nil)
+    }
+
+    init(writer: HTTP2FrameWriter?, announceTimeout: TimeAmount = .seconds(1)) {
+        self.writer = writer
+        self.announceTimeout = announceTimeout
+    }
 
     public func handlerAdded(context: ChannelHandlerContext) {
         activity = (try? context.pipeline.syncOperations.handler(type: ConnectionSocketHandler.self))?.activity
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // The ack of Baton's own PING: the client has read its GOAWAY. NIO passes it on as any
+        // PING ack; the framework never sent it, so it stops here.
+        if let frame = unwrapInboundIn(data) as? HTTP2Frame, frame.streamID == .rootStream,
+           case .ping(let ping, ack: true) = frame.payload, ping.integer == HTTP2FrameWriter.pingData {
+            if case .announced = state { quiesce(context: context) }
+            return
+        }
         context.fireChannelRead(data)
+    }
+
+    private func quiesce(context: ChannelHandlerContext) {
+        if case .announced(let timeout) = state { timeout.cancel() }
+        if case .quiesced = state { return }
+        state = .quiesced
+        context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case is DrainConnectionEvent:
-            guard !quiesced else { return }
-            quiesced = true
-            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            guard case .serving = state else { return }
+            guard let writer, writer.announceGoAway() else { return quiesce(context: context) }
+            // A client that does not answer PINGs gets the framework's GOAWAYs anyway.
+            state = .announced(context.eventLoop.assumeIsolated().scheduleTask(in: announceTimeout) { self.quiesce(context: context) })
         case is ResumeConnectionEvent, is ShareConnectionEvent:
             break
         default:
