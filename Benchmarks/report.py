@@ -561,6 +561,65 @@ class Report:
                        f"{int(r['started_after_kill'])} |")
             self.w("")
 
+    def protocols(self):
+        self.w("## HTTP/2 and HTTPS across upgrades", "")
+        if self.missing("protocols"):
+            return
+        rs = self.rows_of("h2tls")
+        self.w("`Benchmarks/protocols/h2-tls.sh`: `hello` serving h2c, and h2 or HTTP/1.1 over TLS by ALPN; 9 upgrades (SIGHUP) "
+               "2 s apart under closed-loop load, the server pinned to one core, the clients on the other, a fresh server per run. "
+               "*Go*: 256 connections × 10 concurrent streams (`Benchmarks/protocols/h2client`, golang.org/x/net/http2, which "
+               "opens a new connection after a GOAWAY). *Failed*: a transport error or a non-2xx answer; *retries*: requests "
+               "x/net sent again on its own (a refused stream, or one above a GOAWAY's last stream id: not processed, safe to "
+               "retry, RFC 9113 §6.8 and §8.7). *h2load* (256 × 10) never reconnects an HTTP/2 connection, so it stops at the "
+               "first upgrade: its streams sent until then, and how they ended. *wrk*: 1,024 keep-alive HTTPS connections "
+               "(HTTP/1.1 by ALPN).", "")
+        if not rs:
+            self.w("- **no result** (see `logs/h2-tls.log` in the raw output)", "")
+        go = [r for r in rs if r.get("client") == "go"]
+        if go:
+            self.w("| protocol | round | answered | failed | retries | streams reset | error GOAWAYs | connections | longest drain (ms) | generations drained |",
+                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for r in go:
+                self.w(f"| {r['protocol']} | {int(r['round'])} | {f(r['ok'])} | {int(r['failed'])} | {f(r['retries'])} | {f(r['rst_stream'])} | "
+                       f"{int(r['goaway_errors'])} | {f(r['conns'])} | {f(r['drained_max_ms'])} | {int(r['gens_drained'])} of {int(r['upgrades'])} |")
+            self.w("")
+        h2load = [r for r in rs if r.get("client") == "h2load"]
+        if h2load:
+            self.w("| h2load | round | streams sent | 2xx | failed | never sent | its own failed total |", "|---|---:|---:|---:|---:|---:|---:|")
+            for r in h2load:
+                self.w(f"| {r['protocol']} | {int(r['round'])} | {f(r['log_streams'])} | {f(r['log_2xx'])} | {int(r['log_failed'])} | "
+                       f"{int(r.get('log_unsent', 0))} | {int(r['h2_failed'])} |")
+            self.w("")
+        wrk = [r for r in rs if r.get("client") == "wrk"]
+        if wrk:
+            self.w("| wrk, HTTPS | round | requests | non-2xx | connect / read / write / timeout errors | pids | longest drain (ms) |",
+                   "|---|---:|---:|---:|---:|---:|---:|")
+            for r in wrk:
+                self.w(f"| 1,024 connections | {int(r['round'])} | {f(r['requests'])} | {int(r['non2xx'])} | {int(r['connect'])} / {int(r['read'])} / "
+                       f"{int(r['write'])} / {int(r['timeout'])} | {int(r['pids'])} | {f(r['drained_max_ms'])} |")
+            self.w("")
+        self.w("## WebSockets across upgrades", "")
+        rs = self.rows_of("ws")
+        self.w("`Benchmarks/protocols/ws.sh`: 2,000 WebSocket clients (`Benchmarks/protocols/wsclient`), each sending a "
+               "numbered message every 100 ms to `hello`'s `/ws` echo and reconnecting when the server closes; 5 upgrades "
+               "(SIGHUP) 2 s apart; the server pinned to one core, the clients on the other. *Lost*: messages written and "
+               "never echoed. *Closes*: those the server started, with code 1001, and after the app's drain message "
+               "(`BatonDrain`). *Spread*: when the closes came after the SIGHUP that began their drain (the close window is "
+               "5 s; with upgrades 2 s apart three generations would drain at once, so the oldest is hurried and its closes "
+               "move within 1 s). *Live workers*: the most worker processes at once (sampled every 50 ms).", "")
+        if not rs:
+            self.w("- **no result** (see `logs/ws.log` in the raw output)", "")
+            return
+        self.w("| round | sent | lost | echo p50 / p99 (ms) | closes (1001 / after notice) | abnormal / connect errors | spread p10 / p50 / p90 / max (ms) | hurried | live workers (max) | longest drain (ms) | workers left |",
+               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rs:
+            self.w(f"| {int(r['round'])} | {f(r['sent'])} | {int(r['lost'])} | {r['echo_p50_ms']:.1f} / {r['echo_p99_ms']:.0f} | {f(r['server_closes'])} ({f(r['close_1001'])} / {f(r['after_notice'])}) | "
+                   f"{int(r['abnormal'])} / {int(r['dial_errors'])} | {int(r['spread_p10_ms'])} / {int(r['spread_p50_ms'])} / "
+                   f"{int(r['spread_p90_ms'])} / {int(r['spread_max_ms'])} | {int(r['hurried'])} | {int(r['max_live_workers'])} | "
+                   f"{f(r['drain_ms_max'])} | {int(r['workers_left'])} |")
+        self.w("")
+
     def best_of(self):
         """The headline: Baton against the best peer, where it is ahead and where it is behind."""
         self.w("## Baton against the best peer", "")
@@ -688,6 +747,7 @@ class Report:
         self.canary()
         self.soak()
         self.faults()
+        self.protocols()
         with open(path + ".tmp", "w") as fh:
             fh.write("\n".join(self.out).rstrip("\n") + "\n")
         os.replace(path + ".tmp", path)

@@ -35,6 +35,8 @@
 #   soak       SOAK_UPGRADES back-to-back `baton reload` under load: fds and RSS, first and last
 #   faults     a slow request across an upgrade; the idle master's CPU; the master SIGKILLed and
 #              adopted (faults/master-kill.sh); a new generation SIGKILLed mid-hand-over (successor-kill.sh)
+#   protocols  HTTP/2 (h2c, h2 by ALPN) and HTTPS clients across 9 upgrades (protocols/h2-tls.sh), and
+#              2,000 reconnecting WebSocket echo clients across 5 upgrades (protocols/ws.sh), pinned
 #
 # Load only ever targets 127.0.0.1. Every process started here runs in a process group that the
 # EXIT trap signals (by group id, never by name). Servers run on SERVER_CPU and clients on
@@ -98,11 +100,12 @@ IDLE_S=${IDLE_S:-$(pick 30 10)}
 MASTER_KILLS=${MASTER_KILLS:-$(pick 12 3)}
 MASTER_KILL_INTERVAL=${MASTER_KILL_INTERVAL:-$(pick 10 5)}
 SUCCESSOR_KILLS=${SUCCESSOR_KILLS:-$(pick 3 1)}
+PROTOCOL_ROUNDS=${PROTOCOL_ROUNDS:-$(pick 3 1)}
 CANARY_CELLS=${CANARY_CELLS:-"good:keepalive:64 good:keepalive:1024 good:keepalive:4096 good:close:1024 errors:keepalive:1024 latency:keepalive:1024"}
 CANARY_PERCENT=${CANARY_PERCENT:-10}
 CANARY_SECONDS=${CANARY_SECONDS:-10}
 CANARY_RATE=${CANARY_RATE:-10000}
-SECTIONS=${SECTIONS:-"steady upgrades scale ttfa memory reexec canary soak faults"}
+SECTIONS=${SECTIONS:-"steady upgrades scale ttfa memory reexec canary soak faults protocols"}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 CONNECTIONS=64
@@ -142,7 +145,8 @@ fi
 commit=$(git rev-parse HEAD)
 
 install_debian_packages wrk curl iproute2 util-linux binutils nginx-light golang-go golang-github-gin-gonic-gin-dev \
-    golang-github-cloudflare-tableflip-dev golang-github-facebookgo-grace-dev linux-perf
+    golang-github-cloudflare-tableflip-dev golang-github-facebookgo-grace-dev linux-perf \
+    golang-github-gorilla-websocket-dev golang-golang-x-net-dev nghttp2-client openssl
 ensure_matplotlib
 
 started_all=$SECONDS
@@ -174,6 +178,7 @@ say "building the Go peers and the load client (GOPATH mode, Debian's packages, 
 go_build "$here/compare/tableflip" "$WORK/bin/tableflip-gin" "$WORK/logs/go-tableflip.log"
 go_build "$here/compare/grace" "$WORK/bin/grace-gin" "$WORK/logs/go-grace.log"
 go_build "$here/handoff/loadclient" "$WORK/bin/loadclient" "$WORK/logs/go-loadclient.log"
+go_build "$here/protocols/wsclient" "$WORK/bin/wsclient" "$WORK/logs/go-wsclient.log"
 echo "build_total_s=$((SECONDS - started_all))" >>"$WORK/meta.txt"
 
 {
@@ -817,9 +822,22 @@ faults() {
         while read -r line; do record "$s ${line##*round=} successor-kill $line"; done
 }
 
+# ------------------------------------------------------------------ protocols
+# Issue 21: each protocol's drain under load, in scripts of their own (each starts its servers
+# and clients and prints one key=value line per run).
+protocols() {
+    local line
+    say "protocols: HTTP/2 (h2c, h2 by ALPN) and HTTPS across 9 upgrades 2 s apart, $PROTOCOL_ROUNDS round(s)"
+    SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU "$here/protocols/h2-tls.sh" "$WORK/bin" "$PROTOCOL_ROUNDS" 2>>"$WORK/logs/h2-tls.log" |
+        while read -r line; do record "hello $(sed -n 's/.* round=\([0-9]*\).*/\1/p' <<<"$line") h2tls $line"; done
+    say "protocols: WebSockets, 2,000 reconnecting echo clients, 5 upgrades 2 s apart, $PROTOCOL_ROUNDS round(s)"
+    SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU "$here/protocols/ws.sh" "$WORK/bin" "$PROTOCOL_ROUNDS" 2>>"$WORK/logs/ws.log" |
+        while read -r line; do record "hello ${line##*round=} ws $line"; done
+}
+
 # ------------------------------------------------------------------ main
 started=$SECONDS
-for section in steady upgrades scale ttfa memory reexec canary soak faults; do
+for section in steady upgrades scale ttfa memory reexec canary soak faults protocols; do
     has_section "$section" || continue
     section_started=$SECONDS
     "$section"

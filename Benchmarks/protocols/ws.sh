@@ -8,7 +8,9 @@
 # BIN_DIR holds a release build of `hello` and `wsclient` (go build of
 # Benchmarks/protocols/wsclient). One line per round on standard output, `key=value` pairs:
 #   sent, echoed, lost         messages written by the clients, echoes received, and those never
-#                              echoed (the drain must lose none)
+#                              echoed (the drain must lose none); lost_at_close: of those, on a
+#                              connection the server closed (a message that crossed the close)
+#   echo_p50_ms, echo_p99_ms   the time from sending a message to its echo (every tenth)
 #   server_closes, close_1001  closes the server started, and those with code 1001 (going away)
 #   after_notice               closes preceded by the app's drain message ("baton: draining …",
 #                              hello's BatonDrain handler)
@@ -102,7 +104,8 @@ drains = [int(l.split("drained in ")[1].split(" ms")[0]) for l in log if "role=m
 workers = [int(x) for x in open(f"{d}/workers.txt").read().split() if x.strip().isdigit()]
 codes = s.get("close_codes", {})
 print(" ".join(f"{k}={v}" for k, v in [
-    ("sent", s["sent"]), ("echoed", s["echoed"]), ("lost", s["lost"]),
+    ("sent", s["sent"]), ("echoed", s["echoed"]), ("lost", s["lost"]), ("lost_at_close", s.get("lost_by", {}).get("server_closed", 0)),
+    ("echo_p50_ms", s.get("echo_p50_ms", -1)), ("echo_p99_ms", s.get("echo_p99_ms", -1)),
     ("server_closes", s["server_closes"]), ("close_1001", codes.get("1001", 0)), ("after_notice", s["closes_after_notice"]),
     ("abnormal", s["abnormal_closes"]), ("dial_errors", s["dial_errors"]), ("read_errors", s["read_errors"]),
     ("spread_p10_ms", pct(0.1)), ("spread_p50_ms", pct(0.5)), ("spread_p90_ms", pct(0.9)), ("spread_max_ms", delays[-1] if delays else -1),

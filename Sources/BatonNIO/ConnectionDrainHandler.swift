@@ -210,7 +210,11 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
 
     public func flush(context: ChannelHandlerContext) {
         context.flush()
-        if upgraded { context.pipeline.syncOperations.removeHandler(context: context, promise: nil) }
+        guard upgraded else { return }
+        // Upgraded while draining (a client that reconnected to a generation about to drain):
+        // the WebSocket gets its own drain once the upgrade has put its handlers in.
+        if draining { DrainHandlers.drainOnceUpgraded(context.channel) }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

@@ -4,6 +4,7 @@ import NIOEmbedded
 import NIOHTTP1
 import NIOHTTP2
 import NIOTLS
+import NIOWebSocket
 import XCTest
 @testable import BatonNIO
 
@@ -89,6 +90,31 @@ final class DrainHandlersTests: XCTestCase {
         // What follows passes untouched (WebSocket frames, as bytes here).
         try channel.writeInbound(ByteBuffer(string: "frame"))
         XCTAssertEqual(try channel.readInbound(as: ByteBuffer.self), ByteBuffer(string: "frame"))
+    }
+
+    /// A client that upgrades to WebSocket while the connection drains (it reconnected to a
+    /// generation about to drain) gets the WebSocket drain once the upgrade has put its frame
+    /// decoder in: else it would stay open until the drain deadline.
+    func testAnUpgradeDuringTheDrainGetsTheWebSocketDrain() throws {
+        let channel = EmbeddedChannel()
+        defer { _ = try? channel.finish() }
+        let socket = ConnectionSocketHandler(fd: nil)
+        socket.activity.census = ConnectionCensus()
+        socket.activity.webSocketDrain = WebSocketDrainSettings(window: .seconds(5), hookTimeout: .seconds(1), quietWait: .seconds(1), closeTimeout: .seconds(5))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+        try channel.pipeline.syncOperations.addHandler(socket, name: ConnectionSocketHandler.name)
+        try channel.pipeline.syncOperations.addHandler(ConnectionDrainHandler(idleGrace: .seconds(1)))
+        var request = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/ws")
+        request.headers = ["connection": "upgrade", "upgrade": "websocket"]
+        try channel.writeInbound(HTTPServerRequestPart.head(request))
+        channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+        XCTAssertThrowsError(try channel.pipeline.syncOperations.handler(type: WebSocketDrainHandler.self), "not a WebSocket yet")
+        let upgrade = HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: ["connection": "upgrade", "upgrade": "websocket"])
+        try channel.writeOutbound(HTTPServerResponsePart.head(upgrade))
+        // The upgrader's handlers come after the 101 has gone.
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder()))
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(10))
+        XCTAssertNoThrow(try channel.pipeline.syncOperations.handler(type: WebSocketDrainHandler.self), channel.pipeline.debugDescription)
     }
 
     /// HTTP/1 over TLS (`.tls(.http1())`): the drain handler after the decoder, and a

@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +56,12 @@ func main() {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	sentSets := make([]map[int]bool, *clients)
+	// How the connection each message went out on ended: 's' the server closed it, 'c' the
+	// client closed it at the end of the run, 'e' an error.
+	endOf := make([]map[int]byte, *clients)
+	sentAt := make([]map[int]time.Time, *clients)
+	var rttMu sync.Mutex
+	var rtts []float64
 	echoSets := make([]map[int]bool, *clients)
 	var setMu = make([]sync.Mutex, *clients)
 	ramp := make(chan struct{}, *rampParallel)
@@ -64,6 +71,8 @@ func main() {
 
 	for i := 0; i < *clients; i++ {
 		sentSets[i] = map[int]bool{}
+		endOf[i] = map[int]byte{}
+		sentAt[i] = map[int]time.Time{}
 		echoSets[i] = map[int]bool{}
 		wg.Add(1)
 		go func(id int) {
@@ -89,6 +98,8 @@ func main() {
 					connectedOnce.Done()
 				}
 				var notice atomic.Bool
+				var serverClosed atomic.Bool
+				firstSeq := seq
 				done := make(chan struct{})
 				var writeMu sync.Mutex
 				// Reader: echoes and the server's close.
@@ -99,6 +110,7 @@ func main() {
 						if err != nil {
 							if ce, ok := err.(*websocket.CloseError); ok {
 								if !stop.Load() || ce.Code != websocket.CloseNormalClosure {
+									serverClosed.Store(true)
 									mu.Lock()
 									closes = append(closes, closeRecord{time.Now(), ce.Code, notice.Load(), id})
 									mu.Unlock()
@@ -120,7 +132,13 @@ func main() {
 							if n, err := strconv.Atoi(text[k+1:]); err == nil {
 								setMu[id].Lock()
 								echoSets[id][n] = true
+								at, ok := sentAt[id][n]
 								setMu[id].Unlock()
+								if ok && n%10 == 0 {
+									rttMu.Lock()
+									rtts = append(rtts, float64(time.Since(at).Microseconds())/1000)
+									rttMu.Unlock()
+								}
 								atomic.AddInt64(&t.echoed, 1)
 							}
 						}
@@ -134,6 +152,9 @@ func main() {
 						break loop
 					case <-ticker.C:
 						writeMu.Lock()
+						setMu[id].Lock()
+						sentAt[id][seq] = time.Now()
+						setMu[id].Unlock()
 						err := conn.WriteMessage(websocket.TextMessage, []byte(fmt.Sprintf("%d %d", id, seq)))
 						writeMu.Unlock()
 						if err != nil {
@@ -159,6 +180,17 @@ func main() {
 					<-done
 				}
 				conn.Close()
+				end := byte('e')
+				if serverClosed.Load() {
+					end = 's'
+				} else if stop.Load() {
+					end = 'c'
+				}
+				setMu[id].Lock()
+				for n := firstSeq; n < seq; n++ {
+					endOf[id][n] = end
+				}
+				setMu[id].Unlock()
 			}
 		}(i)
 	}
@@ -174,12 +206,28 @@ func main() {
 	wg.Wait()
 
 	lost := 0
+	lostBy := map[string]int{}
 	for i := range sentSets {
 		for n := range sentSets[i] {
 			if !echoSets[i][n] {
 				lost++
+				switch endOf[i][n] {
+				case 's':
+					lostBy["server_closed"]++
+				case 'c':
+					lostBy["client_closed_at_end"]++
+				default:
+					lostBy["other"]++
+				}
 			}
 		}
+	}
+	sort.Float64s(rtts)
+	pct := func(p float64) float64 {
+		if len(rtts) == 0 {
+			return -1
+		}
+		return rtts[int(p*float64(len(rtts)-1))]
 	}
 	codes := map[string]int{}
 	notices := 0
@@ -204,10 +252,11 @@ func main() {
 	}
 	if *summary {
 		out := map[string]any{
-			"clients": *clients, "sent": t.sent, "echoed": t.echoed, "lost": lost, "connects": t.connects,
+			"clients": *clients, "sent": t.sent, "echoed": t.echoed, "lost": lost, "lost_by": lostBy, "connects": t.connects,
 			"dial_errors": t.dialErrors, "read_errors": t.readErrors, "abnormal_closes": t.abnormal,
 			"server_closes": len(closes), "close_codes": codes, "closes_after_notice": notices,
 			"seconds": time.Since(start).Seconds(),
+			"echo_p50_ms": pct(0.5), "echo_p99_ms": pct(0.99), "echo_max_ms": pct(1),
 		}
 		b, _ := json.Marshal(out)
 		fmt.Println(string(b))

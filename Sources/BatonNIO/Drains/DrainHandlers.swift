@@ -94,6 +94,22 @@ public enum DrainHandlers {
         try? operations.addHandler(WebSocketDrainHandler(settings: settings, activity: activity), position: .after(decoder))
     }
 
+    /// For a connection upgraded to WebSocket after its drain began: once the upgrade has added
+    /// the frame decoder (the upgrader does so right after the 101 is written), tells the
+    /// connection of the drain again, which now gives it the ``WebSocketDrainHandler``. Looks
+    /// every 10 ms for up to a second; a connection that never becomes a WebSocket is left to the
+    /// drain deadline.
+    static func drainOnceUpgraded(_ channel: any Channel, attempts: Int = 100) {
+        channel.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(10)) {
+            guard channel.isActive else { return }
+            if (try? channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)) != nil {
+                channel.pipeline.fireUserInboundEventTriggered(DrainConnectionEvent())
+            } else if attempts > 1 {
+                drainOnceUpgraded(channel, attempts: attempts - 1)
+            }
+        }
+    }
+
     /// The context of the pipeline's TLS handler, if it has one. NIO names every handler in its
     /// pipeline's description (`<type> ↓↑ <type> [<name>]`), and a context can be looked up by
     /// name.

@@ -31,9 +31,10 @@ public struct WebSocketDrainSettings: Sendable {
 ///
 /// - **Quiet moment.** A client message that crosses the close cannot be answered (RFC 6455
 ///   §5.5.1: no data frame after a close). So a client that has sent something within
-///   `quietWait` gets the close right after the app's next answer to it (nothing unanswered, no
-///   input waiting unread): the moment its next message is furthest away. A quiet client gets
-///   it at once; a busy one after `quietWait` at the latest.
+///   `quietWait` gets the close right after the app's next prompt answer to it (within 20 ms of
+///   the message, nothing unanswered, no input waiting unread): the moment its next message is
+///   furthest away. A quiet client gets it at once; a busy one after `quietWait` at the latest
+///   (then a message may cross the close).
 /// - **After the close** the app's frames are dropped (the framework's library does not know a
 ///   close was sent, and would answer the client's close with another); the client's close
 ///   answer ends the connection (through TLS for wss), or `closeTimeout` does.
@@ -106,8 +107,16 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
 
     public func flush(context: ChannelHandlerContext) {
         context.flush()
-        if case .awaitingQuiet = state, isQuiet { sendClose(context: context) }
+        // An answer that went out soon after the message it answers: the client's next message
+        // is as far away as it gets. A late answer (a busy loop) is no such moment: the client
+        // may well have sent its next message already.
+        if case .awaitingQuiet = state, isQuiet, context.eventLoop.now - lastInbound <= Self.freshAnswer {
+            sendClose(context: context)
+        }
     }
+
+    /// How soon after the client's message its answer must go out to count as a quiet moment.
+    static let freshAnswer = TimeAmount.milliseconds(20)
 
     private var isQuiet: Bool { !unanswered && activity.pendingInput == 0 }
 
