@@ -256,11 +256,8 @@ final class H2Client: @unchecked Sendable {
     /// Sends `GET path` on `stream` and waits (bounded) for its complete answer.
     func get(_ path: String, stream: Int, timeout: TimeInterval = 10) throws -> Response {
         send(path, stream: stream)
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let response = response(stream: stream), response.complete { return response }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
+        var answer: Response?
+        if poll(timeout: timeout, interval: 0.01, { answer = response(stream: stream); return answer?.complete == true }), let answer { return answer }
         throw TestError("no complete answer on stream \(stream) within \(timeout) s: \(events)")
     }
 
@@ -280,12 +277,7 @@ final class H2Client: @unchecked Sendable {
     }
 
     func waitUntilClosed(timeout: TimeInterval) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if events.contains(.closed) { return true }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return false
+        poll(timeout: timeout, interval: 0.02) { events.contains(.closed) }
     }
 
     func close() {

@@ -145,21 +145,14 @@ final class TLSHTTP1Client: @unchecked Sendable {
     func get(_ path: String, timeout: TimeInterval = 10) throws -> Response {
         let before = state.withLockedValue { $0.complete }
         send(path)
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let response = state.withLockedValue({ $0.complete > before ? $0.responses.last : nil }) { return response }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
+        var answer: Response?
+        if poll(timeout: timeout, interval: 0.01, { answer = state.withLockedValue { $0.complete > before ? $0.responses.last : nil }; return answer != nil }),
+           let answer { return answer }
         throw TestError("no complete answer to \(path) within \(timeout) s: \(events)")
     }
 
     func waitUntilClosed(timeout: TimeInterval) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if state.withLockedValue({ $0.closed }) { return true }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
-        return false
+        poll(timeout: timeout, interval: 0.02) { state.withLockedValue { $0.closed } }
     }
 
     func close() {

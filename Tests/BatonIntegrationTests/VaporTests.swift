@@ -1,8 +1,6 @@
 #if os(Linux)
 import Foundation
 import Glibc
-import Logging
-import NIOConcurrencyHelpers
 import XCTest
 
 /// `vapor-hello` (a Vapor app served by BatonVapor) under the same process tests as `hello`:
@@ -166,27 +164,17 @@ extension VaporTests {
     /// and their closes are 1001 and spread over the window.
     func testVaporWebSocketsAreClosedWith1001OverTheWindow() throws {
         let hello = try startVaporHello()
-        let tally = NIOLockedValueBox(WebSocketTests.Tally())
-        let stop = NIOLockedValueBox(false)
-        let finished = NIOLockedValueBox(false)
-        let url = "ws://127.0.0.1:\(hello.port)/ws"
         let clients = 20
-        Task.detached {
-            await WebSocketLoad.runClients(clients, url: url, tally: tally, stop: stop, logger: Logger(label: "ws-test"))
-            finished.withLockedValue { $0 = true }
-        }
-        defer {
-            stop.withLockedValue { $0 = true }
-            _ = poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }
-        }
+        let load = WebSocketLoad.start(clients, url: "ws://127.0.0.1:\(hello.port)/ws")
+        defer { _ = load.stop() }
+        let tally = load.tally
         XCTAssertTrue(poll(timeout: 10) { tally.withLockedValue { $0.connects } >= clients }, "\(tally.withLockedValue { $0.errors })")
         Thread.sleep(forTimeInterval: 0.5)
         let upgraded = Date()
         hello.signal(SIGHUP)
         XCTAssertTrue(hello.waitForLog("worker generation 1 drained in", timeout: 20), "generation 1 drained\n\(hello.logExcerpt())")
         Thread.sleep(forTimeInterval: 0.5)
-        stop.withLockedValue { $0 = true }
-        XCTAssertTrue(poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }, "the clients stopped")
+        XCTAssertTrue(load.stop(), "the clients stopped")
         let result = tally.withLockedValue { $0 }
         XCTAssertEqual(result.errors, [])
         var lost = 0

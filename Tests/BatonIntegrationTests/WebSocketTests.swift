@@ -31,21 +31,10 @@ final class WebSocketTests: IntegrationTestCase {
 
     func testWebSocketsAreClosedWith1001OverTheWindowAndNoMessageIsLost() throws {
         let hello = try startHello()
-        let tally = NIOLockedValueBox(Tally())
-        let stop = NIOLockedValueBox(false)
-        let url = "ws://127.0.0.1:\(hello.port)/ws"
         let clients = 20
-        let logger = Logger(label: "ws-test")
-
-        let finished = NIOLockedValueBox(false)
-        Task.detached {
-            await WebSocketLoad.runClients(clients, url: url, tally: tally, stop: stop, logger: logger)
-            finished.withLockedValue { $0 = true }
-        }
-        defer {
-            stop.withLockedValue { $0 = true }
-            _ = poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }
-        }
+        let load = WebSocketLoad.start(clients, url: "ws://127.0.0.1:\(hello.port)/ws")
+        defer { _ = load.stop() }
+        let tally = load.tally
         Thread.sleep(forTimeInterval: 1)
         XCTAssertEqual(tally.withLockedValue { $0.connects }, clients, "\(tally.withLockedValue { $0.errors })")
         // The worker reports its connections by kind every second: status and metrics show them.
@@ -68,8 +57,7 @@ final class WebSocketTests: IntegrationTestCase {
             XCTAssertNotEqual(hello.servingPid(), old)
             Thread.sleep(forTimeInterval: 1)
         }
-        stop.withLockedValue { $0 = true }
-        XCTAssertTrue(poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }, "the clients stopped")
+        XCTAssertTrue(load.stop(), "the clients stopped")
 
         let result = tally.withLockedValue { $0 }
         XCTAssertEqual(result.errors, [], "no client failed to connect or broke off")
@@ -96,19 +84,10 @@ final class WebSocketTests: IntegrationTestCase {
     /// second; still with 1001), instead of over all of it.
     func testUpgradesFasterThanTheCloseWindowHurryTheOldestDrain() throws {
         let hello = try startHello()
-        let tally = NIOLockedValueBox(Tally())
-        let stop = NIOLockedValueBox(false)
-        let finished = NIOLockedValueBox(false)
-        let url = "ws://127.0.0.1:\(hello.port)/ws"
         let clients = 20
-        Task.detached {
-            await WebSocketLoad.runClients(clients, url: url, tally: tally, stop: stop, logger: Logger(label: "ws-test"))
-            finished.withLockedValue { $0 = true }
-        }
-        defer {
-            stop.withLockedValue { $0 = true }
-            _ = poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }
-        }
+        let load = WebSocketLoad.start(clients, url: "ws://127.0.0.1:\(hello.port)/ws")
+        defer { _ = load.stop() }
+        let tally = load.tally
         XCTAssertTrue(poll(timeout: 10) { tally.withLockedValue { $0.connects } >= clients }, "\(tally.withLockedValue { $0.errors })")
 
         // Each drain closes its WebSockets over 5 s, and its clients reconnect to the newest
@@ -126,8 +105,7 @@ final class WebSocketTests: IntegrationTestCase {
                       "hurried, generation 1 closed its WebSockets within a second\n\(hello.logExcerpt())")
         XCTAssertLessThan(Date().timeIntervalSince(hurried), 3)
         XCTAssertEqual(hello.logCount("hurried:"), 1, "only the oldest was hurried\n\(hello.logExcerpt())")
-        stop.withLockedValue { $0 = true }
-        XCTAssertTrue(poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }, "the clients stopped")
+        XCTAssertTrue(load.stop(), "the clients stopped")
         let result = tally.withLockedValue { $0 }
         XCTAssertEqual(result.errors, [])
         XCTAssertTrue(result.serverCloses.allSatisfy { $0.code == .goingAway }, "hurried or not, every close the server started is 1001: \(result.serverCloses.map(\.code))")
@@ -135,9 +113,32 @@ final class WebSocketTests: IntegrationTestCase {
     }
 }
 
-/// The WebSocket clients of the test: echo clients that reconnect.
-enum WebSocketLoad {
-    static func runClients(_ count: Int, url: String, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
+/// The WebSocket clients of the tests: echo clients that reconnect, until stopped.
+final class WebSocketLoad: Sendable {
+    /// What the clients saw so far.
+    let tally = NIOLockedValueBox(WebSocketTests.Tally())
+    private let stopping = NIOLockedValueBox(false)
+    private let finished = NIOLockedValueBox(false)
+
+    private init() {}
+
+    /// Starts `count` clients of `url`.
+    static func start(_ count: Int, url: String) -> WebSocketLoad {
+        let load = WebSocketLoad()
+        Task.detached {
+            await runClients(count, url: url, tally: load.tally, stop: load.stopping, logger: Logger(label: "ws-test"))
+            load.finished.withLockedValue { $0 = true }
+        }
+        return load
+    }
+
+    /// Stops every client (each closes its connection); false if they did not within 10 s.
+    func stop() -> Bool {
+        stopping.withLockedValue { $0 = true }
+        return poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }
+    }
+
+    private static func runClients(_ count: Int, url: String, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
         await withTaskGroup(of: Void.self) { group in
             for index in 0..<count {
                 group.addTask { await runClient("c\(index)", url: url, tally: tally, stop: stop, logger: logger) }
