@@ -79,9 +79,10 @@ final class WebSocketTests: IntegrationTestCase {
         XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
     }
 
-    /// Upgrades faster than the close window: with three generations draining (the bound is
-    /// two), the oldest is hurried and closes its WebSockets within a fifth of the window (a
-    /// second; still with 1001), instead of over all of it.
+    /// Upgrades faster than the close window: an upgrade that would make three generations
+    /// drain (the bound is two) hurries the oldest as its generation starts, which closes its
+    /// WebSockets within a fifth of the window (a second; still with 1001) instead of over all
+    /// of it, and the new generation takes over once the hurried one has exited.
     func testUpgradesFasterThanTheCloseWindowHurryTheOldestDrain() throws {
         let hello = try startHello()
         let clients = 20
@@ -91,19 +92,26 @@ final class WebSocketTests: IntegrationTestCase {
         XCTAssertTrue(poll(timeout: 10) { tally.withLockedValue { $0.connects } >= clients }, "\(tally.withLockedValue { $0.errors })")
 
         // Each drain closes its WebSockets over 5 s, and its clients reconnect to the newest
-        // generation: 2.5 s and 1 s apart, generations 1, 2 and 3 all hold WebSockets when
-        // generation 4 is ready.
-        for (generation, pause) in [(2, 2.5), (3, 1.0), (4, 0.0)] {
+        // generation: 2.5 s and 1 s apart, generations 1 and 2 still hold WebSockets when
+        // generation 4 starts, and generation 3 would drain too when it takes over.
+        for (generation, pause) in [(2, 2.5), (3, 1.0)] {
             hello.signal(SIGHUP)
             XCTAssertTrue(hello.waitForLog(" ready in ", moreThan: generation - 1, timeout: 20), "generation \(generation) ready\n\(hello.logExcerpt())")
             Thread.sleep(forTimeInterval: pause)
         }
         let hurried = Date()
-        XCTAssertTrue(hello.log.contains("generation 1 (pid") && hello.log.contains("hurried: 3 generations draining, at most 2 may"),
-                      "the oldest drain was hurried\n\(hello.logExcerpt())")
-        XCTAssertTrue(hello.waitForLog("worker generation 1 drained in", timeout: 3),
-                      "hurried, generation 1 closed its WebSockets within a second\n\(hello.logExcerpt())")
-        XCTAssertLessThan(Date().timeIntervalSince(hurried), 3)
+        hello.signal(SIGHUP)
+        XCTAssertTrue(hello.waitForLog("hurried: 2 generations draining and 1 to drain at the next take-over, at most 2 may", timeout: 10),
+                      "the oldest drain was hurried as generation 4 started\n\(hello.logExcerpt())")
+        XCTAssertTrue(hello.waitForLog(", generation 3 draining", timeout: 20),
+                      "generation 4 took over\n\(hello.logExcerpt())")
+        XCTAssertLessThan(Date().timeIntervalSince(hurried), 4, "hurried, generation 1 closed its WebSockets within a second and exited")
+        // In this order: generation 1 gone, then generation 3 draining (never three at once).
+        let log = hello.log
+        XCTAssertNotNil(log.range(of: #"generation 1 \(pid \d+, version [^)]*\) hurried: 2 generations"#, options: .regularExpression), "the oldest was hurried")
+        let drained1 = try XCTUnwrap(log.range(of: #"generation 1 \(pid \d+, version [^)]*\) drained in"#, options: .regularExpression), "\(hello.logExcerpt())")
+        let takeover = try XCTUnwrap(log.range(of: #"generation 4 \(pid \d+, version [^)]*\) ready in \d+ ms, generation 3 draining"#, options: .regularExpression))
+        XCTAssertLessThan(drained1.lowerBound, takeover.lowerBound, "generation 3 began draining only after generation 1 had exited\n\(hello.logExcerpt())")
         XCTAssertEqual(hello.logCount("hurried:"), 1, "only the oldest was hurried\n\(hello.logExcerpt())")
         XCTAssertTrue(load.stop(), "the clients stopped")
         let result = tally.withLockedValue { $0 }

@@ -138,7 +138,7 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
     }
 
     func testAGenerationStillHandingOverIsPointedAtTheNewestGeneration() {
-        var h = serving()
+        var h = serving(.init(maxDrainingGenerations: 3))  // the bound is another test's
         upgrade(&h, to: v2, number: 2)
         XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .serving], "generation 1 still hands over")
         h.advance(.seconds(2))
@@ -162,10 +162,10 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
                        [.sendDrainOrders(generation: 3, shared: [0], handoffTo: nil, deadline: .seconds(29))])
     }
 
-    /// WebSockets keep a draining generation for its whole close window: beyond
-    /// `maxDrainingGenerations` draining at once, the oldest not yet hurried is told to close
-    /// its connections now, once.
-    func testBeyondTheBoundOnDrainingGenerationsTheOldestIsHurried() {
+    /// WebSockets keep a draining generation for its whole close window: an upgrade that would
+    /// make more than `maxDrainingGenerations` drain hurries the oldest as its generation
+    /// starts, and the new generation, ready, takes over only once the hurried one has exited.
+    func testAnUpgradeBeyondTheBoundHurriesTheOldestAndTakesOverWhenItHasExited() {
         var h = serving()
         upgrade(&h, to: v2, number: 2)
         upgrade(&h, to: v3, number: 3)
@@ -174,22 +174,75 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
 
         h.send(.trigger(reason: "SIGHUP", reply: nil, masterBinaryChanged: false))
         h.send(.launched(v2))
-        h.send(.spawned(generation: 4, pid: 104, listeners: [http], hasInbox: true))
-        let fourth = h.send(.notified(pid: 104, ready))
-        XCTAssertEqual(fourth.filter { if case .sendHurry = $0 { return true } else { return false } }, [.sendHurry(generation: 1)])
-        XCTAssertTrue(fourth.logs.contains { $0.contains("generation 1 (pid 101, version 1) hurried: 3 generations draining, at most 2 may") }, "\(fourth.logs)")
+        let spawned = h.send(.spawned(generation: 4, pid: 104, listeners: [http], hasInbox: true))
+        XCTAssertEqual(spawned.filter(isHurry), [.sendHurry(generation: 1)], "hurried while generation 4 starts")
+        XCTAssertTrue(spawned.logs.contains { $0.contains("generation 1 (pid 101, version 1) hurried: 2 generations draining and 1 to drain at the next take-over, at most 2 may") }, "\(spawned.logs)")
 
-        // Generation 1 is still draining, already hurried: the next one is generation 2.
-        upgrade(&h, to: v3, number: 5)
-        XCTAssertEqual(h.all.filter { if case .sendHurry = $0 { return true } else { return false } },
-                       [.sendHurry(generation: 1), .sendHurry(generation: 2)])
+        // Ready while generation 1 still drains: generation 3 goes on serving, 4 waits.
+        h.advance(.milliseconds(200))
+        let ready4 = h.send(.notified(pid: 104, ready))
+        XCTAssertFalse(ready4.contains { if case .sendDrainOrders = $0 { return true } else { return false } }, "\(ready4)")
+        XCTAssertFalse(ready4.contains(.makeListenersCurrent([http])))
+        XCTAssertTrue(ready4.contains(.startTimer(.room(generation: 4), after: .seconds(3))))
+        XCTAssertTrue(ready4.logs.contains { $0.contains("generation 4 (pid 104, version 2) ready in 200 ms; it takes over once generation 1 has exited") }, "\(ready4.logs)")
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .draining, .serving, .starting])
+        XCTAssertTrue(h.machine.isBusy)
+        XCTAssertTrue(h.send(.notified(pid: 104, ready)).isEmpty, "a second READY=1 changes nothing")
+        XCTAssertTrue(h.send(.timeout(.ready(generation: 4))).isEmpty, "a ready generation is not killed for want of readiness")
 
-        // Once the hurried ones have gone, the bound holds again without hurrying anyone.
-        h.send(.exited(pid: 101, .exited(0)))
-        h.send(.exited(pid: 102, .exited(0)))
-        let sixth = { () -> [Action] in upgrade(&h, to: v2, number: 6); return h.all }()
-        XCTAssertEqual(sixth.filter { if case .sendHurry = $0 { return true } else { return false } }.count, 3, "generation 3 hurried: 3, 4, 5 draining")
+        // Generation 1 exits: room for generation 3 to drain, and 4 takes over.
+        h.advance(.milliseconds(800))
+        let exited = h.send(.exited(pid: 101, .exited(0)))
+        XCTAssertTrue(exited.contains(.sendDrainOrders(generation: 3, shared: [0], handoffTo: 4, deadline: .seconds(29))), "\(exited)")
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .draining, .serving])
+        XCTAssertEqual(h.machine.lastUpgrade, .succeeded(generation: 4, pid: 104, version: "2", readyAfter: .milliseconds(200), draining: [3]))
+        XCTAssertFalse(exited.contains(where: isHurry), "two draining again: within the bound")
+        XCTAssertTrue(h.send(.timeout(.room(generation: 4))).isEmpty, "the wait is over already")
+
+        // A hurried generation that does not exit: after `roomWait` the new one takes over anyway.
+        h.send(.trigger(reason: "SIGHUP", reply: nil, masterBinaryChanged: false))
+        h.send(.launched(v3))
+        XCTAssertEqual(h.send(.spawned(generation: 5, pid: 105, listeners: [http], hasInbox: true)).filter(isHurry), [.sendHurry(generation: 2)])
+        h.send(.notified(pid: 105, ready))
+        XCTAssertEqual(h.machine.generations.last?.state, .starting)
+        h.advance(.seconds(3))
+        let overdue = h.send(.timeout(.room(generation: 5)))
+        XCTAssertTrue(overdue.logs.contains { $0.contains("generation 5 (pid 105, version 3) takes over although 2 generations are still draining after 3 s (at most 2 should)") }, "\(overdue.logs)")
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .draining, .draining, .serving])
+        XCTAssertFalse(overdue.contains(where: isHurry), "generation 2, the oldest, is hurried already")
     }
+
+    /// A generation that waits for room and dies fails its upgrade; the serving one goes on.
+    func testAGenerationThatDiesWhileItWaitsForRoomFailsItsUpgrade() {
+        var h = serving(.init(maxDrainingGenerations: 1))
+        upgrade(&h, to: v2, number: 2)
+        h.send(.trigger(reason: "SIGHUP", reply: token(7), masterBinaryChanged: false))
+        h.send(.launched(v3))
+        h.send(.spawned(generation: 3, pid: 103, listeners: [http], hasInbox: true))
+        h.send(.notified(pid: 103, ready))
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .serving, .starting])
+        let died = h.send(.exited(pid: 103, .signaled(9)))
+        XCTAssertTrue(died.contains { if case .reply(token(7), .upgrade(.failed(let reason))) = $0 { return reason.contains("generation 3 (pid 103, version 3) exited while it waited, ready, to take over") } else { return false } }, "\(died)")
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .serving])
+        XCTAssertTrue(h.send(.exited(pid: 101, .exited(0))).filter { if case .sendDrainOrders = $0 { return true } else { return false } }.isEmpty,
+                      "nobody waits any more: the exit changes nothing else")
+    }
+
+    /// A shutdown while a generation waits for room drains it with the others.
+    func testShutdownDrainsAGenerationThatWaitsForRoom() {
+        var h = serving(.init(maxDrainingGenerations: 1))
+        upgrade(&h, to: v2, number: 2)
+        h.send(.trigger(reason: "SIGHUP", reply: nil, masterBinaryChanged: false))
+        h.send(.launched(v3))
+        h.send(.spawned(generation: 3, pid: 103, listeners: [http], hasInbox: true))
+        h.send(.notified(pid: 103, ready))
+        h.send(.shutdown)
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .draining, .draining])
+        h.send(.exited(pid: 101, .exited(0)))
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .draining], "no take-over during a shutdown")
+    }
+
+    private func isHurry(_ action: Action) -> Bool { if case .sendHurry = action { return true } else { return false } }
 
     func testNoHandOverToAWorkerThatDoesNotTakeConnections() {
         var h = serving()

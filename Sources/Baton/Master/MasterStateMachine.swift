@@ -23,9 +23,13 @@ struct MasterStateMachine {
         var listenersFromSystemd = false
         /// How long a re-execution waits for its answer to be delivered before it execs anyway.
         var execAnswerGrace: Duration = .seconds(2)
-        /// At most this many generations drain at once: when one more starts draining, the
-        /// oldest is hurried (``WorkerOrder/hurry``).
+        /// At most this many generations drain at once. An upgrade that would make one more
+        /// drain hurries the oldest as its new generation starts (``WorkerOrder/hurry``), and the
+        /// new generation, once ready, takes over when the hurried one has exited.
         var maxDrainingGenerations = 2
+        /// How long a ready generation waits for a hurried drain to end before it takes over
+        /// anyway (one generation more than the bound then drains, and the log says so).
+        var roomWait: Duration = .seconds(3)
     }
 
     /// Someone waiting for the outcome of a trigger; the loop keeps the continuation behind it.
@@ -53,6 +57,8 @@ struct MasterStateMachine {
         case execNow
         /// A canary's window is over: judge it.
         case canaryWindow(generation: Int)
+        /// A ready generation has waited long enough for a hurried drain to end: it takes over.
+        case room(generation: Int)
     }
 
     enum CheckResult: Sendable, Equatable {
@@ -487,6 +493,10 @@ struct MasterStateMachine {
         phase = .upgrading(attempt)
         log(.info, "\(generation.label) starting (\(attempt.reason)): \(plan.executable)")
         actions.append(.startTimer(.ready(generation: number), after: settings.readyTimeout))
+        // The generations serving now drain when this one takes over: the oldest drains are
+        // hurried while it starts, so that they have made room by then (a canary's baseline
+        // drains only if the canary is promoted, after its window).
+        if attempt.canary == nil { hurryOldestDrains(incoming: generations.filter { $0.state == .serving }.count) }
         if let delay = settings.readyAfterUptime { actions.append(.startTimer(.uptime(generation: number), after: delay)) }
     }
 
@@ -548,22 +558,50 @@ struct MasterStateMachine {
             generations[index].stats = stats
             checkCanaryErrors(now: now)
         }
-        guard message.isReady, generations[index].state == .starting else { return }
+        guard message.isReady, generations[index].state == .starting, generations[index].readyAt == nil else { return }
         generations[index].followsCanaryOrders = message.followsCanaryOrders
         generations[index].resumes = message.resumes
         becameReady(index, takesConnections: message.takesConnections, now: now)
     }
 
     private mutating func becameReady(_ index: Int, takesConnections: Bool, now: ContinuousClock.Instant) {
-        generations[index].state = .serving
         generations[index].readyAt = now
         generations[index].takesConnections = takesConnections
         let ready = generations[index]
         actions.append(.count(.ready(after: ready.startedAt.duration(to: now))))
         consecutiveFailures = 0
         if case .upgrading(let attempt) = phase, attempt.generation == ready.number, let canary = attempt.canary {
+            generations[index].state = .serving
             return startTrial(index, attempt: attempt, settings: canary, now: now)
         }
+        let incoming = generations.filter { $0.state == .serving }.count
+        let draining = generations.filter { $0.state == .draining }
+        guard draining.count + incoming > settings.maxDrainingGenerations, phase != .shuttingDown else {
+            generations[index].state = .serving
+            return takeOver(index, now: now)
+        }
+        // Taking over now would make more generations drain than the bound allows: wait (still
+        // `starting`, the old generation serving) until the hurried drains have exited.
+        hurryOldestDrains(incoming: incoming)
+        generations[index].waitsForRoom = true
+        let hurried = draining.filter(\.hurried).map { "generation \($0.number)" }.joined(separator: ", ")
+        log(.info, "\(ready.label) ready in \(ready.startedAt.duration(to: now).shortDescription); it takes over once \(hurried.isEmpty ? "a draining generation" : hurried) has exited (at most \(settings.maxDrainingGenerations) generations drain at once; it waits \(settings.roomWait.shortDescription) at most)")
+        actions.append(.startTimer(.room(generation: ready.number), after: settings.roomWait))
+    }
+
+    /// A generation that waits for room takes over once there is room (a draining generation
+    /// exited), or when its wait is over (`overdue`), whatever the count.
+    private mutating func takeOverIfRoom(overdue: Int? = nil, now: ContinuousClock.Instant) {
+        guard phase != .shuttingDown,
+              let index = generations.firstIndex(where: { $0.waitsForRoom && $0.state == .starting }) else { return }
+        let incoming = generations.filter { $0.state == .serving }.count
+        let draining = generations.filter { $0.state == .draining }.count
+        if draining + incoming > settings.maxDrainingGenerations {
+            guard overdue == generations[index].number else { return }
+            log(.warning, "\(generations[index].label) takes over although \(draining) generations are still draining after \(settings.roomWait.shortDescription) (at most \(settings.maxDrainingGenerations) should): a hurried one does not exit")
+        }
+        generations[index].waitsForRoom = false
+        generations[index].state = .serving
         takeOver(index, now: now)
     }
 
@@ -692,6 +730,7 @@ struct MasterStateMachine {
     /// name the successor's inbox.
     private mutating func beginDrain(_ index: Int, successor: Int? = nil, now: ContinuousClock.Instant) {
         generations[index].state = .draining
+        generations[index].waitsForRoom = false
         generations[index].drainStartedAt = now
         // First what the worker must know to drain well: which queues others go on serving.
         let shared = sharedListeners(of: generations[index])
@@ -725,21 +764,24 @@ struct MasterStateMachine {
         }
         log(.info, "\(generation.label) draining (\(generation.resumed ? "drain orders" : "SIGTERM"))\(keepAlives)")
         actions.append(.startTimer(.drain(generation: generation.number), after: settings.drainTimeout))
-        hurryOldestDrains()
+        hurryOldestDrains(incoming: 0)
     }
 
     /// Long-lived connections (WebSockets) keep a draining generation alive for its whole close
-    /// window: with upgrades in quick succession they would pile up. Beyond
-    /// `maxDrainingGenerations`, the oldest drains are hurried to their closes. Its drain
-    /// timeout still ends each one.
-    private mutating func hurryOldestDrains() {
+    /// window: with upgrades in quick succession they would pile up. When the drains under way
+    /// and `incoming` more (the generations serving now, when an upgrade takes over) would
+    /// exceed `maxDrainingGenerations`, the oldest drains are hurried to their closes. Their
+    /// drain timeout still ends each one.
+    private mutating func hurryOldestDrains(incoming: Int) {
         let draining = generations.indices.filter { generations[$0].state == .draining }
             .sorted { generations[$0].number < generations[$1].number }
-        guard draining.count > settings.maxDrainingGenerations else { return }
-        for index in draining.prefix(draining.count - settings.maxDrainingGenerations) where !generations[index].hurried {
+        let total = draining.count + incoming
+        guard total > settings.maxDrainingGenerations else { return }
+        for index in draining.prefix(total - settings.maxDrainingGenerations) where !generations[index].hurried {
             generations[index].hurried = true
             actions.append(.sendHurry(generation: generations[index].number))
-            log(.notice, "\(generations[index].label) hurried: \(draining.count) generations draining, at most \(settings.maxDrainingGenerations) may (its WebSockets close within a fifth of their window, not over all of it)")
+            let why = incoming == 0 ? "\(draining.count) generations draining" : "\(draining.count) generations draining and \(incoming) to drain at the next take-over"
+            log(.notice, "\(generations[index].label) hurried: \(why), at most \(settings.maxDrainingGenerations) may (its WebSockets close within a fifth of their window, not over all of it)")
         }
     }
 
@@ -760,14 +802,14 @@ struct MasterStateMachine {
     private mutating func timedOut(_ timer: Timer, now: ContinuousClock.Instant) {
         switch timer {
         case .ready(let number):
-            guard let index = generations.firstIndex(where: { $0.number == number && $0.state == .starting }) else { return }
+            guard let index = generations.firstIndex(where: { $0.number == number && $0.state == .starting && $0.readyAt == nil }) else { return }
             let generation = generations[index]
             actions.append(.signal(pid: generation.pid, .kill))
             generations[index].state = .abandoned
             finishAttempt(.failed(reason: "\(generation.label) was not ready within \(settings.readyTimeout.shortDescription); killed it"),
                           generation: number)
         case .uptime(let number):
-            guard let index = generations.firstIndex(where: { $0.number == number && $0.state == .starting }) else { return }
+            guard let index = generations.firstIndex(where: { $0.number == number && $0.state == .starting && $0.readyAt == nil }) else { return }
             generations[index].status = "up for \((settings.readyAfterUptime ?? .zero).shortDescription)"
             becameReady(index, takesConnections: false, now: now)
         case .drain(let number):
@@ -784,6 +826,8 @@ struct MasterStateMachine {
         case .canaryWindow(let number):
             guard case .canary(let trial) = phase, trial.canary == number else { return }
             judge(now: now)
+        case .room(let number):
+            takeOverIfRoom(overdue: number, now: now)
         }
     }
 
@@ -794,13 +838,15 @@ struct MasterStateMachine {
         closeUnusedListeners()
         switch generation.state {
         case .starting:
-            finishAttempt(.failed(reason: "\(generation.label) exited at start with \(status)"), generation: generation.number)
+            let when = generation.readyAt == nil ? "at start" : "while it waited, ready, to take over"
+            finishAttempt(.failed(reason: "\(generation.label) exited \(when) with \(status)"), generation: generation.number)
         case .abandoned:
             log(.debug, "\(generation.label) reaped after being killed (\(status))")
         case .draining:
             let took = generation.drainStartedAt.map { $0.duration(to: now) }
             if let took { actions.append(.count(.drained(after: took))) }
             log(.info, "\(generation.label) drained in \(took?.shortDescription ?? "?") (\(status))")
+            takeOverIfRoom(now: now)
         case .canary:
             guard case .canary(let trial) = phase, trial.canary == generation.number else { break }
             rollBack(trial, verdict: "\(generation.label) exited during its window with \(status)", now: now)
