@@ -25,7 +25,12 @@
 #                              the serving one, the draining ones, and one starting
 #   drain_ms_max               the longest drain (the deadline is 29 s)
 #   workers_left               worker processes still alive 15 s after the last upgrade (0)
+#   client                     ignore: the clients go on writing until the server closes;
+#                              heed: on the drain notice a client writes no more on that
+#                              connection and moves to a new one at once (wsclient -heed-notice)
 #   round
+#
+# WS_CLIENTS ["ignore heed"]: the client behaviours to run, each ROUNDS times.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:?usage: ws.sh BIN_DIR [ROUNDS]}
@@ -34,6 +39,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 CLIENTS=${CLIENTS:-2000}
 UPGRADES=${UPGRADES:-5}
+WS_CLIENTS=${WS_CLIENTS:-"ignore heed"}
 WORK=$(mktemp -d /tmp/baton-ws.XXXXXX)
 HELPERS=() GROUPS_STARTED=()
 # shellcheck source=../lib.sh
@@ -42,7 +48,14 @@ trap cleanup_all EXIT
 say "work folder: $WORK"
 
 for round in $(seq 1 "$rounds"); do
-    dir="$WORK/round$round"
+  for behaviour in $WS_CLIENTS; do
+    dir="$WORK/round$round-$behaviour"
+    heed=()
+    case $behaviour in
+        ignore) ;;
+        heed) heed=(-heed-notice) ;;
+        *) die "WS_CLIENTS: unknown client behaviour '$behaviour' (ignore or heed)" ;;
+    esac
     mkdir -p "$dir"
     port=$(free_port) || die "no free port"
     (cd "$dir" && exec setsid taskset -c "$SERVER_CPU" "$bin/hello" --port "$port" >>"$dir/server.log" 2>&1 </dev/null) &
@@ -51,7 +64,7 @@ for round in $(seq 1 "$rounds"); do
     wait_answer "$port" 60 || die "hello did not answer (see $dir)"
     run_s=$((2 * UPGRADES + 12))
     taskset -c "$CLIENT_CPU" "$bin/wsclient" -url "ws://127.0.0.1:$port/ws" -c "$CLIENTS" -d "${run_s}s" \
-        -ready-file "$dir/ready" -closes "$dir/closes.txt" -summary >"$dir/summary.json" 2>"$dir/client.log" &
+        "${heed[@]}" -ready-file "$dir/ready" -closes "$dir/closes.txt" -summary >"$dir/summary.json" 2>"$dir/client.log" &
     client=$!
     track_helper "$client"
     for ((t = 0; t < 1200; t++)); do [[ -s $dir/ready ]] && break; sleep 0.1; done
@@ -84,9 +97,9 @@ for round in $(seq 1 "$rounds"); do
     kill_group "$master" 15
     wait "$sampler" 2>/dev/null || true
     forget_helper "$sampler"
-    python3 - "$dir" "$round" "$left" <<'PY'
+    python3 - "$dir" "$round" "$left" "$behaviour" <<'PY'
 import json, sys
-d, rnd, left = sys.argv[1], sys.argv[2], int(sys.argv[3])
+d, rnd, left, behaviour = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 s = json.load(open(f"{d}/summary.json"))
 upgrades = [int(x) for x in open(f"{d}/upgrades.txt").read().split()]
 log = open(f"{d}/server.log").read().splitlines()
@@ -111,6 +124,7 @@ print(" ".join(f"{k}={v}" for k, v in [
     ("spread_p10_ms", pct(0.1)), ("spread_p50_ms", pct(0.5)), ("spread_p90_ms", pct(0.9)), ("spread_max_ms", delays[-1] if delays else -1),
     ("hurried", sum(1 for l in log if "role=master" in l and " hurried: " in l)),
     ("max_live_workers", max(workers) if workers else -1), ("drain_ms_max", max(drains) if drains else -1),
-    ("workers_left", left), ("round", rnd)]))
+    ("workers_left", left), ("client", behaviour), ("round", rnd)]))
 PY
+  done
 done

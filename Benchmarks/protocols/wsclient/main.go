@@ -7,6 +7,11 @@
 // reconnects at once. At the end (-d) every client sends its own close (1000). A message counts
 // as sent once written; it is lost if its echo never came.
 //
+// With -heed-notice a client does what the drain notice asks: it stops writing on that
+// connection, opens a new one at once and sends its next messages there, while the old one
+// receives its last echoes until the server's close. Without it (the default) the notice is
+// only counted, and messages go on crossing the server's close.
+//
 // Output (-summary): one JSON object; -closes FILE: one line per close the server started,
 // "<unix ms> <code> <notice first 0|1> <client>".
 //
@@ -48,12 +53,14 @@ func main() {
 	readyFile := flag.String("ready-file", "", "write the unix ms at which all clients are connected here")
 	closesFile := flag.String("closes", "", "one line per close the server started")
 	summary := flag.Bool("summary", false, "print a JSON summary to stdout")
+	heedNotice := flag.Bool("heed-notice", false, "on the server's drain notice, move to a new connection at once")
 	flag.Parse()
 
 	var t totals
 	var mu sync.Mutex
 	var closes []closeRecord
 	var stop atomic.Bool
+	stopped := make(chan struct{})
 	var wg sync.WaitGroup
 	sentSets := make([]map[int]bool, *clients)
 	// How the connection each message went out on ended: 's' the server closed it, 'c' the
@@ -99,6 +106,8 @@ func main() {
 				}
 				var notice atomic.Bool
 				var serverClosed atomic.Bool
+				noticed := make(chan struct{})
+				var noticeOnce sync.Once
 				firstSeq := seq
 				done := make(chan struct{})
 				var writeMu sync.Mutex
@@ -126,6 +135,7 @@ func main() {
 						text := string(data)
 						if strings.HasPrefix(text, "baton:") {
 							notice.Store(true)
+							noticeOnce.Do(func() { close(noticed) })
 							continue
 						}
 						if k := strings.LastIndexByte(text, ' '); k >= 0 {
@@ -144,11 +154,19 @@ func main() {
 						}
 					}
 				}()
+				var heeded <-chan struct{} // nil (never ready) unless the client heeds the notice
+				if *heedNotice {
+					heeded = noticed
+				}
+				moved := false
 				ticker := time.NewTicker(*interval)
 			loop:
 				for !stop.Load() {
 					select {
 					case <-done:
+						break loop
+					case <-heeded:
+						moved = true
 						break loop
 					case <-ticker.C:
 						writeMu.Lock()
@@ -168,29 +186,50 @@ func main() {
 					}
 				}
 				ticker.Stop()
-				if stop.Load() {
-					writeMu.Lock()
-					conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-					writeMu.Unlock()
+				// The connection's end: wait for the reader (closing our side first at the end
+				// of the run), then note how the connection each of its messages went on ended.
+				finish := func(conn *websocket.Conn, lastSeq int) {
+					if !stop.Load() {
+						select {
+						case <-done:
+						case <-stopped:
+						}
+					}
 					select {
 					case <-done:
-					case <-time.After(2 * time.Second):
+					default:
+						writeMu.Lock()
+						conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+						writeMu.Unlock()
+						select {
+						case <-done:
+						case <-time.After(2 * time.Second):
+						}
 					}
-				} else {
-					<-done
+					conn.Close()
+					end := byte('e')
+					if serverClosed.Load() {
+						end = 's'
+					} else if stop.Load() {
+						end = 'c'
+					}
+					setMu[id].Lock()
+					for n := firstSeq; n < lastSeq; n++ {
+						endOf[id][n] = end
+					}
+					setMu[id].Unlock()
 				}
-				conn.Close()
-				end := byte('e')
-				if serverClosed.Load() {
-					end = 's'
-				} else if stop.Load() {
-					end = 'c'
+				if moved {
+					// Told to go: the old connection gets its last echoes and the server's
+					// close in the background while the next messages go on a new one.
+					wg.Add(1)
+					go func(conn *websocket.Conn, lastSeq int) {
+						defer wg.Done()
+						finish(conn, lastSeq)
+					}(conn, seq)
+					continue
 				}
-				setMu[id].Lock()
-				for n := firstSeq; n < seq; n++ {
-					endOf[id][n] = end
-				}
-				setMu[id].Unlock()
+				finish(conn, seq)
 			}
 		}(i)
 	}
@@ -203,6 +242,7 @@ func main() {
 	// Each client stops sending and closes: the echo of every message it sent comes back
 	// before the server's answer to that close (one connection, in order).
 	stop.Store(true)
+	close(stopped)
 	wg.Wait()
 
 	lost := 0
@@ -252,7 +292,7 @@ func main() {
 	}
 	if *summary {
 		out := map[string]any{
-			"clients": *clients, "sent": t.sent, "echoed": t.echoed, "lost": lost, "lost_by": lostBy, "connects": t.connects,
+			"clients": *clients, "heed_notice": *heedNotice, "sent": t.sent, "echoed": t.echoed, "lost": lost, "lost_by": lostBy, "connects": t.connects,
 			"dial_errors": t.dialErrors, "read_errors": t.readErrors, "abnormal_closes": t.abnormal,
 			"server_closes": len(closes), "close_codes": codes, "closes_after_notice": notices,
 			"seconds": time.Since(start).Seconds(),
