@@ -43,6 +43,10 @@ public struct DrainConfiguration: Sendable {
                                quietWait: .init(webSocketQuietWait), closeTimeout: .init(webSocketCloseTimeout))
     }
 
+    /// Where each listener's pipelines have their TLS handler (shared by the copies of this
+    /// configuration, so by one server's connections).
+    let tlsHandlers = TLSHandlerMemo()
+
     /// The defaults.
     public init() {}
 }

@@ -136,6 +136,39 @@ final class DrainHandlersTests: XCTestCase {
         XCTAssertEqual(handlers(channel).filter { $0.contains("TLSActivityHandler") }.count, 1, channel.pipeline.debugDescription)
     }
 
+    /// The TLS handler is searched for (in the pipeline's description) once per listener: the
+    /// next connections of a listener find it by the name remembered, and those of a listener
+    /// without TLS are not searched again.
+    func testEachListenerIsSearchedForTLSOnce() throws {
+        let configuration = DrainConfiguration()
+        func connection(listener: Int, tls: Bool) throws -> (EmbeddedChannel, ConnectionSocketHandler) {
+            let channel = EmbeddedChannel()
+            let pipeline = channel.pipeline.syncOperations
+            let socket = ConnectionSocketHandler(fd: nil, listener: listener)
+            try pipeline.addHandler(socket, name: ConnectionSocketHandler.name)
+            if tls { try pipeline.addHandler(NIOSSLServerHandler()) }
+            try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+            return (channel, socket)
+        }
+        for index in 0..<3 {
+            let (secure, secureSocket) = try connection(listener: 0, tls: true)
+            let (plain, plainSocket) = try connection(listener: 1, tls: false)
+            defer { _ = try? secure.finish(); _ = try? plain.finish() }
+            XCTAssertEqual(try DrainHandlers.add(to: secure, configuration: configuration), .http1)
+            XCTAssertEqual(try DrainHandlers.add(to: plain, configuration: configuration), .http1)
+            XCTAssertTrue(follows("TLSActivityHandler", "NIOSSLServerHandler", in: secure), "connection \(index): \(secure.pipeline.debugDescription)")
+            XCTAssertEqual(secureSocket.activity.kind, .https, "connection \(index)")
+            XCTAssertEqual(plainSocket.activity.kind, .http1, "connection \(index)")
+            XCTAssertFalse(handlers(plain).contains { $0.contains("TLSActivityHandler") }, "connection \(index)")
+        }
+        // What the memo holds is checked against the handler's type: a listener whose pipeline
+        // has something else under the remembered name is searched again.
+        let (other, otherSocket) = try connection(listener: 0, tls: false)
+        defer { _ = try? other.finish() }
+        XCTAssertEqual(try DrainHandlers.add(to: other, configuration: configuration), .http1)
+        XCTAssertEqual(otherSocket.activity.kind, .http1)
+    }
+
     /// TLS with ALPN (`.http2Upgrade`): nothing to drain until the handshake has chosen; once
     /// the handshake-completed event has passed (the negotiation handler builds the pipeline
     /// then), the drain of the chosen protocol goes in.

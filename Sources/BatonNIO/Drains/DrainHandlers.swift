@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOHTTP2
@@ -44,7 +45,8 @@ public enum DrainHandlers {
         let pipeline = channel.pipeline.syncOperations
         let socket = try? pipeline.handler(type: ConnectionSocketHandler.self)
         socket?.activity.webSocketDrain = configuration.webSocketDrain
-        if (try? pipeline.handler(type: TLSActivityHandler.self)) == nil, let tls = try tlsContext(of: channel) {
+        if (try? pipeline.handler(type: TLSActivityHandler.self)) == nil,
+           let tls = try configuration.tlsHandlers.context(in: channel, listener: socket?.activity.listener) {
             let activity = socket?.activity ?? ConnectionActivity(fd: nil, listener: nil)
             activity.isTLS = true
             try pipeline.addHandler(TLSActivityHandler(activity: activity, idleGrace: idleGrace), position: .after(tls.handler))
@@ -112,7 +114,8 @@ public enum DrainHandlers {
 
     /// The context of the pipeline's TLS handler, if it has one. NIO names every handler in its
     /// pipeline's description (`<type> ↓↑ <type> [<name>]`), and a context can be looked up by
-    /// name.
+    /// name. Building that description costs as much as the rest of a connection's set-up:
+    /// ``TLSHandlerMemo`` does it once per listener.
     static func tlsContext(of channel: any Channel) throws -> ChannelHandlerContext? {
         for line in channel.pipeline.debugDescription.split(separator: "\n") {
             let words = line.split(separator: " ")
@@ -121,5 +124,35 @@ public enum DrainHandlers {
             return try channel.pipeline.syncOperations.context(name: String(last.dropFirst().dropLast()))
         }
         return nil
+    }
+}
+
+/// Where the pipelines of each listener have their TLS handler, learnt from the first connection
+/// of each: one server builds every pipeline of a listener with the same builder, so the TLS
+/// handler (or its absence) and its name are the same for all of them. A remembered name is
+/// checked against the handler's type before use; a pipeline on no known listener is searched.
+final class TLSHandlerMemo: Sendable {
+    private enum Known: Sendable {
+        case none
+        case named(String, handlerType: ObjectIdentifier)
+    }
+    private let byListener = NIOLockedValueBox<[Int: Known]>([:])
+
+    func context(in channel: any Channel, listener: Int?) throws -> ChannelHandlerContext? {
+        guard let listener else { return try DrainHandlers.tlsContext(of: channel) }
+        switch byListener.withLockedValue({ $0[listener] }) {
+        case .none?:
+            return nil
+        case .named(let name, let handlerType)?:
+            if let context = try? channel.pipeline.syncOperations.context(name: name),
+               ObjectIdentifier(type(of: context.handler)) == handlerType { return context }
+        case nil:
+            break
+        }
+        let found = try DrainHandlers.tlsContext(of: channel)
+        byListener.withLockedValue {
+            $0[listener] = found.map { .named($0.name, handlerType: ObjectIdentifier(type(of: $0.handler))) } ?? Known.none
+        }
+        return found
     }
 }
