@@ -135,7 +135,10 @@ let package = Package(
         // Benchmark baseline: the same route on stock Hummingbird, without Baton.
         .executableTarget(
             name: "plain-hummingbird",
-            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            ],
             path: "Benchmarks/PlainHummingbird"
         ),
         // Benchmark baseline: vapor-hello's routes on stock Vapor (`app.execute()` on a port).

@@ -16,7 +16,8 @@
 #
 # Sections (the system names are those of the report):
 #   steady     req/s and p99 at 64 connections, keep-alive and `Connection: close` (wrk):
-#              hello, plain-hummingbird, vapor-hello, plain-vapor, tableflip, grace, nginx
+#              hello, plain-hummingbird (`.http1()`), plain-hummingbird-ws (`.http1WebSocketUpgrade`,
+#              hello's builder), vapor-hello, plain-vapor, tableflip, grace, nginx
 #   upgrades   an upgrade every INTERVAL s under that load, both modes: failed requests per upgrade
 #              for hello, vapor-hello, tableflip, grace, nginx and a naive restart of hello
 #   scale      keep-alive at 64/1,024/4,096/10,000 and `Connection: close` at 1,024/4,096
@@ -113,7 +114,7 @@ TIMEOUT=10          # every client: a request slower than 10 s is a failed one
 DRAIN_TIMEOUT=30    # hello --drain-timeout in the scale section (its default)
 OUT=${OUT:-"$repo/BENCHMARKS.md"}
 
-STEADY_SYSTEMS="hello plain-hummingbird vapor-hello plain-vapor tableflip grace nginx"
+STEADY_SYSTEMS="hello plain-hummingbird plain-hummingbird-ws vapor-hello plain-vapor tableflip grace nginx"
 UPG_SYSTEMS="hello vapor-hello tableflip grace nginx naive"
 SCALE_SYSTEMS="hello tableflip"
 TTFA_SYSTEMS="hello hello-static tableflip grace"
@@ -250,8 +251,9 @@ spawn() {   # spawn SYSTEM: starts the server process(es) (no wait)
             MASTER[$s]=$!
             track_group "${MASTER[$s]}"
             ;;
-        plain-hummingbird)
-            (cd "$dir" && exec setsid "${SPIN[@]}" "$WORK/bin/plain-hummingbird" "$port" >>"$dir/server.log" 2>&1 </dev/null) &
+        plain-hummingbird | plain-hummingbird-ws)
+            # -ws: `.http1WebSocketUpgrade`, the server builder `hello` serves with
+            (cd "$dir" && exec setsid "${SPIN[@]}" "$WORK/bin/plain-hummingbird" "$port" $([[ $s == *-ws ]] && echo --websocket) >>"$dir/server.log" 2>&1 </dev/null) &
             MASTER[$s]=$!
             track_group "${MASTER[$s]}"
             ;;
