@@ -25,27 +25,31 @@ final class WebSocketTests: IntegrationTestCase {
         var echoed: [String: Set<Int>] = [:]
         /// Closes the server started: (client, code, when, whether the drain notice came first).
         var serverCloses: [ServerClose] = []
+        /// Connections a heeding client closed itself after the drain notice, by client.
+        var moves: [String: Int] = [:]
         var connects = 0
         var errors: [String] = []
     }
 
+    /// 20 clients go on writing until the server closes; 10 more heed the drain notice: they
+    /// write no more there and close once their answers are in (no 1001 for them).
     func testWebSocketsAreClosedWith1001OverTheWindowAndNoMessageIsLost() throws {
         let hello = try startHello()
-        let clients = 20
-        let load = WebSocketLoad.start(clients, url: "ws://127.0.0.1:\(hello.port)/ws")
+        let (clients, heeding) = (20, 10)
+        let load = WebSocketLoad.start(clients, heeding: heeding, url: "ws://127.0.0.1:\(hello.port)/ws")
         defer { _ = load.stop() }
         let tally = load.tally
         Thread.sleep(forTimeInterval: 1)
-        XCTAssertEqual(tally.withLockedValue { $0.connects }, clients, "\(tally.withLockedValue { $0.errors })")
+        XCTAssertEqual(tally.withLockedValue { $0.connects }, clients + heeding, "\(tally.withLockedValue { $0.errors })")
         // The worker reports its connections by kind every second: status and metrics show them.
         var status = try baton(["status"], in: hello.directory.path)
-        for _ in 0..<30 where !status.output.contains("\(clients) ws") {
+        for _ in 0..<30 where !status.output.contains("\(clients + heeding) ws") {
             Thread.sleep(forTimeInterval: 0.1)
             status = try baton(["status"], in: hello.directory.path)
         }
-        XCTAssertTrue(status.output.contains("CONNECTIONS") && status.output.contains("\(clients) ws"), status.description)
+        XCTAssertTrue(status.output.contains("CONNECTIONS") && status.output.contains("\(clients + heeding) ws"), status.description)
         let metrics = try baton(["metrics"], in: hello.directory.path)
-        XCTAssertTrue(metrics.output.contains("baton_open_connections{generation=\"1\",state=\"serving\",kind=\"ws\"} \(clients)"), metrics.description)
+        XCTAssertTrue(metrics.output.contains("baton_open_connections{generation=\"1\",state=\"serving\",kind=\"ws\"} \(clients + heeding)"), metrics.description)
 
         var upgrades: [Date] = []
         for generation in 1...2 {
@@ -65,6 +69,8 @@ final class WebSocketTests: IntegrationTestCase {
         for (client, sent) in result.sent { lost += sent.subtracting(result.echoed[client] ?? []).count }
         XCTAssertEqual(lost, 0, "every message sent was echoed (\(result.sent.values.map(\.count).reduce(0, +)) sent)")
         XCTAssertEqual(result.serverCloses.count, clients * 2, "each client was closed once per upgrade: \(result.serverCloses.map(\.client))")
+        XCTAssertTrue(result.serverCloses.allSatisfy { $0.client.hasPrefix("c") }, "the server closed no heeding client: \(result.serverCloses.map(\.client))")
+        XCTAssertEqual(result.moves.values.reduce(0, +), heeding * 2, "each heeding client moved once per upgrade: \(result.moves)")
         XCTAssertTrue(result.serverCloses.allSatisfy { $0.code == .goingAway }, "every close the server started is 1001: \(result.serverCloses.map(\.code))")
         XCTAssertTrue(result.serverCloses.allSatisfy(\.noticeFirst), "the app's drain handler told each client first")
         for (index, start) in upgrades.enumerated() {
@@ -72,9 +78,10 @@ final class WebSocketTests: IntegrationTestCase {
             let times = result.serverCloses.map(\.at).filter { $0 >= start && $0 < end }.map { $0.timeIntervalSince(start) }
             guard let first = times.min(), let last = times.max() else { XCTFail("no close after upgrade \(index + 1)"); continue }
             // 20 closes at random moments of a 5 s window: spread over more than a second (a
-            // burst would be within a few ms), and all within the window and its quiet wait.
+            // burst would be within a few ms), and all within the window, the second a told
+            // client has to close by itself and the quiet wait.
             XCTAssertGreaterThan(last - first, 1, "the closes of upgrade \(index + 1) are spread: \(times.sorted())")
-            XCTAssertLessThan(last, 7.5, "the closes of upgrade \(index + 1) come within the window: \(times.sorted())")
+            XCTAssertLessThan(last, 8.5, "the closes of upgrade \(index + 1) come within the window: \(times.sorted())")
         }
         XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
     }
@@ -105,7 +112,9 @@ final class WebSocketTests: IntegrationTestCase {
                       "the oldest drain was hurried as generation 4 started\n\(hello.logExcerpt())")
         XCTAssertTrue(hello.waitForLog(", generation 3 draining", timeout: 20),
                       "generation 4 took over\n\(hello.logExcerpt())")
-        XCTAssertLessThan(Date().timeIntervalSince(hurried), 4, "hurried, generation 1 closed its WebSockets within a second and exited")
+        // Hurried: each close within a fifth of the window (1 s), after the second a told client
+        // has to close by itself and at most a second for a quiet moment.
+        XCTAssertLessThan(Date().timeIntervalSince(hurried), 4, "hurried, generation 1 closed its WebSockets and exited")
         // In this order: generation 1 gone, then generation 3 draining (never three at once).
         let log = hello.log
         XCTAssertNotNil(log.range(of: #"generation 1 \(pid \d+, version [^)]*\) hurried: 2 generations"#, options: .regularExpression), "the oldest was hurried")
@@ -130,11 +139,12 @@ final class WebSocketLoad: Sendable {
 
     private init() {}
 
-    /// Starts `count` clients of `url`.
-    static func start(_ count: Int, url: String) -> WebSocketLoad {
+    /// Starts `count` clients of `url` that go on writing until the server closes (named c0, c1,
+    /// …), and `heeding` that heed the drain notice (h0, h1, …).
+    static func start(_ count: Int, heeding: Int = 0, url: String) -> WebSocketLoad {
         let load = WebSocketLoad()
         Task.detached {
-            await runClients(count, url: url, tally: load.tally, stop: load.stopping, logger: Logger(label: "ws-test"))
+            await runClients(count, heeding: heeding, url: url, tally: load.tally, stop: load.stopping, logger: Logger(label: "ws-test"))
             load.finished.withLockedValue { $0 = true }
         }
         return load
@@ -146,28 +156,43 @@ final class WebSocketLoad: Sendable {
         return poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }
     }
 
-    private static func runClients(_ count: Int, url: String, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
+    private static func runClients(_ count: Int, heeding: Int, url: String, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
         await withTaskGroup(of: Void.self) { group in
             for index in 0..<count {
-                group.addTask { await runClient("c\(index)", url: url, tally: tally, stop: stop, logger: logger) }
+                group.addTask { await runClient("c\(index)", heeds: false, url: url, tally: tally, stop: stop, logger: logger) }
+            }
+            for index in 0..<heeding {
+                group.addTask { await runClient("h\(index)", heeds: true, url: url, tally: tally, stop: stop, logger: logger) }
             }
         }
     }
 
     /// One client: connects, sends a numbered message every 100 ms and records the echoes; when
-    /// the server closes, records how and reconnects, until `stop`.
-    static func runClient(_ name: String, url: String, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
+    /// the server closes, records how and reconnects, until `stop`. A client that `heeds` the
+    /// drain notice writes no more on that connection, closes it once its answers are in (3 s at
+    /// most) and reconnects.
+    static func runClient(_ name: String, heeds: Bool, url: String, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
         let next = NIOLockedValueBox(0)
         while !stop.withLockedValue({ $0 }) {
             let notice = NIOLockedValueBox(false)
+            let moved = NIOLockedValueBox(false)
             do {
                 let close = try await WebSocketClient.connect(url: url, logger: logger) { inbound, outbound, _ in
                     tally.withLockedValue { $0.connects += 1 }
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
+                            var mine = Set<Int>()
                             while !stop.withLockedValue({ $0 }) {
+                                if heeds, notice.withLockedValue({ $0 }) {
+                                    for _ in 0..<300 where !tally.withLockedValue({ [mine] in mine.isSubset(of: $0.echoed[name] ?? []) }) {
+                                        try await Task.sleep(for: .milliseconds(10))
+                                    }
+                                    moved.withLockedValue { $0 = true }
+                                    return
+                                }
                                 let sequence = next.withLockedValue { value in defer { value += 1 }; return value }
                                 try await outbound.write(.text("\(name) \(sequence)"))
+                                mine.insert(sequence)
                                 tally.withLockedValue { _ = $0.sent[name, default: []].insert(sequence) }
                                 try await Task.sleep(for: .milliseconds(100))
                             }
@@ -188,7 +213,9 @@ final class WebSocketLoad: Sendable {
                         group.cancelAll()
                     }
                 }
-                if let close, !stop.withLockedValue({ $0 }) {
+                if moved.withLockedValue({ $0 }) {
+                    tally.withLockedValue { $0.moves[name, default: 0] += 1 }
+                } else if let close, !stop.withLockedValue({ $0 }) {
                     let first = notice.withLockedValue { $0 }
                     tally.withLockedValue { $0.serverCloses.append(WebSocketTests.ServerClose(client: name, code: close.closeCode, at: Date(), noticeFirst: first)) }
                 }

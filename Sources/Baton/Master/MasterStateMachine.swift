@@ -28,8 +28,10 @@ struct MasterStateMachine {
         /// new generation, once ready, takes over when the hurried one has exited.
         var maxDrainingGenerations = 2
         /// How long a ready generation waits for a hurried drain to end before it takes over
-        /// anyway (one generation more than the bound then drains, and the log says so).
-        var roomWait: Duration = .seconds(3)
+        /// anyway (one generation more than the bound then drains, and the log says so). A
+        /// hurried WebSocket closes within a fifth of its window (1 s), after up to a second for
+        /// a told client to close by itself and up to a second for a quiet moment.
+        var roomWait: Duration = .seconds(5)
     }
 
     /// Someone waiting for the outcome of a trigger; the loop keeps the continuation behind it.

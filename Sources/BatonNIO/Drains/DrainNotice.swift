@@ -31,8 +31,10 @@ public final class DrainNotice: Sendable {
         state.withLockedValue { _ = $0.handlers.removeValue(forKey: id) }
     }
 
-    /// Runs every handler registered, at once, and returns when all have returned. Once only.
-    func fire() async {
+    /// Runs every handler registered, at once, and returns when all have returned (true when
+    /// there was one: the app may have told its client). Once only.
+    @discardableResult
+    func fire() async -> Bool {
         let handlers = state.withLockedValue { state -> [@Sendable () async -> Void] in
             guard !state.fired else { return [] }
             state.fired = true
@@ -42,6 +44,7 @@ public final class DrainNotice: Sendable {
         await withDiscardingTaskGroup { group in
             for handler in handlers { group.addTask { await handler() } }
         }
+        return !handlers.isEmpty
     }
 }
 

@@ -8,7 +8,8 @@ public struct WebSocketDrainSettings: Sendable {
     public var window: TimeAmount
     /// How long the app's drain handlers (``BatonDrain``) may run before the close.
     public var hookTimeout: TimeAmount
-    /// How long to wait for a moment when no client message is waiting for its answer.
+    /// How long a client the app has told of the drain may take to close by itself, and then how
+    /// long to wait for a moment when no client message is waiting for its answer.
     public var quietWait: TimeAmount
     /// How long the client has to answer the close before the connection is closed anyway.
     public var closeTimeout: TimeAmount
@@ -29,6 +30,10 @@ public struct WebSocketDrainSettings: Sendable {
 /// after the WebSocket frame decoder: it sees every frame the client sends and every frame the
 /// app writes.
 ///
+/// - **A client told first.** When the app's drain handler ran (it may have told its client to
+///   move, as `hello`'s `/ws` does), the client gets `quietWait` to close by itself: one that
+///   stops writing there and closes once its last answers are in loses nothing. Its close is
+///   answered as any other, with no 1001.
 /// - **Quiet moment.** A client message that crosses the close cannot be answered (RFC 6455
 ///   §5.5.1: no data frame after a close). So a client that has sent something within
 ///   `quietWait` gets the close right after the app's next prompt answer to it (within 20 ms of
@@ -51,9 +56,13 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
         case scheduled(Scheduled<Void>, at: NIODeadline)
         /// The app's drain handlers run.
         case notifying
+        /// The app told its client: waiting for the client's close, until the deadline.
+        case awaitingClientClose(Scheduled<Void>)
         /// Waiting for a quiet moment, until the deadline.
         case awaitingQuiet(Scheduled<Void>)
         case closeSent
+        /// The client closed first: its close is answered by the app's library, not by a 1001.
+        case closedByClient
     }
 
     private let settings: WebSocketDrainSettings
@@ -79,12 +88,20 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
             unanswered = true
             lastInbound = context.eventLoop.now
         case .connectionClose:
-            if case .closeSent = state {
+            switch state {
+            case .closeSent:
                 // The closing handshake is done: the server closes the TCP connection first.
                 closeTimer?.cancel()
                 closeTimer = nil
                 context.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
                 return
+            case .scheduled(let timer, _), .awaitingClientClose(let timer), .awaitingQuiet(let timer):
+                timer.cancel()
+                state = .closedByClient
+            case .notifying, .open:
+                state = .closedByClient
+            case .closedByClient:
+                break
             }
         default:
             break
@@ -157,12 +174,22 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
         state = .notifying
         let done = context.eventLoop.makePromise(of: Void.self)
         let notice = activity.drainNotice
-        done.completeWithTask { await notice.fire() }
+        let told = NIOLoopBoundBox(false, eventLoop: context.eventLoop)
+        done.completeWithTask {
+            if await notice.fire() { context.eventLoop.execute { told.value = true } }
+        }
         let timeout = context.eventLoop.assumeIsolated().scheduleTask(in: settings.hookTimeout) { done.succeed() }
         done.futureResult.assumeIsolated().whenComplete { _ in
             timeout.cancel()
-            guard case .notifying = self.state else { return }
-            self.awaitQuiet(context: context)
+            guard case .notifying = self.state, context.channel.isActive else { return }
+            // (The hop above runs before this completion: both were enqueued in that order.)
+            if told.value {
+                self.state = .awaitingClientClose(context.eventLoop.assumeIsolated().scheduleTask(in: self.settings.quietWait) {
+                    self.awaitQuiet(context: context)
+                })
+            } else {
+                self.awaitQuiet(context: context)
+            }
         }
     }
 
@@ -175,8 +202,11 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
     }
 
     private func sendClose(context: ChannelHandlerContext) {
-        if case .awaitingQuiet(let timer) = state { timer.cancel() }
-        if case .closeSent = state { return }
+        switch state {
+        case .awaitingQuiet(let timer), .awaitingClientClose(let timer): timer.cancel()
+        case .closeSent, .closedByClient: return
+        case .open, .scheduled, .notifying: break
+        }
         state = .closeSent
         var code = context.channel.allocator.buffer(capacity: 2)
         code.write(webSocketErrorCode: .goingAway)
@@ -188,7 +218,7 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
 
     public func channelInactive(context: ChannelHandlerContext) {
         switch state {
-        case .scheduled(let timer, _), .awaitingQuiet(let timer): timer.cancel()
+        case .scheduled(let timer, _), .awaitingQuiet(let timer), .awaitingClientClose(let timer): timer.cancel()
         default: break
         }
         closeTimer?.cancel()
