@@ -614,14 +614,14 @@ class Report:
                "`ignore` clients go on writing until the server's close, so a message written as the close is on its way "
                "crosses it and is never echoed; `heed` clients do what the drain message asks (`wsclient -heed-notice`): "
                "they write no more on that connection and move to a new one at once, while the old one receives its last "
-               "echoes and the server's 1001.", "")
+               "echoes; then they close it themselves (*moves*: no server close).", "")
         if not rs:
             self.w("- **no result** (see `logs/ws.log` in the raw output)", "")
             return
-        self.w("| client | round | sent | lost | echo p50 / p99 (ms) | closes (1001 / after notice) | abnormal / connect errors | spread p10 / p50 / p90 / max (ms) | hurried | live workers (max) | longest drain (ms) | workers left |",
+        self.w("| client | round | sent | lost | echo p50 / p99 (ms) | closes (1001 / after notice) / moves | abnormal / connect errors | spread p10 / p50 / p90 / max (ms) | hurried | live workers (max) | longest drain (ms) | workers left |",
                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in sorted(rs, key=lambda r: (str(r.get("client", "ignore")), r["round"])):
-            self.w(f"| {r.get('client', 'ignore')} | {int(r['round'])} | {f(r['sent'])} | {int(r['lost'])} | {r['echo_p50_ms']:.1f} / {r['echo_p99_ms']:.0f} | {f(r['server_closes'])} ({f(r['close_1001'])} / {f(r['after_notice'])}) | "
+            self.w(f"| {r.get('client', 'ignore')} | {int(r['round'])} | {f(r['sent'])} | {int(r['lost'])} | {r['echo_p50_ms']:.1f} / {r['echo_p99_ms']:.0f} | {f(r['server_closes'])} ({f(r['close_1001'])} / {f(r['after_notice'])}) / {f(r.get('moves', 0))} | "
                    f"{int(r['abnormal'])} / {int(r['dial_errors'])} | {int(r['spread_p10_ms'])} / {int(r['spread_p50_ms'])} / "
                    f"{int(r['spread_p90_ms'])} / {int(r['spread_max_ms'])} | {int(r['hurried'])} | {int(r['max_live_workers'])} | "
                    f"{f(r['drain_ms_max'])} | {int(r['workers_left'])} |")

@@ -14,10 +14,12 @@
 #   server_closes, close_1001  closes the server started, and those with code 1001 (going away)
 #   after_notice               closes preceded by the app's drain message ("baton: draining …",
 #                              hello's BatonDrain handler)
+#   moves                      heeding clients: connections left on the drain message (closed by
+#                              the client once its echoes were in; no server close)
 #   abnormal, dial_errors, read_errors   connections that ended without a close frame, failed
 #                              connects, other read errors
-#   spread_p10_ms / spread_p50_ms / spread_p90_ms / spread_max_ms   when the closes came after
-#                              the SIGHUP that started their drain (the window is 5 s; a hurried
+#   spread_p10_ms / spread_p50_ms / spread_p90_ms / spread_max_ms   when the closes (and moves)
+#                              came after the SIGHUP that started their drain (the window is 5 s; a hurried
 #                              drain closes within 1 s of its hurry)
 #   hurried                    drains hurried because more than --max-draining (2) generations
 #                              were draining
@@ -120,6 +122,7 @@ print(" ".join(f"{k}={v}" for k, v in [
     ("sent", s["sent"]), ("echoed", s["echoed"]), ("lost", s["lost"]), ("lost_at_close", s.get("lost_by", {}).get("server_closed", 0)),
     ("echo_p50_ms", s.get("echo_p50_ms", -1)), ("echo_p99_ms", s.get("echo_p99_ms", -1)),
     ("server_closes", s["server_closes"]), ("close_1001", codes.get("1001", 0)), ("after_notice", s["closes_after_notice"]),
+    ("moves", s.get("moves", 0)),
     ("abnormal", s["abnormal_closes"]), ("dial_errors", s["dial_errors"]), ("read_errors", s["read_errors"]),
     ("spread_p10_ms", pct(0.1)), ("spread_p50_ms", pct(0.5)), ("spread_p90_ms", pct(0.9)), ("spread_max_ms", delays[-1] if delays else -1),
     ("hurried", sum(1 for l in log if "role=master" in l and " hurried: " in l)),

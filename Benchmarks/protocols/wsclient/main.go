@@ -9,11 +9,11 @@
 //
 // With -heed-notice a client does what the drain notice asks: it stops writing on that
 // connection, opens a new one at once and sends its next messages there, while the old one
-// receives its last echoes until the server's close. Without it (the default) the notice is
-// only counted, and messages go on crossing the server's close.
+// receives its last echoes; then it closes the old one itself (1000; 3 s at most). Without it
+// (the default) the notice is only counted, and messages go on crossing the server's close.
 //
 // Output (-summary): one JSON object; -closes FILE: one line per close the server started,
-// "<unix ms> <code> <notice first 0|1> <client>".
+// "<unix ms> <code> <notice first 0|1> <client>", and per move on a notice (code 0).
 //
 // Built offline in GOPATH mode against Debian's golang-github-gorilla-websocket-dev.
 package main
@@ -106,6 +106,7 @@ func main() {
 				}
 				var notice atomic.Bool
 				var serverClosed atomic.Bool
+				var clientClosing atomic.Bool // we sent the close: its answer is no server close
 				noticed := make(chan struct{})
 				var noticeOnce sync.Once
 				firstSeq := seq
@@ -118,7 +119,7 @@ func main() {
 						_, data, err := conn.ReadMessage()
 						if err != nil {
 							if ce, ok := err.(*websocket.CloseError); ok {
-								if !stop.Load() || ce.Code != websocket.CloseNormalClosure {
+								if (!stop.Load() && !clientClosing.Load()) || ce.Code != websocket.CloseNormalClosure {
 									serverClosed.Store(true)
 									mu.Lock()
 									closes = append(closes, closeRecord{time.Now(), ce.Code, notice.Load(), id})
@@ -135,7 +136,14 @@ func main() {
 						text := string(data)
 						if strings.HasPrefix(text, "baton:") {
 							notice.Store(true)
-							noticeOnce.Do(func() { close(noticed) })
+							noticeOnce.Do(func() {
+								close(noticed)
+								if *heedNotice {
+									mu.Lock()
+									closes = append(closes, closeRecord{time.Now(), 0, true, id})
+									mu.Unlock()
+								}
+							})
 							continue
 						}
 						if k := strings.LastIndexByte(text, ' '); k >= 0 {
@@ -189,7 +197,25 @@ func main() {
 				// The connection's end: wait for the reader (closing our side first at the end
 				// of the run), then note how the connection each of its messages went on ended.
 				finish := func(conn *websocket.Conn, lastSeq int) {
-					if !stop.Load() {
+					if moved {
+						// Its last echoes first (3 s at most), then our own close.
+						for k := 0; k < 300 && !stop.Load(); k++ {
+							setMu[id].Lock()
+							all := true
+							for n := firstSeq; n < lastSeq && all; n++ {
+								all = echoSets[id][n]
+							}
+							setMu[id].Unlock()
+							if all {
+								break
+							}
+							select {
+							case <-done:
+							case <-time.After(10 * time.Millisecond):
+							}
+						}
+						clientClosing.Store(true)
+					} else if !stop.Load() {
 						select {
 						case <-done:
 						case <-stopped:
@@ -270,8 +296,12 @@ func main() {
 		return rtts[int(p*float64(len(rtts)-1))]
 	}
 	codes := map[string]int{}
-	notices := 0
+	notices, moves := 0, 0
 	for _, c := range closes {
+		if c.code == 0 {
+			moves++
+			continue
+		}
 		codes[strconv.Itoa(c.code)]++
 		if c.notice {
 			notices++
@@ -294,7 +324,7 @@ func main() {
 		out := map[string]any{
 			"clients": *clients, "heed_notice": *heedNotice, "sent": t.sent, "echoed": t.echoed, "lost": lost, "lost_by": lostBy, "connects": t.connects,
 			"dial_errors": t.dialErrors, "read_errors": t.readErrors, "abnormal_closes": t.abnormal,
-			"server_closes": len(closes), "close_codes": codes, "closes_after_notice": notices,
+			"server_closes": len(closes) - moves, "moves": moves, "close_codes": codes, "closes_after_notice": notices,
 			"seconds": time.Since(start).Seconds(),
 			"echo_p50_ms": pct(0.5), "echo_p99_ms": pct(0.99), "echo_max_ms": pct(1),
 		}
