@@ -13,6 +13,7 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdHTTP2
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOSSL
@@ -43,10 +44,13 @@ struct Hello: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Also serve HTTPS on this port: HTTP/2 or HTTP/1.1, chosen by ALPN (needs --tls-cert and --tls-key).", valueName: "port"))
     var tlsPort: Int?
 
-    @Option(help: ArgumentHelp("The TLS certificate chain (PEM) for --tls-port.", valueName: "file"))
+    @Option(help: ArgumentHelp("Also serve HTTP/1.1 with WebSockets (/ws, wss://) over TLS on this port (needs --tls-cert and --tls-key).", valueName: "port"))
+    var wssPort: Int?
+
+    @Option(help: ArgumentHelp("The TLS certificate chain (PEM) for --tls-port and --wss-port.", valueName: "file"))
     var tlsCert: String?
 
-    @Option(help: ArgumentHelp("The TLS private key (PEM) for --tls-port.", valueName: "file"))
+    @Option(help: ArgumentHelp("The TLS private key (PEM) for --tls-port and --wss-port.", valueName: "file"))
     var tlsKey: String?
 
     @OptionGroup var master: MasterOptions
@@ -65,14 +69,15 @@ struct Hello: AsyncParsableCommand {
     func validate() throws {
         guard (0...100).contains(injectErrors) else { throw ValidationError("--inject-errors must be 0…100") }
         guard (0...60_000).contains(injectLatency) else { throw ValidationError("--inject-latency must be 0…60000 ms") }
-        for (name, extra) in [("--h2c-port", h2cPort), ("--tls-port", tlsPort)] {
-            guard let extra else { continue }
+        let extras = [("--h2c-port", h2cPort), ("--tls-port", tlsPort), ("--wss-port", wssPort)].compactMap { name, port in port.map { (name, $0) } }
+        for (index, (name, extra)) in extras.enumerated() {
             guard (1...65_535).contains(extra) else { throw ValidationError("\(name) must be 1…65535") }
             guard extra != port else { throw ValidationError("\(name) must differ from --port") }
+            if let other = extras[..<index].first(where: { $0.1 == extra }) { throw ValidationError("\(other.0) and \(name) must differ") }
         }
-        if let h2cPort, h2cPort == tlsPort { throw ValidationError("--h2c-port and --tls-port must differ") }
-        guard (tlsPort == nil) == (tlsCert == nil), (tlsPort == nil) == (tlsKey == nil) else {
-            throw ValidationError("--tls-port, --tls-cert and --tls-key go together")
+        let servesTLS = tlsPort != nil || wssPort != nil
+        guard servesTLS == (tlsCert != nil), servesTLS == (tlsKey != nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together, with --tls-port or --wss-port")
         }
     }
 
@@ -99,7 +104,7 @@ struct Hello: AsyncParsableCommand {
 
     func run() async throws {
         _ = try tlsConfiguration()  // refuse to start on a certificate or key that cannot serve
-        let extraListen: [ListenAddress] = [h2cPort, tlsPort].compactMap { $0.map { .tcp(host: "0.0.0.0", port: $0) } }
+        let extraListen: [ListenAddress] = [h2cPort, tlsPort, wssPort].compactMap { $0.map { .tcp(host: "0.0.0.0", port: $0) } }
         try await EmbeddedApp.run(label: "hello", config: config, port: port, extraListen: extraListen, options: master) { worker, logger in
             try await serve(worker, logger: logger)
         }
@@ -136,10 +141,14 @@ struct Hello: AsyncParsableCommand {
             }
         }
         // Listeners are named host_port (Listener.name): the h2c one gets HTTP/2's builder, the
-        // TLS one HTTP/2 or HTTP/1.1 by ALPN; the others HTTP/1.1 with WebSocket upgrades.
+        // TLS one HTTP/2 or HTTP/1.1 by ALPN, the wss one HTTP/1.1 with WebSocket upgrades over
+        // TLS; the others HTTP/1.1 with WebSocket upgrades.
         var servers: [String: HTTPServerBuilder] = [:]
         if let h2cPort { servers["0.0.0.0_\(h2cPort)"] = .plaintextHTTP2() }
-        if let tlsPort, let tls = try tlsConfiguration() { servers["0.0.0.0_\(tlsPort)"] = try .http2Upgrade(tlsConfiguration: tls) }
+        if let tls = try tlsConfiguration() {
+            if let tlsPort { servers["0.0.0.0_\(tlsPort)"] = try .http2Upgrade(tlsConfiguration: tls) }
+            if let wssPort { servers["0.0.0.0_\(wssPort)"] = try .tls(.http1WebSocketUpgrade(webSocketRouter: webSocketRouter), tlsConfiguration: tls) }
+        }
         try await BatonApplication(router: router, worker: worker, configuration: BatonServerConfiguration(),
                                    server: .http1WebSocketUpgrade(webSocketRouter: webSocketRouter), servers: servers, logger: logger)
             .runService()

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Logging
 import NIOConcurrencyHelpers
+import NIOSSL
 import NIOWebSocket
 import WSClient
 import XCTest
@@ -86,6 +87,42 @@ final class WebSocketTests: IntegrationTestCase {
         XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
     }
 
+    /// WebSockets over TLS (`hello --wss-port`): the same drain behind NIOSSL, each close frame
+    /// through TLS; counted as `wss`.
+    func testSecureWebSocketsAreDrainedThroughTLS() throws {
+        let wssPort = try freePort()
+        let (cert, key) = try makeThrowawayCertificate(in: directory)
+        let hello = try startHello(["--wss-port", String(wssPort), "--tls-cert", cert, "--tls-key", key])
+        let clients = 10
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none
+        // (A host name: NIOSSL refuses an IP address as the server name.)
+        let load = WebSocketLoad.start(clients, url: "wss://localhost:\(wssPort)/ws", tls: tls)
+        defer { _ = load.stop() }
+        let tally = load.tally
+        XCTAssertTrue(poll(timeout: 10) { tally.withLockedValue { $0.connects } >= clients }, "\(tally.withLockedValue { $0.errors.prefix(3) })")
+        var status = try baton(["status"], in: hello.directory.path)
+        for _ in 0..<30 where !status.output.contains("\(clients) wss") {
+            Thread.sleep(forTimeInterval: 0.1)
+            status = try baton(["status"], in: hello.directory.path)
+        }
+        XCTAssertTrue(status.output.contains("\(clients) wss"), status.description)
+
+        hello.signal(SIGHUP)
+        XCTAssertTrue(hello.waitForLog("worker generation 1 drained in", timeout: 20), "generation 1 drained\n\(hello.logExcerpt())")
+        XCTAssertTrue(poll(timeout: 10) { tally.withLockedValue { $0.connects } >= 2 * clients }, "the clients reconnected")
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertTrue(load.stop(), "the clients stopped")
+        let result = tally.withLockedValue { $0 }
+        XCTAssertEqual(result.errors.count, 0, "no client failed to connect or broke off (a close without close_notify is an error): \(result.errors.prefix(3))")
+        var lost = 0
+        for (client, sent) in result.sent { lost += sent.subtracting(result.echoed[client] ?? []).count }
+        XCTAssertEqual(lost, 0, "every message sent was echoed (\(result.sent.values.map(\.count).reduce(0, +)) sent)")
+        XCTAssertEqual(result.serverCloses.count, clients, "each client was closed once: \(result.serverCloses.map(\.client))")
+        XCTAssertTrue(result.serverCloses.allSatisfy { $0.code == .goingAway && $0.noticeFirst }, "1001, after the notice: \(result.serverCloses)")
+        XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
+    }
+
     /// Upgrades faster than the close window: an upgrade that would make three generations
     /// drain (the bound is two) hurries the oldest as its generation starts, which closes its
     /// WebSockets within a fifth of the window (a second; still with 1001) instead of over all
@@ -141,10 +178,11 @@ final class WebSocketLoad: Sendable {
 
     /// Starts `count` clients of `url` that go on writing until the server closes (named c0, c1,
     /// …), and `heeding` that heed the drain notice (h0, h1, …).
-    static func start(_ count: Int, heeding: Int = 0, url: String) -> WebSocketLoad {
+    /// With `tls`, over TLS (wss).
+    static func start(_ count: Int, heeding: Int = 0, url: String, tls: TLSConfiguration? = nil) -> WebSocketLoad {
         let load = WebSocketLoad()
         Task.detached {
-            await runClients(count, heeding: heeding, url: url, tally: load.tally, stop: load.stopping, logger: Logger(label: "ws-test"))
+            await runClients(count, heeding: heeding, url: url, tls: tls, tally: load.tally, stop: load.stopping, logger: Logger(label: "ws-test"))
             load.finished.withLockedValue { $0 = true }
         }
         return load
@@ -156,13 +194,13 @@ final class WebSocketLoad: Sendable {
         return poll(timeout: 10, interval: 0.05) { finished.withLockedValue { $0 } }
     }
 
-    private static func runClients(_ count: Int, heeding: Int, url: String, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
+    private static func runClients(_ count: Int, heeding: Int, url: String, tls: TLSConfiguration?, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
         await withTaskGroup(of: Void.self) { group in
             for index in 0..<count {
-                group.addTask { await runClient("c\(index)", heeds: false, url: url, tally: tally, stop: stop, logger: logger) }
+                group.addTask { await runClient("c\(index)", heeds: false, url: url, tls: tls, tally: tally, stop: stop, logger: logger) }
             }
             for index in 0..<heeding {
-                group.addTask { await runClient("h\(index)", heeds: true, url: url, tally: tally, stop: stop, logger: logger) }
+                group.addTask { await runClient("h\(index)", heeds: true, url: url, tls: tls, tally: tally, stop: stop, logger: logger) }
             }
         }
     }
@@ -171,13 +209,13 @@ final class WebSocketLoad: Sendable {
     /// the server closes, records how and reconnects, until `stop`. A client that `heeds` the
     /// drain notice writes no more on that connection, closes it once its answers are in (3 s at
     /// most) and reconnects.
-    static func runClient(_ name: String, heeds: Bool, url: String, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
+    static func runClient(_ name: String, heeds: Bool, url: String, tls: TLSConfiguration?, tally: NIOLockedValueBox<WebSocketTests.Tally>, stop: NIOLockedValueBox<Bool>, logger: Logger) async {
         let next = NIOLockedValueBox(0)
         while !stop.withLockedValue({ $0 }) {
             let notice = NIOLockedValueBox(false)
             let moved = NIOLockedValueBox(false)
             do {
-                let close = try await WebSocketClient.connect(url: url, logger: logger) { inbound, outbound, _ in
+                let close = try await WebSocketClient.connect(url: url, tlsConfiguration: tls, logger: logger) { inbound, outbound, _ in
                     tally.withLockedValue { $0.connects += 1 }
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {
