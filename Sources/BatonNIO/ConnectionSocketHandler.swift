@@ -66,6 +66,15 @@ public final class ConnectionActivity {
         self.lastActivity = .uptimeNanoseconds(0)
     }
 
+    /// Bytes of a request arrived at `now` (read by the socket handler, or under TLS by the
+    /// ``TLSActivityHandler`` from the plaintext): the pause before them counts, and a request
+    /// is on its way until the HTTP drain handler sees its end.
+    func requestBytesArrived(at now: NIODeadline) {
+        if !requestArriving { longestPause = max(longestPause, now - lastActivity) }
+        lastActivity = now
+        requestArriving = true
+    }
+
     /// Bytes in the socket's receive queue that NIO has not read yet: a connection that looks idle
     /// to a busy event loop may already hold its next request.
     public var pendingInput: Int {
@@ -113,12 +122,7 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if lingering { return }  // the answer has been given; what follows is discarded
         if activity.isTLS { return context.fireChannelRead(data) }  // records: the TLSActivityHandler reads the plaintext
-        let now = context.eventLoop.now
-        if !activity.requestArriving {
-            activity.longestPause = max(activity.longestPause, now - activity.lastActivity)
-        }
-        activity.lastActivity = now
-        activity.requestArriving = true
+        activity.requestBytesArrived(at: context.eventLoop.now)
         // Without a descriptor there is nothing to hand over (and, in tests, maybe no bytes).
         guard activity.fd != nil else { return context.fireChannelRead(data) }
         let bytes = unwrapInboundIn(data)

@@ -30,13 +30,7 @@ public final class TLSActivityHandler: ChannelInboundHandler, RemovableChannelHa
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let now = context.eventLoop.now
-        if !activity.requestArriving {
-            activity.longestPause = max(activity.longestPause, now - activity.lastActivity)
-        }
-        activity.lastActivity = now
-        // The HTTP/1 drain handler above sets it back at the request's end.
-        activity.requestArriving = true
+        activity.requestBytesArrived(at: context.eventLoop.now)
         placeDrain(context: context)
         context.fireChannelRead(data)
     }
