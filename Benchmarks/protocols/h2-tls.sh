@@ -82,7 +82,7 @@
 #   printed so that they can be compared. log_failed, sent streams that ended with -1, is the figure
 #   that shows a stream the server lost or refused (h2load does not retry a REFUSED_STREAM).
 #
-# client=wrk (wrk -t1 -c1024 -dLOAD_S https://…/hello, HTTP/1.1 by ALPN; https.lua counts statuses):
+# client=wrk (wrk -t1 -c1024 -dLOAD_S https://…/hello, HTTP/1.1 by ALPN; compare/compare.lua with CMP_TRACK=1 counts statuses and pids):
 #   requests       responses (wrk's count); non2xx: responses with a status outside 200-299
 #   connect, read, write, timeout   wrk's socket errors (timeout: no answer within wrk's 2 s)
 #   pids           distinct worker pids that answered; rps, p99_ms, max_ms: wrk's figures
@@ -163,7 +163,7 @@ run_one() {
             sleep 1
             ;;
         wrk)
-            taskset -c "$CLIENT_CPU" wrk -t1 -c1024 -d"${LOAD_S}s" -s "$here/protocols/https.lua" "$url" \
+            CMP_TRACK=1 taskset -c "$CLIENT_CPU" wrk -t1 -c1024 -d"${LOAD_S}s" -s "$here/compare/compare.lua" "$url" \
                 >"$dir/wrk.out" 2>&1 &
             load=$!
             track_helper "$load"
@@ -271,7 +271,7 @@ EOF
             )
             ;;
         wrk)
-            counts=$(sed -n 's/^WRK_RESULT //p' "$dir/wrk.out")
+            counts=$(sed -n 's/^CMP_RESULT //p' "$dir/wrk.out")
             [[ -n $counts ]] || die "wrk printed no result (see $dir/wrk.out)"
             ;;
     esac

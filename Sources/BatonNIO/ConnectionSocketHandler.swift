@@ -200,6 +200,12 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
             guard !closingThroughTLS else { return }
             closingThroughTLS = true
             context.channel.close(mode: .all, promise: nil)
+            // Many clients never send their close_notify (Go's net/http, wrk): NIOSSL would keep
+            // the connection, and the draining process, for its 5 s shutdown timeout. Ours is
+            // long out once `lingerTimeout` has passed: the socket closes then.
+            lingerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: lingerTimeout) {
+                context.close(promise: nil)
+            }
             return
         }
         guard activity.requestArriving || !activity.atRequestBoundary || activity.pendingInput > 0 else {

@@ -184,7 +184,7 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
         XCTAssertFalse(ready4.contains { if case .sendDrainOrders = $0 { return true } else { return false } }, "\(ready4)")
         XCTAssertFalse(ready4.contains(.makeListenersCurrent([http])))
         XCTAssertTrue(ready4.contains(.startTimer(.room(generation: 4), after: .seconds(5))))
-        XCTAssertTrue(ready4.logs.contains { $0.contains("generation 4 (pid 104, version 2) ready in 200 ms; it takes over once generation 1 has exited") }, "\(ready4.logs)")
+        XCTAssertTrue(ready4.logs.contains { $0.contains("generation 4 (pid 104, version 2) is ready (after 200 ms); it takes over once generation 1 has exited") }, "\(ready4.logs)")
         XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .draining, .serving, .starting])
         XCTAssertTrue(h.machine.isBusy)
         XCTAssertTrue(h.send(.notified(pid: 104, ready)).isEmpty, "a second READY=1 changes nothing")

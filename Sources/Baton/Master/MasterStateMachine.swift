@@ -586,8 +586,10 @@ struct MasterStateMachine {
         // `starting`, the old generation serving) until the hurried drains have exited.
         hurryOldestDrains(incoming: incoming)
         generations[index].waitsForRoom = true
-        let hurried = draining.filter(\.hurried).map { "generation \($0.number)" }.joined(separator: ", ")
-        log(.info, "\(ready.label) ready in \(ready.startedAt.duration(to: now).shortDescription); it takes over once \(hurried.isEmpty ? "a draining generation" : hurried) has exited (at most \(settings.maxDrainingGenerations) generations drain at once; it waits \(settings.roomWait.shortDescription) at most)")
+        let hurried = draining.filter(\.hurried).map { "generation \($0.number)" }
+        let waitsFor = hurried.isEmpty ? "a draining generation has" : hurried.joined(separator: " and ") + (hurried.count > 1 ? " have" : " has")
+        // Not "ready in": that line, which tools count, comes once, at the take-over.
+        log(.info, "\(ready.label) is ready (after \(ready.startedAt.duration(to: now).shortDescription)); it takes over once \(waitsFor) exited (at most \(settings.maxDrainingGenerations) generations drain at once; it waits \(settings.roomWait.shortDescription) at most)")
         actions.append(.startTimer(.room(generation: ready.number), after: settings.roomWait))
     }
 
