@@ -115,7 +115,11 @@ for line in open(f"{d}/closes.txt"):
 delays.sort()
 def pct(p):
     return delays[min(len(delays) - 1, int(p * len(delays)))] if delays else -1
-drains = [int(l.split("drained in ")[1].split(" ms")[0]) for l in log if "role=master" in l and " drained in " in l]
+# "drained in 250 ms", or in whole seconds ("drained in 4 s"), as the master writes durations
+def ms(text):
+    value, unit = text.split()[:2]
+    return round(float(value) * (1000 if unit == "s" else 1))
+drains = [ms(l.split("drained in ")[1]) for l in log if "role=master" in l and " drained in " in l]
 workers = [int(x) for x in open(f"{d}/workers.txt").read().split() if x.strip().isdigit()]
 codes = s.get("close_codes", {})
 print(" ".join(f"{k}={v}" for k, v in [
