@@ -11,7 +11,7 @@ import NIOPosix
 /// Drain settings shared by every adapter (Hummingbird's `BatonServerConfiguration`, BatonVapor's).
 public struct DrainConfiguration: Sendable {
     /// Hard deadline of a drain: connections still open then are closed. Nil (the default)
-    /// takes the deadline the master sends with its ``DrainOrders`` (its drain timeout less a
+    /// takes the deadline the master sends with its `DrainOrders` (its drain timeout less a
     /// margin to exit before SIGKILL), or 25 s from a master that sends none. A value set here
     /// is used when it is earlier than the master's.
     public var drainDeadline: Duration?
@@ -47,7 +47,7 @@ public struct DrainConfiguration: Sendable {
     public init() {}
 }
 
-/// The framework-neutral half of serving on a Baton worker: an ``Acceptor`` on every listener
+/// The framework-neutral half of serving on a Baton worker: an `Acceptor` on every listener
 /// the master passed, a reader of the connection inbox where the previous generation hands its
 /// keep-alive connections over, a ``ConnectionRegistry`` of all of them, and the drain.
 ///
@@ -236,7 +236,7 @@ public final class WorkerConnections: Sendable {
     ///
     /// The master may call the drain off (`resume`: the generation it drained for died): then
     /// every connection still here stays, accepting starts again on the listeners still open,
-    /// and this waits, serving, for the master's next ``DrainOrders`` (or its exit) to drain again.
+    /// and this waits, serving, for the master's next `DrainOrders` (or its exit) to drain again.
     public func drain(_ configuration: DrainConfiguration) async {
         let started = ContinuousClock.now
         // Without orders (an older master) every queue is taken: the safe choice when this may be

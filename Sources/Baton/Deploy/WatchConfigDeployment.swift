@@ -6,7 +6,7 @@ import Foundation
 
 /// The seed workflow as a ``MasterConfiguration``: the app folder holds `watch.conf` and the
 /// binary it names; a change to the file (after `DelaySecond`) upgrades to the binary it names,
-/// staged into the ``ReleaseStore`` first, as the version in `Ver`, on the port in `HttpPort`.
+/// staged into the `ReleaseStore` first, as the version in `Ver`, on the port in `HttpPort`.
 public struct WatchConfigDeployment: Sendable {
     /// The watch.conf file.
     public let configPath: String

@@ -100,7 +100,7 @@ public final class BatonMaster: Service, Sendable {
     ///
     /// After a re-execution of the master (same pid, new image) it takes over instead what the
     /// previous image handed over: listeners, sockets and generations. In the check mode that
-    /// precedes such an exec (``MasterCheck``) it answers and exits the process before anything.
+    /// precedes such an exec (`MasterCheck`) it answers and exits the process before anything.
     public func run() async throws {
         MasterCheck.answerIfAsked()
         var record: MasterRecord?

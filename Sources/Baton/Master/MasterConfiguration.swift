@@ -42,7 +42,7 @@ public struct MasterConfiguration: Sendable {
     /// Where to serve the metrics over HTTP (`GET /metrics`), e.g. `127.0.0.1:9464`; nil for
     /// none (they are always on the control socket: `baton metrics`). Must not be one of `listen`.
     public var metricsListen: ListenAddress?
-    /// Where to serve the control protocol (``ControlProtocol``); nil for no control socket.
+    /// Where to serve the control protocol (`ControlProtocol`); nil for no control socket.
     public var controlSocket: String?
     /// Whether an upgrade triggered by SIGHUP, watch.conf or `baton reload` re-executes the
     /// master too when the master's own binary changed on disk (embedded mode: the app's
