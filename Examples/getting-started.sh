@@ -48,8 +48,9 @@ wait_until() {
 }
 serves() { curl -sf "localhost:$PORT/hello" | grep -q "\"ver\":\"$1\""; }
 status_says() { baton status | grep -q "$1"; }
-# The worker reports its open connections every second; until then `baton status` shows '-'.
-reported() { baton status | grep -E '^[0-9]+ ' | grep -qv ' -$'; }
+# The worker reports its open connections every second (until then `baton status` shows '-'):
+# wait until it has reported that the last curl's connection is closed.
+reported() { baton status | grep -E '^[0-9]+ ' | grep -q ' 0$'; }
 
 cd "$demo"
 export PATH="$(dirname "$baton_binary"):$PATH"   # `baton` as the .deb installs it
