@@ -59,6 +59,18 @@ public struct DrainConfiguration: Sendable {
 /// generation it passes the canary its share of the traffic; as the canary (started with
 /// `BATON_CANARY=1`) it accepts nothing until it is promoted, serving only what arrives in its
 /// inbox. Every second it reports its request counts to the master, which judges the canary.
+///
+/// ```swift
+/// let connections = try WorkerConnections(worker: worker, eventLoopGroup: group, logger: logger) { channel in
+///     channel.eventLoop.makeCompletedFuture {
+///         try channel.pipeline.syncOperations.addHandlers([/* HTTP codec, */ ConnectionDrainHandler(), /* app */])
+///         try DrainHandlers.add(to: channel, configuration: drain)
+///     }
+/// }
+/// try connections.ready(status: "serving")
+/// // on SIGTERM:
+/// await connections.drain(drain)
+/// ```
 public final class WorkerConnections: Sendable {
     private struct Accepting {
         /// By listener position.

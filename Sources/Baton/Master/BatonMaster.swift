@@ -14,6 +14,14 @@ import UnixSignals
 /// binds (or adopts from systemd) its listeners, starts generation 1, upgrades on SIGHUP or
 /// ``requestUpgrade(reason:)``, restarts a worker that dies by itself, and on graceful shutdown
 /// drains every generation and returns.
+///
+/// ```swift
+/// let master = BatonMaster(configuration: configuration, logger: logger)
+/// let group = ServiceGroup(configuration: .init(
+///     services: [.init(service: master, successTerminationBehavior: .gracefullyShutdownGroup)],
+///     gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+/// try await group.run()   // what Baton.runMaster(_:logger:) does
+/// ```
 public final class BatonMaster: Service, Sendable {
     /// Something that happened, for the master's single event loop.
     enum Event: Sendable {

@@ -1,4 +1,12 @@
 /// How a ``BatonMaster`` binds, starts and replaces its workers.
+///
+/// ```swift
+/// var configuration = MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: 8080), .unix(path: "/run/app.sock")]) {
+///     LaunchPlan(executable: "/srv/app/app", version: "2")   // read again at every upgrade
+/// }
+/// configuration.drainTimeout = .seconds(60)
+/// configuration.controlSocket = "/srv/app/.baton/control.sock"   // for `baton reload|status|stop`
+/// ```
 public struct MasterConfiguration: Sendable {
     /// Addresses to bind when the master starts. Ignored when the master itself was handed
     /// listeners by systemd socket activation.

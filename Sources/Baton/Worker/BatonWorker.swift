@@ -57,6 +57,14 @@ public struct BatonWorker: Sendable {
     /// A control channel or connection inbox named somewhere else than `WorkerDescriptors`
     /// puts it, or not open, is left alone: the worker then drains without the master's orders
     /// or takes no connections over, and says so once on `logger` at warning.
+    ///
+    /// ```swift
+    /// if let worker = try BatonWorker.fromEnvironment(logger: logger) {
+    ///     // serve on worker.listeners; worker.ready() once accepting; drain on SIGTERM
+    /// } else {
+    ///     // started by hand: be the master, or serve on a port of its own
+    /// }
+    /// ```
     public static func fromEnvironment(logger: Logger = Logger(label: "Baton")) throws -> BatonWorker? {
         let environment = ProcessEnvironment.current()
         guard let generationText = environment[WorkerEnvironment.generation] else { return nil }
