@@ -32,6 +32,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/vapor/vapor.git", from: "4.122.3"),
+        // `swift package generate-documentation` (the DocC catalogs; .ci/run builds them with
+        // --warnings-as-errors). A command plugin: nothing of it is linked into a product.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // The GNU-only libc calls Swift's Glibc module cannot see (no _GNU_SOURCE).

@@ -11,7 +11,12 @@ printf '.SH SYNOPSIS\n.B baton\n.I subcommand\n[\\fIoptions\\fR]\n'
 printf '.SH DESCRIPTION\n.nf\n'
 "$baton" --help | verbatim
 printf '.fi\n'
-for sub in run reload status stop check; do
+# Every subcommand `baton --help` lists (a fixed list here had left out promote, abort and metrics).
+subcommands=$("$baton" --help | awk '
+    /^SUBCOMMANDS:/ { inside = 1; next }
+    inside && /^[^ ]/ { inside = 0 }
+    inside && /^  [a-z][a-z-]*( |$)/ { print $1 }')
+for sub in $subcommands; do
     printf '.SH "BATON %s"\n.nf\n' "$(tr '[:lower:]' '[:upper:]' <<<"$sub")"
     "$baton" help "$sub" | verbatim
     printf '.fi\n'

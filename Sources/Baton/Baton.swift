@@ -13,11 +13,17 @@ import ServiceLifecycle
 ///
 /// ```swift
 /// try await Baton.run(logger: logger) {
-///     MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: 8080)]) { try .currentExecutable() }
+///     let executable = try Baton.currentExecutablePath()   // read once, at start
+///     return MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: 8080)]) {
+///         LaunchPlan(executable: executable, arguments: Array(CommandLine.arguments.dropFirst()))
+///     }
 /// } worker: { worker in
 ///     // serve on worker.listeners, call worker.ready(), drain on SIGTERM
 /// }
 /// ```
+///
+/// `BatonHummingbird`'s `BatonApplication` and `BatonVapor`'s `app.runBaton(worker:)` do the
+/// worker's part for a Hummingbird router or a Vapor application.
 public enum Baton {
     /// Runs this process in the role it was started in: `worker` when a Baton master started
     /// it, otherwise a master built from `master()` until SIGTERM/SIGINT.

@@ -6,6 +6,6 @@ public enum BatonVersion {
 }
 
 extension Baton {
-    /// This release of Baton (the library every master and worker links): ``BatonVersion/string``.
+    /// This release of Baton (the library every master and worker links): `BatonVersion.string`.
     public static var version: String { BatonVersion.string }
 }

@@ -16,7 +16,7 @@ import ServiceLifecycle
 ///
 /// It takes the server builder an `Application` takes, for every listener or by listener name
 /// (the names of `LISTEN_FDNAMES`, `host_port` for Baton's own listeners); each connection gets
-/// the drain of the protocol it speaks (``DrainHandlers``):
+/// the drain of the protocol it speaks (`DrainHandlers`):
 ///
 /// ```swift
 /// try await BatonApplication(router: router, worker: worker,
@@ -127,5 +127,6 @@ where Responder.Context: InitializableFromSource<ApplicationRequestContextSource
 }
 
 extension BatonApplication: CustomStringConvertible {
+    /// The service's name in ServiceLifecycle's logs.
     public var description: String { "BatonApplication" }
 }

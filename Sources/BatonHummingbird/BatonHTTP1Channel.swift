@@ -7,13 +7,15 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 
 /// Hummingbird's HTTP/1.1 child channel with Baton's drain behaviour: the pipeline of
-/// `HTTP1Channel`, plus a ``ConnectionDrainHandler`` where it can see HTTP versions.
+/// `HTTP1Channel`, plus a `ConnectionDrainHandler` where it can see HTTP versions.
 ///
 /// A copy of `HTTP1Channel`'s pipeline, from before Baton could take Hummingbird's server
 /// builders: `.http1()` given to ``BatonApplication`` now gets the same pipeline, with the drain
-/// put in by ``DrainHandlers``. It stays the default of a ``BatonApplication`` given no builder
+/// put in by `DrainHandlers`. It stays the default of a ``BatonApplication`` given no builder
 /// (and the child channel for ``BatonServer`` users) until the benchmarks have compared the two.
 public struct BatonHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
+    /// What ``setup(channel:logger:)`` makes of a connection for ``handle(value:logger:)``: its request
+    /// and response parts as an async channel, as Hummingbird's `HTTP1Channel` has it.
     public typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
     /// Answers each request.

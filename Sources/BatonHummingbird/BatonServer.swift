@@ -11,20 +11,20 @@ import ServiceLifecycle
 public typealias BatonServerConfiguration = DrainConfiguration
 
 /// What the app code serving a connection can learn of its drain (a WebSocket about to be
-/// closed): ``BatonNIO/BatonDrain/withDrainHandler(_:onDrain:)``.
+/// closed): `BatonNIO.BatonDrain.withDrainHandler(_:onDrain:)`.
 public typealias BatonDrain = BatonNIO.BatonDrain
 
 /// Serves a Hummingbird child channel on the listeners a Baton master passed to this worker,
 /// reports readiness, and drains on graceful shutdown (SIGTERM).
 ///
-/// Connections are accepted by an ``Acceptor`` per listener and served by NIO. Each gets the
-/// drain handler of the protocol its pipeline speaks (``DrainHandlers``): HTTP/1 connections are
-/// handed to the next generation or closed gracefully (``ConnectionDrainHandler``), HTTP/2
-/// connections get the two-step GOAWAY (``HTTP2DrainHandler``); under TLS neither is handed over,
-/// and closes go through TLS (``TLSActivityHandler``). The drain: stop accepting (new
+/// Connections are accepted by an `Acceptor` per listener and served by NIO. Each gets the
+/// drain handler of the protocol its pipeline speaks (`DrainHandlers`): HTTP/1 connections are
+/// handed to the next generation or closed gracefully (`ConnectionDrainHandler`), HTTP/2
+/// connections get the two-step GOAWAY (`HTTP2DrainHandler`); under TLS neither is handed over,
+/// and closes go through TLS (`TLSActivityHandler`). The drain: stop accepting (new
 /// connections stay in the shared kernel queue for the next generation); send `STOPPING=1`; tell
 /// every connection to finish; wait until the last one has closed, or until
-/// ``BatonServerConfiguration/drainDeadline``.
+/// `BatonServerConfiguration.drainDeadline`.
 public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Sendable {
     let childChannel: ChildChannel
     let worker: BatonWorker
@@ -112,5 +112,6 @@ public final class BatonServer<ChildChannel: ServerChildChannel>: Service, Senda
 }
 
 extension BatonServer: CustomStringConvertible {
+    /// The service's name in ServiceLifecycle's logs.
     public var description: String { "BatonServer" }
 }

@@ -7,6 +7,7 @@ import NIOPosix
 
 /// Why a server builder cannot be served by Baton.
 public struct UnsupportedServerBuilder: Error, CustomStringConvertible {
+    /// What went wrong and what to do instead: pass the child channel to `BatonServer(childChannel:)`.
     public var description: String {
         "this HTTPServerBuilder does not carry the child channel Baton can serve (Hummingbird changed how builders are made): "
             + "pass the child channel to BatonServer(childChannel:) instead"

@@ -8,6 +8,7 @@ public struct DrainConnectionEvent: Sendable {
     /// The next generation's inbox; nil: close keep-alive connections gracefully.
     public var handoff: ConnectionHandoff?
 
+    /// Orders a drain that hands keep-alive connections to `handoff`, or closes them gracefully when nil.
     public init(handoff: ConnectionHandoff? = nil) {
         self.handoff = handoff
     }
@@ -20,6 +21,7 @@ public struct ShareConnectionEvent: Sendable {
     /// The canary's inbox.
     public var handoff: ConnectionHandoff
 
+    /// Orders the connection over to the canary's inbox.
     public init(handoff: ConnectionHandoff) {
         self.handoff = handoff
     }
@@ -28,6 +30,7 @@ public struct ShareConnectionEvent: Sendable {
 /// Calls a drain off for one connection: the worker's successor died, and this generation
 /// serves again (see `Baton.WorkerOrder.resume`).
 public struct ResumeConnectionEvent: Sendable {
+    /// A resume order; it carries nothing.
     public init() {}
 }
 
@@ -63,9 +66,9 @@ public struct ResumeConnectionEvent: Sendable {
 /// On ``ResumeConnectionEvent`` (the drain is called off) the connection serves on as before the
 /// drain, unless it is closing already.
 ///
-/// Every answer is counted in ``RequestRecorder/shared`` (status, and the time from the request's
+/// Every answer is counted in `RequestRecorder.shared` (status, and the time from the request's
 /// head to the response's end), which judges a canary, unless the adapter counts them itself
-/// with its responder's time (``RequestRecorder/timesResponders``).
+/// with its responder's time (`RequestRecorder.timesResponders`).
 ///
 /// A `101 Switching Protocols` response (a WebSocket upgrade) goes out as it is, and the handler
 /// then leaves the pipeline: what follows is not HTTP.
@@ -74,9 +77,13 @@ public struct ResumeConnectionEvent: Sendable {
 /// the response; an HTTP/1.0 request without keep-alive is closed after its response; an
 /// HTTP/1.0 keep-alive request gets `Connection: keep-alive` back.
 public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    /// Request parts, from NIO's HTTP/1 decoder below.
     public typealias InboundIn = HTTPServerRequestPart
+    /// Request parts, passed on unchanged to the app's handler above.
     public typealias InboundOut = HTTPServerRequestPart
+    /// Response parts from the app; a draining connection's next head gets `Connection: close`.
     public typealias OutboundIn = HTTPServerResponsePart
+    /// Response parts, on their way to NIO's HTTP/1 encoder.
     public typealias OutboundOut = HTTPServerResponsePart
 
     private struct PendingRequest {
@@ -115,6 +122,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         self.idleGrace = idleGrace
     }
 
+    /// Finds the connection's ``ConnectionSocketHandler`` (adding one without a descriptor when the
+    /// pipeline has none) and shares its ``ConnectionActivity``.
     public func handlerAdded(context: ChannelHandlerContext) {
         // The socket end does the closing; a pipeline built without one gets one (no descriptor,
         // so no pending-input checks).
@@ -128,6 +137,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         activity = socket.activity
     }
 
+    /// Follows each request from its head to its end: a connection with a request under way is
+    /// neither handed over nor closed as idle.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
@@ -147,6 +158,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         context.fireChannelRead(data)
     }
 
+    /// Sets `Connection: close` on a response the connection ends with (a drain, the client's own
+    /// `Connection: close`, HTTP/1.0 without keep-alive), and notes an upgrade (101) to WebSocket.
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var head):
@@ -208,6 +221,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         }
     }
 
+    /// Flushes; after an upgrade to WebSocket this handler leaves the pipeline (a drain under way
+    /// goes on with the WebSocket's own).
     public func flush(context: ChannelHandlerContext) {
         context.flush()
         guard upgraded else { return }
@@ -217,6 +232,8 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
+    /// Takes the drain's orders: ``DrainConnectionEvent`` (hand over or close at the next request
+    /// boundary), ``ShareConnectionEvent`` (move to a canary) and ``ResumeConnectionEvent`` (serve on).
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let share = event as? ShareConnectionEvent {
             guard !draining, handoff == nil, activity.fd != nil, !activity.isTLS, share.handoff.takes(listener: activity.listener) else { return }
@@ -255,6 +272,7 @@ public final class ConnectionDrainHandler: ChannelDuplexHandler, RemovableChanne
         }
     }
 
+    /// Cancels the idle check and any hand-over retry of a closed connection.
     public func channelInactive(context: ChannelHandlerContext) {
         idleCheck?.cancel()
         idleCheck = nil

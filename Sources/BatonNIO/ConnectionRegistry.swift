@@ -36,7 +36,7 @@ public final class ConnectionRegistry: Sendable {
     /// Connections accepted and not closed yet.
     public var openCount: Int { state.withLockedValue { $0.open.count + $0.settingUp } }
 
-    /// Called by the ``Acceptor`` right after `accept(2)`.
+    /// Called by the `Acceptor` right after `accept(2)`.
     public func willAccept() {
         state.withLockedValue { $0.settingUp += 1 }
     }
@@ -76,7 +76,7 @@ public final class ConnectionRegistry: Sendable {
     /// connections over through `handoff` when there is one.
     ///
     /// With a hand-over, the connections it takes learn of the drain in random order, evenly over
-    /// its `spread` (see ``DrainPacer``): each goes to the next generation at that moment or at
+    /// its `spread` (see `DrainPacer`): each goes to the next generation at that moment or at
     /// its first request boundary after it. The rest (a listener the next generation does not
     /// serve), and any connection registered later, learn of it at once.
     public func startDraining(handoff: ConnectionHandoff? = nil) {

@@ -4,6 +4,7 @@ import NIOCore
 /// Asks the ``ConnectionSocketHandler`` of a connection to close it without losing anything the
 /// client sent or was sent (a lingering close). Send it with `triggerUserOutboundEvent`.
 public struct GracefulCloseEvent: Sendable {
+    /// A graceful-close request; it carries nothing.
     public init() {}
 }
 
@@ -93,9 +94,13 @@ public final class ConnectionActivity {
 /// has closed its side or after `lingerTimeout` (nginx's `lingering_close`). With nothing pending
 /// it closes at once, which costs nothing extra on the common path.
 public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    /// The socket's bytes, as NIO read them.
     public typealias InboundIn = ByteBuffer
+    /// The same bytes, passed on unchanged to the TLS or HTTP decoder above.
     public typealias InboundOut = ByteBuffer
+    /// Bytes to write, from the handlers above.
     public typealias OutboundIn = ByteBuffer
+    /// The same bytes, passed on unchanged to the socket.
     public typealias OutboundOut = ByteBuffer
 
     /// Shared with the HTTP-level ``ConnectionDrainHandler``.
@@ -115,10 +120,14 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
         self.lingerTimeout = lingerTimeout
     }
 
+    /// Starts the connection's clock: its first pause is measured from here.
     public func handlerAdded(context: ChannelHandlerContext) {
         activity.lastActivity = context.eventLoop.now
     }
 
+    /// Notes when a request began arriving and how long the client paused before it, and whether the
+    /// bytes read end exactly with a request (a request boundary, where the connection can be handed
+    /// over); discards what arrives during a lingering close.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if lingering { return }  // the answer has been given; what follows is discarded
         if activity.isTLS { return context.fireChannelRead(data) }  // records: the TLSActivityHandler reads the plaintext
@@ -152,11 +161,14 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
         return chunkEnd != nil && chunkEnd == bytesEnd
     }
 
+    /// Keeps reading until end-of-file during a lingering close, when nothing above asks for reads.
     public func channelReadComplete(context: ChannelHandlerContext) {
         // While lingering nobody above asks for reads any more: keep reading until end-of-file.
         if lingering { context.read() } else { context.fireChannelReadComplete() }
     }
 
+    /// Ends a lingering close at the client's end-of-file, and gives a connection upgraded to
+    /// WebSocket its WebSocket drain when a drain (or a hurry) reaches it.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if lingering, case ChannelEvent.inputClosed = event {
             context.close(promise: nil)
@@ -170,6 +182,9 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
         context.fireUserInboundEventTriggered(event)
     }
 
+    /// Carries out a hand-over (sends the socket to the next generation's inbox, then drops this
+    /// process's descriptor) and ``GracefulCloseEvent`` (through TLS: close_notify; with input that may
+    /// still arrive: output shut down first, then a lingering close; otherwise at once).
     public func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
         if let handOver = event as? HandOverEvent {
             // An inactive channel's descriptor is closed, and its number may be another's now.
@@ -224,6 +239,7 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
         context.read()
     }
 
+    /// Takes the connection out of the ``ConnectionCensus`` and stops the linger timer.
     public func channelInactive(context: ChannelHandlerContext) {
         activity.count(as: nil)
         lingerTimer?.cancel()

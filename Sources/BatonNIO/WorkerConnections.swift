@@ -11,7 +11,7 @@ import NIOPosix
 /// Drain settings shared by every adapter (Hummingbird's `BatonServerConfiguration`, BatonVapor's).
 public struct DrainConfiguration: Sendable {
     /// Hard deadline of a drain: connections still open then are closed. Nil (the default)
-    /// takes the deadline the master sends with its ``DrainOrders`` (its drain timeout less a
+    /// takes the deadline the master sends with its `DrainOrders` (its drain timeout less a
     /// margin to exit before SIGKILL), or 25 s from a master that sends none. A value set here
     /// is used when it is earlier than the master's.
     public var drainDeadline: Duration?
@@ -51,7 +51,7 @@ public struct DrainConfiguration: Sendable {
     public init() {}
 }
 
-/// The framework-neutral half of serving on a Baton worker: an ``Acceptor`` on every listener
+/// The framework-neutral half of serving on a Baton worker: an `Acceptor` on every listener
 /// the master passed, a reader of the connection inbox where the previous generation hands its
 /// keep-alive connections over, a ``ConnectionRegistry`` of all of them, and the drain.
 ///
@@ -63,6 +63,18 @@ public struct DrainConfiguration: Sendable {
 /// generation it passes the canary its share of the traffic; as the canary (started with
 /// `BATON_CANARY=1`) it accepts nothing until it is promoted, serving only what arrives in its
 /// inbox. Every second it reports its request counts to the master, which judges the canary.
+///
+/// ```swift
+/// let connections = try WorkerConnections(worker: worker, eventLoopGroup: group, logger: logger) { channel in
+///     channel.eventLoop.makeCompletedFuture {
+///         try channel.pipeline.syncOperations.addHandlers([/* HTTP codec, */ ConnectionDrainHandler(), /* app */])
+///         try DrainHandlers.add(to: channel, configuration: drain)
+///     }
+/// }
+/// try connections.ready(status: "serving")
+/// // on SIGTERM:
+/// await connections.drain(drain)
+/// ```
 public final class WorkerConnections: Sendable {
     private struct Accepting {
         /// By listener position.
@@ -240,7 +252,7 @@ public final class WorkerConnections: Sendable {
     ///
     /// The master may call the drain off (`resume`: the generation it drained for died): then
     /// every connection still here stays, accepting starts again on the listeners still open,
-    /// and this waits, serving, for the master's next ``DrainOrders`` (or its exit) to drain again.
+    /// and this waits, serving, for the master's next `DrainOrders` (or its exit) to drain again.
     public func drain(_ configuration: DrainConfiguration) async {
         let started = ContinuousClock.now
         // Without orders (an older master) every queue is taken: the safe choice when this may be

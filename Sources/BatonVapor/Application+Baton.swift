@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import Vapor
 
+/// Serving a Vapor application on a Baton worker's listeners, with Baton's drain.
 extension Application {
     /// Serves this application on the listeners a Baton master passed to this worker until
     /// SIGTERM (the master's drain order) or SIGINT, then drains and shuts the application down.

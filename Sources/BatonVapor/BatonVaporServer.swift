@@ -87,7 +87,7 @@ public final class BatonVaporServer: Server, Sendable {
         try pipeline.addHandler(VaporHTTPHandler(shared: shared, httpHandlers: [encoder, decoder, errors, drain]))
     }
 
-    /// Drains (see ``BatonNIO/WorkerConnections/drain(_:)``) and completes ``onShutdown``.
+    /// Drains (see `BatonNIO.WorkerConnections.drain(_:)`) and completes ``onShutdown``.
     public func shutdown() async {
         guard let connections = state.withLockedValue({ state in defer { state = nil }; return state }) else { return }
         await connections.drain(configuration.drain)

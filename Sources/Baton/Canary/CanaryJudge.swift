@@ -3,7 +3,9 @@
 public enum CanaryJudge {
     /// The decision and its reasons, in one line for the log, `baton status` and `baton reload`.
     public struct Verdict: Sendable, Equatable, CustomStringConvertible {
+        /// True: promote the canary; false: roll it back.
         public var passed: Bool
+        /// Why, with both sides' figures: `passed: canary 120 requests, …; serving release …`.
         public var description: String
     }
 

@@ -6,7 +6,12 @@ import Foundation
 
 /// The seed workflow as a ``MasterConfiguration``: the app folder holds `watch.conf` and the
 /// binary it names; a change to the file (after `DelaySecond`) upgrades to the binary it names,
-/// staged into the ``ReleaseStore`` first, as the version in `Ver`, on the port in `HttpPort`.
+/// staged into the `ReleaseStore` first, as the version in `Ver`, on the port in `HttpPort`.
+///
+/// ```swift
+/// let deployment = try WatchConfigDeployment(configPath: "/srv/app/watch.conf")
+/// try await Baton.runMaster(try deployment.masterConfiguration(), logger: logger)
+/// ```
 public struct WatchConfigDeployment: Sendable {
     /// The watch.conf file.
     public let configPath: String

@@ -6,7 +6,7 @@ import Logging
 /// Logging set-up shared by Baton's programs (`hello`, `baton`, apps that embed Baton).
 public enum BatonLogging {
     /// Bootstraps swift-log once per process: to the journal's format when standard error is
-    /// connected to systemd's journal (see ``JournalLogHandler``), otherwise swift-log's
+    /// connected to systemd's journal (see `JournalLogHandler`), otherwise swift-log's
     /// `StreamLogHandler` on standard error. `LOG_LEVEL` (trace … critical) overrides `level`.
     public static func bootstrap(level: Logger.Level = .info) {
         let environment = ProcessEnvironment.current()

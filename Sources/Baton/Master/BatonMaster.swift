@@ -14,6 +14,14 @@ import UnixSignals
 /// binds (or adopts from systemd) its listeners, starts generation 1, upgrades on SIGHUP or
 /// ``requestUpgrade(reason:)``, restarts a worker that dies by itself, and on graceful shutdown
 /// drains every generation and returns.
+///
+/// ```swift
+/// let master = BatonMaster(configuration: configuration, logger: logger)
+/// let group = ServiceGroup(configuration: .init(
+///     services: [.init(service: master, successTerminationBehavior: .gracefullyShutdownGroup)],
+///     gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+/// try await group.run()   // what Baton.runMaster(_:logger:) does
+/// ```
 public final class BatonMaster: Service, Sendable {
     /// Something that happened, for the master's single event loop.
     enum Event: Sendable {
@@ -100,7 +108,7 @@ public final class BatonMaster: Service, Sendable {
     ///
     /// After a re-execution of the master (same pid, new image) it takes over instead what the
     /// previous image handed over: listeners, sockets and generations. In the check mode that
-    /// precedes such an exec (``MasterCheck``) it answers and exits the process before anything.
+    /// precedes such an exec (`MasterCheck`) it answers and exits the process before anything.
     public func run() async throws {
         MasterCheck.answerIfAsked()
         var record: MasterRecord?

@@ -1,4 +1,12 @@
 /// How a ``BatonMaster`` binds, starts and replaces its workers.
+///
+/// ```swift
+/// var configuration = MasterConfiguration(listen: [.tcp(host: "0.0.0.0", port: 8080), .unix(path: "/run/app.sock")]) {
+///     LaunchPlan(executable: "/srv/app/app", version: "2")   // read again at every upgrade
+/// }
+/// configuration.drainTimeout = .seconds(60)
+/// configuration.controlSocket = "/srv/app/.baton/control.sock"   // for `baton reload|status|stop`
+/// ```
 public struct MasterConfiguration: Sendable {
     /// Addresses to bind when the master starts. Ignored when the master itself was handed
     /// listeners by systemd socket activation.
@@ -42,7 +50,7 @@ public struct MasterConfiguration: Sendable {
     /// Where to serve the metrics over HTTP (`GET /metrics`), e.g. `127.0.0.1:9464`; nil for
     /// none (they are always on the control socket: `baton metrics`). Must not be one of `listen`.
     public var metricsListen: ListenAddress?
-    /// Where to serve the control protocol (``ControlProtocol``); nil for no control socket.
+    /// Where to serve the control protocol (`ControlProtocol`); nil for no control socket.
     public var controlSocket: String?
     /// Whether an upgrade triggered by SIGHUP, watch.conf or `baton reload` re-executes the
     /// master too when the master's own binary changed on disk (embedded mode: the app's

@@ -13,7 +13,7 @@ public struct DrainOrders: Sendable, Equatable {
     /// Positions (0 = fd 3) of the listeners whose accept queue another generation, or systemd,
     /// goes on serving: leave what is queued there.
     public var sharedListeners: Set<Int>
-    /// The next generation's ``ConnectionInbox`` (a descriptor of this process, sent along with
+    /// The next generation's `ConnectionInbox` (a descriptor of this process, sent along with
     /// the orders): hand idle keep-alive connections over there instead of closing them. Nil when
     /// the next generation cannot take connections; then close them gracefully.
     public var connectionInbox: Int32?

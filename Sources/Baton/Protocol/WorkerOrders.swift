@@ -1,8 +1,8 @@
-/// What the master tells a worker on its control channel (``WorkerControl``) while it serves or
+/// What the master tells a worker on its control channel (`WorkerControl`) while it serves or
 /// drains, beside ``DrainOrders``.
 ///
 /// In a canary upgrade:
-/// - To the serving generation: `share percent=10 handoff=1`, the canary's ``ConnectionInbox``
+/// - To the serving generation: `share percent=10 handoff=1`, the canary's `ConnectionInbox`
 ///   attached: pass that share of the connections it accepts to the canary, and hand over that
 ///   share of its open keep-alive connections (at a request boundary, as in a drain). `share
 ///   percent=0`: stop (the canary is rolled back); connections not yet moved stay.

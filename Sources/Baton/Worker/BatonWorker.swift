@@ -19,7 +19,7 @@ public struct BatonWorker: Sendable {
     public let notifySocket: String?
     /// The worker's end of the master's control channel (`BATON_CONTROL_FD`), if it was given one.
     public let controlFD: Int32?
-    /// The receiving end of this worker's ``ConnectionInbox`` (`BATON_HANDOFF_FD`), if it was
+    /// The receiving end of this worker's `ConnectionInbox` (`BATON_HANDOFF_FD`), if it was
     /// given one: where the previous generation hands its keep-alive connections over.
     public let connectionInboxFD: Int32?
     /// What the master writes on ``controlFD``.
@@ -32,7 +32,7 @@ public struct BatonWorker: Sendable {
     /// for a worker that follows its control channel (see `MasterWatch`).
     public let successorTimeout: Duration?
 
-    /// A hand-over made by hand (tests, or a custom launcher); see ``fromEnvironment()``.
+    /// A hand-over made by hand (tests, or a custom launcher); see ``fromEnvironment(logger:)``.
     public init(generation: Int, version: String, masterPID: pid_t, listeners: [Listener], notifySocket: String?,
                 controlFD: Int32? = nil, connectionInboxFD: Int32? = nil, isCanary: Bool = false, successorTimeout: Duration? = nil) {
         self.successorTimeout = successorTimeout
@@ -54,9 +54,17 @@ public struct BatonWorker: Sendable {
     /// worker starts inherits them), arranges to get SIGTERM — a drain — if the master exits, and
     /// ignores SIGHUP, which is the master's upgrade signal and must not kill a worker.
     ///
-    /// A control channel or connection inbox named somewhere else than ``WorkerDescriptors``
+    /// A control channel or connection inbox named somewhere else than `WorkerDescriptors`
     /// puts it, or not open, is left alone: the worker then drains without the master's orders
     /// or takes no connections over, and says so once on `logger` at warning.
+    ///
+    /// ```swift
+    /// if let worker = try BatonWorker.fromEnvironment(logger: logger) {
+    ///     // serve on worker.listeners; worker.ready() once accepting; drain on SIGTERM
+    /// } else {
+    ///     // started by hand: be the master, or serve on a port of its own
+    /// }
+    /// ```
     public static func fromEnvironment(logger: Logger = Logger(label: "Baton")) throws -> BatonWorker? {
         let environment = ProcessEnvironment.current()
         guard let generationText = environment[WorkerEnvironment.generation] else { return nil }

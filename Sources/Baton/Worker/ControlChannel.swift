@@ -4,7 +4,7 @@ import Glibc
 import CBaton
 import NIOConcurrencyHelpers
 
-/// The worker's end of its control channel (``WorkerControl``): reads, without blocking, the
+/// The worker's end of its control channel (`WorkerControl`): reads, without blocking, the
 /// orders the master wrote so far, and keeps them until they are taken: ``DrainOrders`` by the
 /// drain, ``WorkerOrder``s by whatever follows the channel while the worker lives.
 ///
@@ -14,7 +14,10 @@ import NIOConcurrencyHelpers
 public final class ControlChannel: Sendable {
     /// One order from the master.
     public enum Order: Sendable, Equatable {
+        /// The drain line the master writes just before SIGTERM: which queues to leave, the deadline, the
+        /// next generation's inbox.
         case drain(DrainOrders)
+        /// Any other order (`share`, `accept`, `resume`, `master`), for whatever follows the channel.
         case other(WorkerOrder)
     }
 

@@ -29,6 +29,7 @@ public final class ConnectionCensus: Sendable {
 
     private let counts = NIOLockedValueBox([ConnectionKind: Int]())
 
+    /// An empty census; workers use ``shared``, tests their own.
     public init() {}
 
     /// Open connections by kind, those with none left out.

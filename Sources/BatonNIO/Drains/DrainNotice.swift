@@ -12,6 +12,7 @@ public final class DrainNotice: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
+    /// A notice with no handler registered and not fired; each ``ConnectionActivity`` has one.
     public init() {}
 
     /// Whether the drain has come for this connection.

@@ -8,7 +8,7 @@ import NIOHTTP2
 /// generation; new ones go to a new connection, which the next generation accepts. The
 /// connection closes when its last stream has ended (or at the drain deadline).
 ///
-/// The first step is Baton's, written below `NIOHTTP2Handler` by an ``HTTP2FrameWriter`` (see
+/// The first step is Baton's, written below `NIOHTTP2Handler` by an `HTTP2FrameWriter` (see
 /// there why NIO must not know of it): GOAWAY(2^31-1) and a PING. When the client's ack comes
 /// (or after `announceTimeout`), the rest is the framework's: Hummingbird's connection manager
 /// sends its GOAWAY(2^31-1) and PING, then GOAWAY(last stream), on `ChannelShouldQuiesceEvent`.
@@ -31,9 +31,13 @@ import NIOHTTP2
 /// HTTP/2 connections are never handed over (their HPACK and stream state live in this process)
 /// and never passed to a canary.
 public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    /// HTTP/2 frames from `NIOHTTP2Handler` (and whatever else passes).
     public typealias InboundIn = Any
+    /// The same, less the ack of Baton's own PING.
     public typealias InboundOut = Any
+    /// Whatever the framework writes, passed on unchanged.
     public typealias OutboundIn = Any
+    /// The same.
     public typealias OutboundOut = Any
 
     private enum State {
@@ -50,6 +54,8 @@ public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHand
     /// The connection's socket end, when there is one (not in some tests).
     private var activity: ConnectionActivity?
 
+    /// A handler that leaves both steps of the GOAWAY to the framework's connection manager (no frame
+    /// writer of Baton's own below NIO).
     public convenience init() {
         self.init(writer: nil)
     }
@@ -59,10 +65,13 @@ public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHand
         self.announceTimeout = announceTimeout
     }
 
+    /// Finds the connection's ``ConnectionActivity``, to close through TLS or gracefully.
     public func handlerAdded(context: ChannelHandlerContext) {
         activity = (try? context.pipeline.syncOperations.handler(type: ConnectionSocketHandler.self))?.activity
     }
 
+    /// Stops the ack of Baton's own PING (the client has read the first GOAWAY) and starts the
+    /// framework's quiescing; passes every other frame on.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // The ack of Baton's own PING: the client has read its GOAWAY. NIO passes it on as any
         // PING ack; the framework never sent it, so it stops here.
@@ -81,6 +90,8 @@ public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHand
         context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 
+    /// Starts the two-step GOAWAY on ``DrainConnectionEvent``; ignores resume and share orders (an
+    /// HTTP/2 connection neither moves nor takes a GOAWAY back).
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case is DrainConnectionEvent:
@@ -95,6 +106,8 @@ public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHand
         }
     }
 
+    /// Makes the framework's close a graceful one: it waits until the last stream's frames are written
+    /// and flushed, then closes through TLS or with a lingering close.
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         guard mode == .all, context.channel.isActive else { return context.close(mode: mode, promise: promise) }
         // Hummingbird closes from the stream delegate, called while NIOHTTP2Handler is still

@@ -13,7 +13,9 @@ import NIOTLS
 /// HTTP/1.1: when the handshake-completed event has passed (the negotiation handler builds the
 /// pipeline right then), this handler puts that protocol's drain in (``DrainHandlers``).
 public final class TLSActivityHandler: ChannelInboundHandler, RemovableChannelHandler {
+    /// Whatever NIOSSL passes up: plaintext bytes, or the protocol's frames once ALPN chose HTTP/2.
     public typealias InboundIn = Any
+    /// The same, passed on unchanged.
     public typealias InboundOut = Any
 
     let activity: ConnectionActivity
@@ -25,16 +27,20 @@ public final class TLSActivityHandler: ChannelInboundHandler, RemovableChannelHa
         self.idleGrace = idleGrace
     }
 
+    /// Starts the connection's clock: its first pause is measured from here.
     public func handlerAdded(context: ChannelHandlerContext) {
         activity.lastActivity = context.eventLoop.now
     }
 
+    /// Notes from the plaintext when a request began arriving and how long the client paused, and
+    /// puts the negotiated protocol's drain in at the first read.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         activity.requestBytesArrived(at: context.eventLoop.now)
         placeDrain(context: context)
         context.fireChannelRead(data)
     }
 
+    /// Puts the negotiated protocol's drain in once the TLS handshake has completed.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         context.fireUserInboundEventTriggered(event)
         if case TLSUserEvent.handshakeCompleted = event { placeDrain(context: context) }

@@ -14,6 +14,7 @@ public struct WebSocketDrainSettings: Sendable {
     /// How long the client has to answer the close before the connection is closed anyway.
     public var closeTimeout: TimeAmount
 
+    /// Settings with these bounds; ``DrainConfiguration`` holds the defaults (5 s, 1 s, 1 s, 5 s).
     public init(window: TimeAmount, hookTimeout: TimeAmount, quietWait: TimeAmount, closeTimeout: TimeAmount) {
         self.window = window
         self.hookTimeout = hookTimeout
@@ -45,9 +46,13 @@ public struct WebSocketDrainSettings: Sendable {
 ///   answer ends the connection (through TLS for wss), or `closeTimeout` does.
 /// - A drain called off before the close cancels it; once sent, it stands.
 public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    /// The client's frames, from the WebSocket frame decoder.
     public typealias InboundIn = WebSocketFrame
+    /// The same, passed on to the app's WebSocket handler.
     public typealias InboundOut = WebSocketFrame
+    /// The app's frames; dropped once the close has been sent.
     public typealias OutboundIn = WebSocketFrame
+    /// The app's frames, and the close 1001.
     public typealias OutboundOut = WebSocketFrame
 
     private enum State {
@@ -81,6 +86,8 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
         self.activity = activity
     }
 
+    /// Notes each client message as waiting for its answer; the client's answer to the close ends the
+    /// connection (the server closes the TCP connection first).
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
@@ -109,6 +116,8 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
         context.fireChannelRead(data)
     }
 
+    /// Notes an app's data frame as the answer to the client's last message; drops frames written after
+    /// the close.
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .closeSent = state {
             dropped += 1
@@ -122,6 +131,7 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
         context.write(data, promise: promise)
     }
 
+    /// Flushes; a close that waits for a quiet moment goes right after a prompt answer.
     public func flush(context: ChannelHandlerContext) {
         context.flush()
         // An answer that went out soon after the message it answers: the client's next message
@@ -137,6 +147,9 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
 
     private var isQuiet: Bool { !unanswered && activity.pendingInput == 0 }
 
+    /// Schedules the close at a random moment of the window on ``DrainConnectionEvent``, moves it within
+    /// a fifth of the window on ``HurryDrainEvent``, and cancels a close not yet sent on
+    /// ``ResumeConnectionEvent``.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case is DrainConnectionEvent:
@@ -216,6 +229,7 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
         }
     }
 
+    /// Cancels the close's timers of a connection that has closed.
     public func channelInactive(context: ChannelHandlerContext) {
         switch state {
         case .scheduled(let timer, _), .awaitingQuiet(let timer), .awaitingClientClose(let timer): timer.cancel()
@@ -230,5 +244,6 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
 /// Tells a draining connection to close soon rather than at its moment of the drain's spread
 /// (too many generations are draining at once): a WebSocket within a fifth of its close window.
 public struct HurryDrainEvent: Sendable {
+    /// A hurry order; it carries nothing.
     public init() {}
 }

@@ -47,7 +47,7 @@ public final class ConnectionHandoff: Sendable {
     /// When hand-overs stop and the graceful close takes over.
     public let deadline: NIODeadline
     /// The connections go over this time from the start, evenly and in random order (each at its
-    /// moment or its first request boundary after it; see ``DrainPacer``), so that the next
+    /// moment or its first request boundary after it; see `DrainPacer`), so that the next
     /// generation sets connections up at a pace it can take while it serves, not all at once.
     public let spread: TimeAmount
     /// The hand-over message for a connection to each listener (by position).
