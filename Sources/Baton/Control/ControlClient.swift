@@ -33,6 +33,9 @@ package enum ControlClient {
                         return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
+        } catch let error as IOError {
+            // NIO's own description ("connect(descriptor:addr:size:): … (errno: 2)") reads badly.
+            throw Failure.noMaster(path, "connect: \(String(cString: strerror(error.errnoCode))) (errno \(error.errnoCode))")
         } catch {
             throw Failure.noMaster(path, "\(error)")
         }
