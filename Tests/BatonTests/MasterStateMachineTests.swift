@@ -228,6 +228,24 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
                       "nobody waits any more: the exit changes nothing else")
     }
 
+    /// The serving generation dies while its successor waits for room: the successor takes over
+    /// at once (no moment without a generation accepting), the bound or not.
+    func testAGenerationWaitingForRoomTakesOverAtOnceWhenTheServingOneDies() {
+        var h = serving(.init(maxDrainingGenerations: 1))
+        upgrade(&h, to: v2, number: 2)
+        h.send(.trigger(reason: "SIGHUP", reply: token(8), masterBinaryChanged: false))
+        h.send(.launched(v3))
+        h.send(.spawned(generation: 3, pid: 103, listeners: [http], hasInbox: true))
+        h.send(.notified(pid: 103, ready))
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .serving, .starting])
+        let died = h.send(.exited(pid: 102, .signaled(9)))
+        XCTAssertTrue(died.logs.contains { $0.contains("generation 2 (pid 102, version 2) exited unexpectedly with signal 9 (Killed); generation 3 (pid 103, version 3), ready and waiting to take over, takes over now") }, "\(died.logs)")
+        XCTAssertTrue(died.contains(.makeListenersCurrent([http])))
+        XCTAssertTrue(died.contains { if case .reply(token(8), .upgrade(.succeeded)) = $0 { return true } else { return false } }, "\(died)")
+        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .serving])
+        XCTAssertEqual(h.machine.currentPlan, v3)
+    }
+
     /// A shutdown while a generation waits for room drains it with the others.
     func testShutdownDrainsAGenerationThatWaitsForRoom() {
         var h = serving(.init(maxDrainingGenerations: 1))

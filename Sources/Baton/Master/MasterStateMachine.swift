@@ -865,6 +865,15 @@ struct MasterStateMachine {
                 actions.append(.sendAccept(generation: trial.canary))
                 return takeOver(canary, now: now, canaryVerdict: lastCanary)
             }
+            // A generation ready and waiting for room is the one to serve: it takes over now,
+            // not after the hurried drain (nobody would accept meanwhile).
+            if !generations.contains(where: { $0.state == .serving }),
+               let held = generations.firstIndex(where: { $0.waitsForRoom && $0.state == .starting }) {
+                log(.error, "\(generation.label) exited unexpectedly with \(status); \(generations[held].label), ready and waiting to take over, takes over now")
+                generations[held].waitsForRoom = false
+                generations[held].state = .serving
+                return takeOver(held, now: now)
+            }
             servingGenerationDied(generation, status: status, now: now)
         }
     }
