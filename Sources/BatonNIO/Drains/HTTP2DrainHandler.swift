@@ -53,6 +53,8 @@ public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHand
     private let announceTimeout: TimeAmount
     /// The connection's socket end, when there is one (not in some tests).
     private var activity: ConnectionActivity?
+    /// The graceful close has been asked of the socket handler.
+    private var closeRequested = false
 
     /// A handler that leaves both steps of the GOAWAY to the framework's connection manager (no frame
     /// writer of Baton's own below NIO).
@@ -109,7 +111,8 @@ public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHand
     /// Makes the framework's close a graceful one: it waits until the last stream's frames are written
     /// and flushed, then closes through TLS or with a lingering close.
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        guard mode == .all, context.channel.isActive else { return context.close(mode: mode, promise: promise) }
+        // The socket handler's close through TLS comes back through here: it goes on down.
+        guard mode == .all, context.channel.isActive, !closeRequested else { return context.close(mode: mode, promise: promise) }
         // Hummingbird closes from the stream delegate, called while NIOHTTP2Handler is still
         // writing the last stream's END_STREAM frame: closed now, the connection would lose that
         // frame (and its DATA before the flush). So the close waits for this loop turn to end.
@@ -119,7 +122,11 @@ public final class HTTP2DrainHandler: ChannelDuplexHandler, RemovableChannelHand
                 return
             }
             context.flush()
-            if self.activity?.isTLS == true { return context.close(mode: mode, promise: promise) }
+            // Without the socket handler (no activity) nothing would carry out the event.
+            guard self.activity != nil else { return context.close(mode: mode, promise: promise) }
+            // The socket handler closes: lingering, or under TLS back through this pipeline
+            // (close_notify), the socket closing `lingerTimeout` later if the client sends none.
+            self.closeRequested = true
             context.triggerUserOutboundEvent(GracefulCloseEvent(), promise: nil)
             if let promise { context.channel.closeFuture.cascade(to: promise) }
         }
