@@ -212,15 +212,22 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
         XCTAssertFalse(overdue.contains(where: isHurry), "generation 2, the oldest, is hurried already")
     }
 
-    /// A generation that waits for room and dies fails its upgrade; the serving one goes on.
-    func testAGenerationThatDiesWhileItWaitsForRoomFailsItsUpgrade() {
+    /// With a bound of one draining generation: generation 1 draining, 2 serving, and 3 (version
+    /// 3) ready but waiting for room, its upgrade answered to `reply`.
+    func waitingForRoom(reply: Machine.ReplyToken?) -> Harness {
         var h = serving(.init(maxDrainingGenerations: 1))
         upgrade(&h, to: v2, number: 2)
-        h.send(.trigger(reason: "SIGHUP", reply: token(7), masterBinaryChanged: false))
+        h.send(.trigger(reason: "SIGHUP", reply: reply, masterBinaryChanged: false))
         h.send(.launched(v3))
         h.send(.spawned(generation: 3, pid: 103, listeners: [http], hasInbox: true))
         h.send(.notified(pid: 103, ready))
         XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .serving, .starting])
+        return h
+    }
+
+    /// A generation that waits for room and dies fails its upgrade; the serving one goes on.
+    func testAGenerationThatDiesWhileItWaitsForRoomFailsItsUpgrade() {
+        var h = waitingForRoom(reply: token(7))
         let died = h.send(.exited(pid: 103, .signaled(9)))
         XCTAssertTrue(died.contains { if case .reply(token(7), .upgrade(.failed(let reason))) = $0 { return reason.contains("generation 3 (pid 103, version 3) exited while it waited, ready, to take over") } else { return false } }, "\(died)")
         XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .serving])
@@ -231,13 +238,7 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
     /// The serving generation dies while its successor waits for room: the successor takes over
     /// at once (no moment without a generation accepting), the bound or not.
     func testAGenerationWaitingForRoomTakesOverAtOnceWhenTheServingOneDies() {
-        var h = serving(.init(maxDrainingGenerations: 1))
-        upgrade(&h, to: v2, number: 2)
-        h.send(.trigger(reason: "SIGHUP", reply: token(8), masterBinaryChanged: false))
-        h.send(.launched(v3))
-        h.send(.spawned(generation: 3, pid: 103, listeners: [http], hasInbox: true))
-        h.send(.notified(pid: 103, ready))
-        XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .serving, .starting])
+        var h = waitingForRoom(reply: token(8))
         let died = h.send(.exited(pid: 102, .signaled(9)))
         XCTAssertTrue(died.logs.contains { $0.contains("generation 2 (pid 102, version 2) exited unexpectedly with signal 9 (Killed); generation 3 (pid 103, version 3), ready and waiting to take over, takes over now") }, "\(died.logs)")
         XCTAssertTrue(died.contains(.makeListenersCurrent([http])))
@@ -248,12 +249,7 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
 
     /// A shutdown while a generation waits for room drains it with the others.
     func testShutdownDrainsAGenerationThatWaitsForRoom() {
-        var h = serving(.init(maxDrainingGenerations: 1))
-        upgrade(&h, to: v2, number: 2)
-        h.send(.trigger(reason: "SIGHUP", reply: nil, masterBinaryChanged: false))
-        h.send(.launched(v3))
-        h.send(.spawned(generation: 3, pid: 103, listeners: [http], hasInbox: true))
-        h.send(.notified(pid: 103, ready))
+        var h = waitingForRoom(reply: nil)
         h.send(.shutdown)
         XCTAssertEqual(h.machine.generations.map(\.state), [.draining, .draining, .draining])
         h.send(.exited(pid: 101, .exited(0)))
