@@ -64,6 +64,12 @@ public final class BatonVaporServer: Server, Sendable {
         let drain = configuration.drain
         // Each answer is counted with the responder's own time (VaporHTTPHandler; see RequestRecorder).
         RequestRecorder.shared.willTimeResponders()
+        // The pipeline's generic handlers are made once here, on one thread, before connections
+        // come: a new generation handed 32 connections at once crashed once in CI (SIGSEGV in the
+        // Swift runtime's swift_checkMetadataState, instantiating ByteToMessageHandler's metadata
+        // on two event loops at the same moment).
+        _ = (HTTPResponseEncoder(), ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
+             HTTPServerProtocolErrorHandler(), ConnectionDrainHandler(idleGrace: idleGrace))
         let connections = try WorkerConnections(worker: worker, eventLoopGroup: application.eventLoopGroup, logger: logger) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try Self.configurePipeline(channel.pipeline.syncOperations, shared: shared, idleGrace: idleGrace)
