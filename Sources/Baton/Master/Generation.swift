@@ -53,8 +53,9 @@ public struct Generation: Sendable, Equatable {
     var drainsFor: Int?
     /// Told to close its connections now (``MasterStateMachine/Settings/maxDrainingGenerations``).
     var hurried = false
-    /// Ready, it waits (still `starting`) for a hurried drain to end before it takes over.
-    var waitsForRoom = false
+    /// Ready, it waits (still `starting`) for a hurried drain to end before it takes over: the
+    /// only `starting` generation that has said it is ready.
+    var waitsForRoom: Bool { state == .starting && readyAt != nil }
     /// The request counts it reported last (cumulative since it started).
     public internal(set) var stats = RequestStats()
     /// Its open connections by kind (`http1`, `ws`, …), as it last reported them; nil before

@@ -585,7 +585,6 @@ struct MasterStateMachine {
         // Taking over now would make more generations drain than the bound allows: wait (still
         // `starting`, the old generation serving) until the hurried drains have exited.
         hurryOldestDrains(incoming: incoming)
-        generations[index].waitsForRoom = true
         let hurried = draining.filter(\.hurried).map { "generation \($0.number)" }
         let waitsFor = hurried.isEmpty ? "a draining generation has" : hurried.joined(separator: " and ") + (hurried.count > 1 ? " have" : " has")
         // Not "ready in": that line, which tools count, comes once, at the take-over.
@@ -594,17 +593,17 @@ struct MasterStateMachine {
     }
 
     /// A generation that waits for room takes over once there is room (a draining generation
-    /// exited), or when its wait is over (`overdue`), whatever the count.
+    /// exited), when none serves any more (nobody would accept), or when its wait is over
+    /// (`overdue`), whatever the count.
     private mutating func takeOverIfRoom(overdue: Int? = nil, now: ContinuousClock.Instant) {
         guard phase != .shuttingDown,
-              let index = generations.firstIndex(where: { $0.waitsForRoom && $0.state == .starting }) else { return }
+              let index = generations.firstIndex(where: \.waitsForRoom) else { return }
         let incoming = generations.filter { $0.state == .serving }.count
         let draining = generations.filter { $0.state == .draining }.count
-        if draining + incoming > settings.maxDrainingGenerations {
+        if incoming > 0, draining + incoming > settings.maxDrainingGenerations {
             guard overdue == generations[index].number else { return }
             log(.warning, "\(generations[index].label) takes over although \(draining) generations are still draining after \(settings.roomWait.shortDescription) (at most \(settings.maxDrainingGenerations) should): a hurried one does not exit")
         }
-        generations[index].waitsForRoom = false
         generations[index].state = .serving
         takeOver(index, now: now)
     }
@@ -734,7 +733,6 @@ struct MasterStateMachine {
     /// name the successor's inbox.
     private mutating func beginDrain(_ index: Int, successor: Int? = nil, now: ContinuousClock.Instant) {
         generations[index].state = .draining
-        generations[index].waitsForRoom = false
         generations[index].drainStartedAt = now
         // First what the worker must know to drain well: which queues others go on serving.
         let shared = sharedListeners(of: generations[index])
@@ -865,14 +863,10 @@ struct MasterStateMachine {
                 actions.append(.sendAccept(generation: trial.canary))
                 return takeOver(canary, now: now, canaryVerdict: lastCanary)
             }
-            // A generation ready and waiting for room is the one to serve: it takes over now,
-            // not after the hurried drain (nobody would accept meanwhile).
-            if !generations.contains(where: { $0.state == .serving }),
-               let held = generations.firstIndex(where: { $0.waitsForRoom && $0.state == .starting }) {
-                log(.error, "\(generation.label) exited unexpectedly with \(status); \(generations[held].label), ready and waiting to take over, takes over now")
-                generations[held].waitsForRoom = false
-                generations[held].state = .serving
-                return takeOver(held, now: now)
+            // A generation ready and waiting for room is the one to serve: it takes over now.
+            if !generations.contains(where: { $0.state == .serving }), let held = generations.first(where: \.waitsForRoom) {
+                log(.error, "\(generation.label) exited unexpectedly with \(status); \(held.label), ready and waiting to take over, takes over now")
+                return takeOverIfRoom(now: now)
             }
             servingGenerationDied(generation, status: status, now: now)
         }
