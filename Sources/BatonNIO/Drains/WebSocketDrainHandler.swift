@@ -185,18 +185,15 @@ public final class WebSocketDrainHandler: ChannelDuplexHandler, RemovableChannel
     /// Runs the app's drain handlers (bounded), then waits for a quiet moment.
     private func notify(context: ChannelHandlerContext) {
         state = .notifying
-        let done = context.eventLoop.makePromise(of: Void.self)
+        // Whether a handler ran (the app may have told its client); false when they overran.
+        let told = context.eventLoop.makePromise(of: Bool.self)
         let notice = activity.drainNotice
-        let told = NIOLoopBoundBox(false, eventLoop: context.eventLoop)
-        done.completeWithTask {
-            if await notice.fire() { context.eventLoop.execute { told.value = true } }
-        }
-        let timeout = context.eventLoop.assumeIsolated().scheduleTask(in: settings.hookTimeout) { done.succeed() }
-        done.futureResult.assumeIsolated().whenComplete { _ in
+        told.completeWithTask { await notice.fire() }
+        let timeout = context.eventLoop.assumeIsolated().scheduleTask(in: settings.hookTimeout) { told.succeed(false) }
+        told.futureResult.assumeIsolated().whenComplete { result in
             timeout.cancel()
             guard case .notifying = self.state, context.channel.isActive else { return }
-            // (The hop above runs before this completion: both were enqueued in that order.)
-            if told.value {
+            if (try? result.get()) == true {
                 self.state = .awaitingClientClose(context.eventLoop.assumeIsolated().scheduleTask(in: self.settings.quietWait) {
                     self.awaitQuiet(context: context)
                 })
