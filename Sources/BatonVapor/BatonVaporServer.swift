@@ -68,8 +68,7 @@ public final class BatonVaporServer: Server, Sendable {
         // come: a new generation handed 32 connections at once crashed once in CI (SIGSEGV in the
         // Swift runtime's swift_checkMetadataState, instantiating ByteToMessageHandler's metadata
         // on two event loops at the same moment).
-        _ = (HTTPResponseEncoder(), ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
-             HTTPServerProtocolErrorHandler(), ConnectionDrainHandler(idleGrace: idleGrace))
+        _ = Self.httpHandlers(idleGrace: idleGrace)
         let connections = try WorkerConnections(worker: worker, eventLoopGroup: application.eventLoopGroup, logger: logger) { channel in
             channel.eventLoop.makeCompletedFuture {
                 try Self.configurePipeline(channel.pipeline.syncOperations, shared: shared, idleGrace: idleGrace)
@@ -85,12 +84,16 @@ public final class BatonVaporServer: Server, Sendable {
 
     /// NIO's HTTP/1 codec, Baton's drain handler, and the handler that calls Vapor.
     static func configurePipeline(_ pipeline: ChannelPipeline.SynchronousOperations, shared: VaporHTTPHandler.Shared, idleGrace: TimeAmount) throws {
-        let encoder = HTTPResponseEncoder()
-        let decoder = ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes))
-        let errors = HTTPServerProtocolErrorHandler()
-        let drain = ConnectionDrainHandler(idleGrace: idleGrace)
-        try pipeline.addHandlers([encoder, decoder, errors, drain])
-        try pipeline.addHandler(VaporHTTPHandler(shared: shared, httpHandlers: [encoder, decoder, errors, drain]))
+        let handlers = httpHandlers(idleGrace: idleGrace)
+        try pipeline.addHandlers(handlers)
+        try pipeline.addHandler(VaporHTTPHandler(shared: shared, httpHandlers: handlers))
+    }
+
+    /// The HTTP/1 handlers of a connection, in pipeline order: encoder, decoder, protocol errors,
+    /// Baton's drain.
+    static func httpHandlers(idleGrace: TimeAmount) -> [any RemovableChannelHandler] {
+        [HTTPResponseEncoder(), ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)),
+         HTTPServerProtocolErrorHandler(), ConnectionDrainHandler(idleGrace: idleGrace)]
     }
 
     /// Drains (see `BatonNIO.WorkerConnections.drain(_:)`) and completes ``onShutdown``.
