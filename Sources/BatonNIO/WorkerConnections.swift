@@ -111,6 +111,9 @@ public final class WorkerConnections: Sendable {
     private let accepting = NIOLockedValueBox(Accepting())
     private let makeAcceptor: @Sendable (Int) throws -> Acceptor
     private let inbox: ConnectionInboxReader?
+    /// Serves the connections taken back from a next generation that died (locked: an adopter
+    /// takes one caller at a time).
+    private let takenBack: NIOLockedValueBox<ConnectionAdopter>
     private let worker: BatonWorker
     private let logger: Logger
     /// The canary's share, while this generation passes one.
@@ -138,6 +141,7 @@ public final class WorkerConnections: Sendable {
         }
         let names = worker.listeners.map(\.name)
         self.inbox = worker.connectionInboxFD.map { ConnectionInboxReader(fd: $0, listenerNames: names, adopter: adopter(), logger: logger) }
+        self.takenBack = NIOLockedValueBox(adopter())
         if worker.isCanary {
             logger.info("worker generation \(worker.generation) is a canary: it serves what the serving generation passes it, and accepts nothing until it is promoted")
         } else {
@@ -216,11 +220,27 @@ public final class WorkerConnections: Sendable {
     }
 
     /// Ends the canary's share: connections on their way to it stay (or go where a drain says).
+    /// If the canary died, what it had not read yet comes back here.
     private func endShare() {
-        share.withLockedValue { current in
-            current?.handoff.close()
-            current = nil
+        let ended = share.withLockedValue { current in
+            defer { current = nil }
+            return current?.handoff
         }
+        guard let ended else { return }
+        takeBack(from: ended, to: "the canary")
+        ended.close()
+    }
+
+    /// Serves here again the connections `handoff` lent to a generation that died before it read
+    /// from them (see ``ConnectionHandoff/takeBack()``), and says what became of them.
+    private func takeBack(from handoff: ConnectionHandoff, to whom: String) {
+        let (connections, lost) = handoff.takeBack()
+        let count = connections.values.reduce(0) { $0 + $1.count }
+        guard count + lost > 0 else { return }
+        takenBack.withLockedValue { adopter in
+            for (listener, fds) in connections.sorted(by: { $0.key < $1.key }) { adopter.adopt(fds, listener: listener) }
+        }
+        logger.notice("worker generation \(worker.generation): took back \(count) connection(s) handed to \(whom), which died before it read from them; \(lost) it had read from went with it")
     }
 
     /// Sends the master this process's request counts every second while they change.
@@ -362,7 +382,7 @@ public final class WorkerConnections: Sendable {
         closeListeners()
         let took = (ContinuousClock.now - started).milliseconds
         let received = inbox.map { $0.count > 0 ? "; had taken over \($0.count) connection(s) from the generation before" : "" } ?? ""
-        if let (handedOver, closed) = handoff?.counts {
+        if let (handedOver, closed, _) = handoff?.counts {
             logger.info("worker generation \(worker.generation) drained in \(took) ms: \(handedOver) connection(s) handed over, \(closed) closed\(received)")
         } else {
             logger.info("worker generation \(worker.generation) drained in \(took) ms\(received)")
@@ -375,7 +395,10 @@ public final class WorkerConnections: Sendable {
     private func resume(handoff: ConnectionHandoff?, follower: ControlFollower?) {
         registry.stopDraining()
         follower?.stopRetargeting()
-        handoff?.close()
+        if let handoff {
+            takeBack(from: handoff, to: "the next generation")
+            handoff.close()
+        }
         let generation = worker.generation
         do {
             let (open, closed) = try accepting.withLockedValue { state -> ([Int], [Int]) in

@@ -9,6 +9,38 @@ int baton_pending_input(int fd) {
 }
 
 #include <errno.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <poll.h>
+
+int baton_tcp_consumed(int fd, uint64_t *consumed, int *established) {
+    // bytes_received (rcv_nxt's progress) less what waits unread (rcv_nxt - copied_seq) is what
+    // every reader took; two TCP_INFOs around SIOCINQ make it exact when no byte arrives between.
+    for (int attempt = 0; attempt < 8; attempt++) {
+        struct tcp_info before, after;
+        socklen_t length = sizeof before;
+        if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &before, &length) < 0) return -1;
+        int unread = 0;
+        if (ioctl(fd, SIOCINQ, &unread) < 0) return -1;
+        length = sizeof after;
+        if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &after, &length) < 0) return -1;
+        if (before.tcpi_bytes_received != after.tcpi_bytes_received) continue;
+        *consumed = after.tcpi_bytes_received - (uint64_t)unread;
+        *established = after.tcpi_state == 1;  // TCP_ESTABLISHED
+        return 0;
+    }
+    errno = EAGAIN;
+    return -1;
+}
+
+int baton_peer_closed(int sock) {
+    struct pollfd entry = { .fd = sock, .events = 0 };
+    if (poll(&entry, 1, 0) < 0) return -1;
+    return (entry.revents & (POLLHUP | POLLERR)) != 0;
+}
+
+#include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>

@@ -284,6 +284,43 @@ final class FaultTests: IntegrationTestCase {
         XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
     }
 
+    /// Idle keep-alive connections handed to the successor, which dies before any of them sent
+    /// a request: the old generation takes them back (it kept a copy of each, see
+    /// `ConnectionHandoff.lendFor`) and answers their next requests, with nothing lost and no
+    /// connection closed.
+    func testIdleConnectionsHandedToASuccessorThatDiesComeBack() throws {
+        let hello = try startHello()
+        let old = try XCTUnwrap(hello.servingPid())
+        let idle = try (0..<20).map { _ in try HTTPConnection(port: hello.port, timeout: 20) }
+        for connection in idle { XCTAssertEqual(try connection.get("/hello").pid, old) }
+        // A long request keeps the old generation draining while its successor dies.
+        let held = try HTTPConnection(port: hello.port, timeout: 20)
+        try held.send(raw: "GET /sleep?ms=5000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        Thread.sleep(forTimeInterval: 0.3)
+
+        hello.signal(SIGHUP)
+        var new: pid_t?
+        XCTAssertTrue(poll(timeout: 20) {
+            new = hello.servingPid()
+            return new != nil && new != old
+        }, "no new generation within 20 s")
+        let successor = try XCTUnwrap(new)
+        hello.track(successor)
+        Thread.sleep(forTimeInterval: 1)  // the idle connections go over within 100 ms of the drain's start
+        XCTAssertEqual(kill(successor, SIGKILL), 0)
+        XCTAssertTrue(hello.waitForLog("drain called off", timeout: 10), "the old generation did not say it serves again")
+        XCTAssertTrue(hello.waitForLog("took back 20 connection(s) handed to the next generation, which died before it read from them; 0 it had read from",
+                                       timeout: 5), "the idle connections were not all taken back")
+        for connection in idle {
+            let response = try connection.get("/hello")
+            XCTAssertEqual(response.status, 200)
+            XCTAssertEqual(response.pid, old)
+            XCTAssertFalse(response.connectionClose)
+        }
+        XCTAssertEqual(try held.readResponse().pid, old)
+        XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
+    }
+
     // MARK: A long request across an upgrade
 
     /// `GET /sleep?ms=3000` in flight during an upgrade completes with 200 from the old pid, while

@@ -18,6 +18,14 @@ import Glibc
 /// end of the inbox closed: it died), connections wait for a grace (1 s) first, as for a full
 /// queue: the master may call the drain off (its successor died, this generation serves again)
 /// or name a newer inbox, and then they stay or go there instead of closing.
+///
+/// A connection sent is *lent* for a while (``lendFor``): this process keeps a copy of its
+/// descriptor, and notes how many bytes had been read from it. Should the next generation die
+/// meanwhile (its drain called off, or its share ended), ``takeBack()`` returns every lent
+/// connection nobody has read from since: those still in the dead process's inbox, those it had
+/// taken but not read yet, and those sent after its death before its inbox closed. The kernel's
+/// teardown of the dead process leaves them open, because of the copy, and they carry on here
+/// with nothing lost. A connection it read from is closed with it, as it would be without a copy.
 public final class ConnectionHandoff: Sendable {
     /// What became of one attempt.
     public enum Outcome: Sendable {
@@ -29,6 +37,16 @@ public final class ConnectionHandoff: Sendable {
         case closed
     }
 
+    /// A connection sent to the next generation, of which this process keeps a copy.
+    private struct Lent {
+        /// This process's copy of its descriptor.
+        let fd: Int32
+        let listener: Int
+        /// What had been read from it when it was sent (see `baton_tcp_consumed`).
+        let consumed: UInt64
+        let sentAt: NIODeadline
+    }
+
     private struct State {
         var inbox: Int32
         var broken: String?
@@ -38,10 +56,16 @@ public final class ConnectionHandoff: Sendable {
         var fellBack = 0
         /// ``close()`` was called: no inbox may be taken on after it.
         var closed = false
+        /// Oldest first.
+        var lent: [Lent] = []
+        var takenBack = 0
     }
 
     /// How long connections wait for new orders once the next generation is gone.
     private let peerGoneGrace: TimeAmount
+    /// How long a connection sent stays lent: this process keeps a copy of it, to take it back
+    /// if the next generation dies before it has read from it.
+    public let lendFor: TimeAmount
 
     private let state: NIOLockedValueBox<State>
     /// When hand-overs stop and the graceful close takes over.
@@ -58,10 +82,11 @@ public final class ConnectionHandoff: Sendable {
     /// Hands connections to `inbox` (owned from now on) until `window` has passed: those to the
     /// listeners at the positions in `handingOver`, named as in `listenerNames`, spread over
     /// `spread`. Once the next generation is gone, connections wait `peerGoneGrace` for new
-    /// orders before they close.
+    /// orders before they close. Each connection sent stays lent for `lendFor`.
     public init(inbox: Int32, listenerNames: [String], handingOver: Set<Int>, window: TimeAmount, spread: TimeAmount = .zero,
-                peerGoneGrace: TimeAmount = .seconds(1), logger: Logger) {
+                peerGoneGrace: TimeAmount = .seconds(1), lendFor: TimeAmount = .seconds(2), logger: Logger) {
         self.peerGoneGrace = peerGoneGrace
+        self.lendFor = lendFor
         self.state = NIOLockedValueBox(State(inbox: inbox))
         self.deadline = .now() + window
         self.spread = min(spread, .nanoseconds(window.nanoseconds / 2))
@@ -91,9 +116,18 @@ public final class ConnectionHandoff: Sendable {
                 failure = state.broken
                 return .closed
             }
+            Self.endLoans(&state, sentBefore: now - lendFor)
+            // Measured before the send: from then on the next generation may read.
+            var consumed: UInt64 = 0
+            var established: Int32 = 0
+            let measured = baton_tcp_consumed(fd, &consumed, &established) == 0 && established == 1
             let sent = message.withUnsafeBytes { baton_send_fd(state.inbox, $0.baseAddress, $0.count, fd) }
             if sent == message.count {
                 state.handedOver += 1
+                if measured, lendFor > .zero {
+                    let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                    if copy >= 0 { state.lent.append(Lent(fd: copy, listener: listener, consumed: consumed, sentAt: now)) }
+                }
                 return .sent
             }
             let error = errno
@@ -129,7 +163,43 @@ public final class ConnectionHandoff: Sendable {
             state.inbox = inbox
             state.broken = nil
             state.peerGoneAt = nil
+            // The generation they went to lives on (it drains, and hands them on itself).
+            Self.endLoans(&state, sentBefore: nil)
         }
+    }
+
+    /// The connections lent to the next generation (see ``lendFor``) that nobody has read from
+    /// since they were sent and that are still open both ways, by listener position, now
+    /// owned by the caller, who serves them again; provided that generation is gone (its end of
+    /// the inbox is closed). Every other copy is closed: a connection the dead process read from
+    /// goes with it, and one a living generation holds stays there. Nothing is lent after this.
+    public func takeBack() -> (connections: [Int: [Int32]], lost: Int) {
+        state.withLockedValue { state in
+            defer { Self.endLoans(&state, sentBefore: nil) }
+            guard state.inbox >= 0, baton_peer_closed(state.inbox) == 1 else { return ([:], 0) }
+            var connections: [Int: [Int32]] = [:]
+            var lost: [Lent] = []
+            for loan in state.lent {
+                var consumed: UInt64 = 0
+                var established: Int32 = 0
+                guard baton_tcp_consumed(loan.fd, &consumed, &established) == 0, established == 1, consumed == loan.consumed else {
+                    lost.append(loan)
+                    continue
+                }
+                connections[loan.listener, default: []].append(loan.fd)
+            }
+            state.lent = lost  // closed by the defer
+            state.takenBack += connections.values.reduce(0) { $0 + $1.count }
+            return (connections, lost.count)
+        }
+    }
+
+    /// Closes the copies of the connections sent before `sentBefore` (nil: all of them).
+    private static func endLoans(_ state: inout State, sentBefore: NIODeadline?) {
+        let ended = sentBefore.map { time in state.lent.prefix { $0.sentAt < time }.count } ?? state.lent.count
+        guard ended > 0 else { return }
+        for loan in state.lent.prefix(ended) { Glibc.close(loan.fd) }
+        state.lent.removeFirst(ended)
     }
 
     /// Counts a connection that was closed instead of handed over.
@@ -137,14 +207,15 @@ public final class ConnectionHandoff: Sendable {
         state.withLockedValue { $0.fellBack += 1 }
     }
 
-    /// Connections handed over, and connections closed instead.
-    public var counts: (handedOver: Int, closed: Int) {
-        state.withLockedValue { ($0.handedOver, $0.fellBack) }
+    /// Connections handed over, connections closed instead, and connections taken back.
+    public var counts: (handedOver: Int, closed: Int, takenBack: Int) {
+        state.withLockedValue { ($0.handedOver, $0.fellBack, $0.takenBack) }
     }
 
-    /// Closes the inbox: no hand-over after this.
+    /// Closes the inbox and the copies of what was lent: no hand-over after this.
     public func close() {
         state.withLockedValue { state in
+            Self.endLoans(&state, sentBefore: nil)
             if state.inbox >= 0 { Glibc.close(state.inbox) }
             state.inbox = -1
             state.closed = true

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /// Starts `path` with `argv`/`envp` (clone with CLONE_VM|CLONE_VFORK, then execve: no shell, no
 /// fork of the Swift runtime). The `nfds` descriptors in `fds` are placed at 3, 4, … (close-on-exec
@@ -63,6 +64,16 @@ int baton_eventfd(void);
 /// ioctl(fd, FIONREAD): how many bytes wait unread in the socket's receive queue. Returns the
 /// count, or -1 with errno set. (ioctl is variadic, which Swift cannot call.)
 int baton_pending_input(int fd);
+
+/// What the readers of the TCP socket `fd` have taken from it so far: the bytes received less
+/// those still unread (`consumed`), exact when read while nobody else reads it; and whether the
+/// connection is still ESTABLISHED (neither side has closed or shut down). Returns 0, or -1 with
+/// errno set (EAGAIN: bytes kept arriving).
+int baton_tcp_consumed(int fd, uint64_t *consumed, int *established);
+
+/// Whether the other end of the connected unix socket `sock` is closed (poll: POLLHUP). Returns
+/// 1 or 0, or -1 with errno set.
+int baton_peer_closed(int sock);
 
 /// Sends `len` bytes of `buf` on the unix socket `sock` as one message, with `fd` attached as
 /// SCM_RIGHTS when it is >= 0 (the receiver gets its own descriptor for the same open file).
