@@ -547,18 +547,22 @@ class Report:
         rs = self.rows_of("successor-kill")
         if rs:
             self.w("The new generation SIGKILLed 0.5 s after it became ready, in the middle of the hand-over. Failed requests "
-                   "by where their connection was just before the kill (`ss -p`): on the killed generation (*held*: what no "
-                   "design can save), on no process (on their way into its inbox), or on another process (the old generation "
-                   "goes on handing connections over until the killed one's inbox closes, late in the kernel's teardown; and "
-                   "during the snapshot, which takes the time shown). *Accept gap*: from the `kill(2)` to the old generation's "
+                   "by where their connection was just before the kill (`ss -p`, a snapshot that takes the time shown): on the "
+                   "killed generation (*held*: what no design can save); *new*: a connection-per-request client's connection "
+                   "on no process, opened or accepted after the snapshot, when only the killed generation accepted (the old "
+                   "generation's accepts in that time are shown); *on their way*: a keep-alive connection on no process, "
+                   "handed over and not taken back; or only on another process (*elsewhere*). The old generation keeps a copy "
+                   "of each connection it hands over for 2 s and, when the drain is called off, *takes back* those the killed "
+                   "one never read from; the ones it had read from are *lost* with it. *Accept gap*: from the `kill(2)` to the old generation's "
                    "first `accept4(2)` (perf tracepoints). *First answer*: from the kill to the first answer to a connection "
                    "opened after it. The longest time without an answer to any connection-per-request client, and the "
                    "longest a new connection waited, before and after the kill: what the saturated core costs with no kill at "
                    "all.", "",
-                   "| round | connections held | failed: held / on their way / elsewhere | snapshot (ms) | accept gap (ms) | first answer (ms) | no answer, before / after (ms) | longest wait, before / after (ms) | generations started |",
-                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                   "| round | connections held | failed: held / new / on their way / elsewhere | old accepts in the snapshot's time | lent: taken back / lost | snapshot (ms) | accept gap (ms) | first answer (ms) | no answer, before / after (ms) | longest wait, before / after (ms) | generations started |",
+                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for r in rs:
-                self.w(f"| {ident(r['round'])} | {int(r['held'])} | {int(r['failed_held'])} / {int(r['failed_unowned'])} / {int(r['failed_other'])} | "
+                self.w(f"| {ident(r['round'])} | {int(r['held'])} | {int(r['failed_held'])} / {int(r['failed_new'])} / {int(r['failed_unowned'])} / {int(r['failed_other'])} | "
+                       f"{int(r['old_accepts_before_kill'])} | {int(r['taken_back'])} / {int(r['lent_lost'])} | "
                        f"{int(r['snapshot_ms'])} | {int(r['accept_gap_ms'])} | {int(r['first_answer_ms'])} | "
                        f"{int(r['gap_ms_before'])} / {int(r['gap_ms_after'])} | {int(r['wait_ms_before'])} / {int(r['wait_ms_after'])} | "
                        f"{int(r['started_after_kill'])} |")

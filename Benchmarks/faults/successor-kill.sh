@@ -12,11 +12,15 @@
 #   held             client connections the killed generation had open (ss -p, just before the kill;
 #                    snapshot_ms: from the start of that snapshot to the kill)
 #   failed_held      failed requests on those connections (what no design can save)
-#   failed_unowned   failed requests on connections no process had open in that snapshot: on
-#                    their way to the killed generation's inbox (handed over, not yet taken)
-#   failed_other     failed requests on connections another process had open: the old generation
-#                    goes on handing connections over until the killed one's inbox closes, late
-#                    in the kernel's teardown of it (and during the snapshot)
+#   failed_new       failed connection-per-request clients whose connection no process had in that
+#                    snapshot: opened or accepted after it, when only the killed generation
+#                    accepted (old_accepts_before_kill: the old generation's accepts between the
+#                    snapshot and the kill, from perf)
+#   failed_unowned   failed keep-alive requests on connections no process had open in that
+#                    snapshot: on their way into the killed generation's inbox and not taken back
+#   failed_other     failed requests on connections only another process had open
+#   taken_back, lent_lost   the old generation's count of the connections it had lent the killed
+#                    one: taken back (never read there) / read there, so gone with it
 #   ka_failed, close_failed, ka_kinds   the load clients' own totals
 #   accept_gap_ms    from the SIGKILL to the old generation's first accept (perf: the kill(2) and
 #                    accept4(2) tracepoints): the time nobody accepts
@@ -115,19 +119,31 @@ for line in open(f"{d}/perf.txt"):
         first_accept = t
         break
 accept_gap = round((first_accept - killed_at) * 1000) if killed_at and first_accept else -1
+old_accepts = 0
+if killed_at:
+    for line in open(f"{d}/perf.txt"):
+        m = re.match(r"\s*(\d+)\s+([\d.]+):\s+syscalls:sys_exit_accept4:\s*(.*)", line)
+        if m and m.group(1) == old and killed_at - int(snapshot_ms) / 1000 <= float(m.group(2)) < killed_at and int(m.group(3), 16) < 1 << 31:
+            old_accepts += 1
+taken_back, lent_lost = 0, 0
+for line in open(f"{d}/server.log"):
+    m = re.search(r"took back (\d+) connection\(s\) handed to the next generation.*; (\d+) it had read from", line)
+    if m:
+        taken_back, lent_lost = int(m.group(1)), int(m.group(2))
 
-# Who had each client connection (by the client's port) just before the kill.
+# Who had each client connection (by the client's port) just before the kill. A connection lent
+# by the old generation is in both tables: it counts as the killed generation's.
 owner = {}
 for line in open(f"{d}/owners.txt"):
     f = line.split()
     peer = f[3].rsplit(":", 1)[1]
-    m = re.search(r"pid=(\d+),", line)
-    owner[peer] = m.group(1) if m else None
+    pids = re.findall(r"pid=(\d+),", line)
+    owner[peer] = victim if victim in pids else pids[0] if pids else None
 held = sum(1 for p in owner.values() if p == victim)
-failed = {"held": 0, "unowned": 0, "other": 0}
-def count_failure(port):
+failed = {"held": 0, "new": 0, "unowned": 0, "other": 0}
+def count_failure(port, per_request):
     p = owner.get(port)
-    failed["held" if p == victim else "other" if p else "unowned"] += 1
+    failed["held" if p == victim else "other" if p else "new" if per_request else "unowned"] += 1
 
 t0 = int(open(f"{d}/close.ready").read().split()[0])
 pids, sent_answered = set(), []   # (sent, answered) in unix ms, every connection-per-request answer
@@ -137,7 +153,7 @@ for name in ("ka-failed.txt", "close-requests.txt"):
             continue
         f = line.split()   # SENT_MS TOOK_MS SLOT PREV_PID PID KIND PORT
         if f[5] != "ok":
-            count_failure(f[6])
+            count_failure(f[6], name == "close-requests.txt")
         elif name == "close-requests.txt":
             sent, answered = t0 + int(f[0]), t0 + int(f[0]) + int(f[1])
             sent_answered.append((sent, answered))
@@ -150,7 +166,8 @@ def wait(lo, hi):  # the longest a connection opened in [lo, hi) waited for its 
     return max((a - s for s, a in sent_answered if lo <= s < hi), default=-1)
 first = min((a for s, a in sent_answered if s >= kill), default=None)
 kinds = ",".join(f"{k}:{n}" for k, n in sorted(ka["failure_kinds"].items()) if n) or "-"
-print(f"held={held} snapshot_ms={snapshot_ms} failed_held={failed['held']} failed_unowned={failed['unowned']} failed_other={failed['other']} "
+print(f"held={held} snapshot_ms={snapshot_ms} failed_held={failed['held']} failed_new={failed['new']} failed_unowned={failed['unowned']} "
+      f"failed_other={failed['other']} old_accepts_before_kill={old_accepts} taken_back={taken_back} lent_lost={lent_lost} "
       f"ka_failed={ka['failures']} close_failed={close['failures']} ka_kinds={kinds} accept_gap_ms={accept_gap} "
       f"first_answer_ms={first - kill if first else -1} gap_ms_before={gap(kill - 1000, kill)} gap_ms_after={gap(kill, kill + 1000)} "
       f"wait_ms_before={wait(kill - 3000, kill)} wait_ms_after={wait(kill, kill + 3000)} "

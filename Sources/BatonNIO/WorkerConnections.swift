@@ -395,9 +395,12 @@ public final class WorkerConnections: Sendable {
     private func resume(handoff: ConnectionHandoff?, follower: ControlFollower?) {
         registry.stopDraining()
         follower?.stopRetargeting()
-        if let handoff {
-            takeBack(from: handoff, to: "the next generation")
-            handoff.close()
+        defer {
+            // After accepting again: new clients wait for nobody meanwhile.
+            if let handoff {
+                takeBack(from: handoff, to: "the next generation")
+                handoff.close()
+            }
         }
         let generation = worker.generation
         do {

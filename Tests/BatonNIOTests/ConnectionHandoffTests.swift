@@ -91,10 +91,11 @@ final class ConnectionHandoffTests: XCTestCase {
         XCTAssertEqual(text.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }, text.utf8.count)
     }
 
-    /// Reads what is there (waiting up to 2 s for something); "" on EOF, nil on an error.
-    private func receive(on fd: Int32) -> String? {
+    /// Reads what is there (waiting up to `waiting` ms for something); "" on EOF, nil on an
+    /// error or when nothing came.
+    private func receive(on fd: Int32, waiting: Int32 = 2_000) -> String? {
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        guard Glibc.poll(&entry, 1, 2_000) == 1 else { return nil }
+        guard Glibc.poll(&entry, 1, waiting) == 1 else { return nil }
         var buffer = [UInt8](repeating: 0, count: 256)
         let n = recv(fd, &buffer, buffer.count, 0)
         return n < 0 ? nil : String(decoding: buffer[0..<n], as: UTF8.self)
@@ -171,23 +172,25 @@ final class ConnectionHandoffTests: XCTestCase {
         XCTAssertEqual(receive(on: connection.client), "here")
     }
 
-    /// A connection is lent for `lendFor` only: after that its death in the next generation is
-    /// that generation's, and closing there closes it (no copy holds it open here).
+    /// A connection is lent for `lendFor` only, with or without further sends: after that its
+    /// death in the next generation is that generation's, and closing it there closes it (no copy
+    /// holds it open here).
     func testALoanEnds() throws {
         let inbox = pair()
         let handoff = ConnectionHandoff(inbox: inbox.sender, listenerNames: ["http"], handingOver: [0], window: .seconds(10),
-                                        lendFor: .milliseconds(50), logger: Logger(label: "test"))
+                                        lendFor: .milliseconds(300), logger: Logger(label: "test"))
         defer { handoff.close() }
         let (first, second) = (try tcpConnection(), try tcpConnection())
         defer { close(first.client); close(second.client) }
         guard case .sent = handoff.handOver(first.server, listener: 0) else { return XCTFail("the inbox takes it") }
         close(first.server)
+        close(takeFromInbox(inbox.receiver))
         usleep(100_000)
-        // The next send ends the loans older than 50 ms.
+        XCTAssertNil(receive(on: first.client, waiting: 0), "lent: the copy here holds it open")
+        XCTAssertEqual(receive(on: first.client), "", "closed where it went once the loan ended")
+
         guard case .sent = handoff.handOver(second.server, listener: 0) else { return XCTFail("the inbox takes it") }
         close(second.server)
-        close(takeFromInbox(inbox.receiver))
-        XCTAssertEqual(receive(on: first.client), "", "closed where it went: no copy here holds it open")
         close(inbox.receiver)
         let (connections, _) = handoff.takeBack()
         XCTAssertEqual(connections[0]?.count, 1, "the second was still lent")

@@ -1,5 +1,6 @@
 import Baton
 import CBaton
+@preconcurrency import Dispatch
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -126,7 +127,10 @@ public final class ConnectionHandoff: Sendable {
                 state.handedOver += 1
                 if measured, lendFor > .zero {
                     let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-                    if copy >= 0 { state.lent.append(Lent(fd: copy, listener: listener, consumed: consumed, sentAt: now)) }
+                    if copy >= 0 {
+                        if state.lent.isEmpty { endLoans(at: now + lendFor) }
+                        state.lent.append(Lent(fd: copy, listener: listener, consumed: consumed, sentAt: now))
+                    }
                 }
                 return .sent
             }
@@ -191,6 +195,19 @@ public final class ConnectionHandoff: Sendable {
             state.lent = lost  // closed by the defer
             state.takenBack += connections.values.reduce(0) { $0 + $1.count }
             return (connections, lost.count)
+        }
+    }
+
+    /// Ends the loans due by `time` then, and so on until none is left: a copy must not outlive
+    /// its loan when no further send comes to end it.
+    private func endLoans(at time: NIODeadline) {
+        let delay = max(0, (time - .now()).nanoseconds)
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(delay))) { [weak self] in
+            guard let self else { return }
+            self.state.withLockedValue { state in
+                Self.endLoans(&state, sentBefore: .now() - self.lendFor)
+                if let next = state.lent.first { self.endLoans(at: next.sentAt + self.lendFor) }
+            }
         }
     }
 
