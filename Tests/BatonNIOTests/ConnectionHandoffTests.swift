@@ -178,7 +178,7 @@ final class ConnectionHandoffTests: XCTestCase {
     func testALoanEnds() throws {
         let inbox = pair()
         let handoff = ConnectionHandoff(inbox: inbox.sender, listenerNames: ["http"], handingOver: [0], window: .seconds(10),
-                                        lendFor: .milliseconds(300), logger: Logger(label: "test"))
+                                        lendFor: .seconds(1), logger: Logger(label: "test"))
         defer { handoff.close() }
         let (first, second) = (try tcpConnection(), try tcpConnection())
         defer { close(first.client); close(second.client) }
