@@ -240,7 +240,7 @@ public final class WorkerConnections: Sendable {
         takenBack.withLockedValue { adopter in
             for (listener, fds) in connections.sorted(by: { $0.key < $1.key }) { adopter.adopt(fds, listener: listener) }
         }
-        logger.notice("worker generation \(worker.generation): took back \(count) connection(s) handed to \(whom), which died before it read from them; \(lost) it had read from went with it")
+        logger.notice("worker generation \(worker.generation): took back \(count) connection(s) handed to \(whom), which died before it read from them; \(lost) it had read from, or that were closing, went with it")
     }
 
     /// Sends the master this process's request counts every second while they change.

@@ -21,6 +21,10 @@ int baton_tcp_consumed(int fd, uint64_t *consumed, int *established) {
         struct tcp_info before, after;
         socklen_t length = sizeof before;
         if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &before, &length) < 0) return -1;
+        if (length < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof before.tcpi_bytes_received) {
+            errno = ENOTSUP;  // a kernel before 4.1 does not count the bytes received
+            return -1;
+        }
         int unread = 0;
         if (ioctl(fd, SIOCINQ, &unread) < 0) return -1;
         length = sizeof after;
@@ -40,7 +44,6 @@ int baton_peer_closed(int sock) {
     return (entry.revents & (POLLHUP | POLLERR)) != 0;
 }
 
-#include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
