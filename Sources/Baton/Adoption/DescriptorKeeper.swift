@@ -125,8 +125,7 @@ final class DescriptorKeeper {
 
     /// Whether the keeper still holds the other end (it was not killed).
     var isAlive: Bool {
-        var poll = pollfd(fd: link, events: Int16(POLLOUT), revents: 0)
-        return Glibc.poll(&poll, 1, 0) >= 0 && poll.revents & Int16(POLLHUP | POLLERR) == 0
+        baton_peer_closed(link) == 0
     }
 
     /// A new keeper after this one died (killed by hand): everything is sent to it again.
