@@ -117,7 +117,6 @@ public final class ConnectionHandoff: Sendable {
                 failure = state.broken
                 return .closed
             }
-            Self.endLoans(&state, sentBefore: now - lendFor)
             // Measured before the send: from then on the next generation may read.
             var consumed: UInt64 = 0
             var established: Int32 = 0
