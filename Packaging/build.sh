@@ -65,8 +65,11 @@ done
 # may not grow past a ceiling without someone deciding so here: measured on 2026-12-03 after the
 # swift-crypto 4.5.2 fix (Benchmarks/run.sh, memory section), hello 30.5 MB and baton
 # 26.7 MB stripped; the ceilings (35 MB, 31 MB) leave about 15 % headroom. Before the fix: hello 128 MB
-# as built, 74 MB stripped, with icudt76 (issue 19).
-declare -A max_stripped_bytes=([hello]=35000000 [baton]=31000000)
+# as built, 74 MB stripped, with icudt76 (issue 19). hello grew to 37.6 MB on purpose with HTTP/2
+# and TLS (dda1c5e, 2026-12-04: BoringSSL 2.5 MB of symbols, swift-nio-ssl 0.3 MB, swift-nio-http2
+# and HPACK 0.9 MB, plus their unwind tables), which crossed its ceiling unnoticed until
+# 2026-12-05: 43 MB is 37.6 MB plus the same 15 %.
+declare -A max_stripped_bytes=([hello]=43000000 [baton]=31000000)
 for name in baton hello; do
     # (process substitution, not a pipe: with pipefail, grep -q ending early would fail the pipe)
     if grep -q 'icudt[0-9]*_dat' < <(nm "$bin/$name" 2>/dev/null) || grep -q 'icudt[0-9][0-9]*' < <(strings -n 8 "$work/bin/$name"); then
