@@ -21,6 +21,9 @@ public struct MasterOptions: ParsableArguments {
     @Option(help: "Seconds the workers keep serving after the master died, for the same command started again to adopt them (0: they drain at once).")
     public var successorTimeout: Double = 30
 
+    @Flag(help: "When the master dies outright, its keeper starts this same command again at once, which adopts the workers (for systemd units with ExitType=cgroup; see baton(1)).")
+    public var respawnMaster = false
+
     @Option(help: ArgumentHelp("Serve the master's metrics over HTTP at ADDR/metrics (e.g. 127.0.0.1:9464); never an app port.", valueName: "addr"))
     public var metricsListen: String?
 
@@ -50,6 +53,10 @@ public struct MasterOptions: ParsableArguments {
             throw ValidationError("--successor-timeout must be between 0 and 3600 seconds (got \(successorTimeout))")
         }
         configuration.successorTimeout = .milliseconds(Int64(successorTimeout * 1000))
+        guard !respawnMaster || successorTimeout > 0 else {
+            throw ValidationError("--respawn-master needs a keeper: a --successor-timeout above 0")
+        }
+        configuration.respawnMaster = respawnMaster
         configuration.reexecMasterOnUpgrade = reexecMasterOnUpgrade
         configuration.metricsListen = try metricsListen.map { try ListenAddress(parsing: $0) }
     }

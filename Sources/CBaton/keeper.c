@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "CBaton.h"
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -8,20 +9,30 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 // The keeper: a child forked from the master that holds copies of the master's descriptors
 // (listeners, its own sockets, each generation's channels and pidfd, the record memfd), so that
-// a master killed outright loses nothing a successor needs. It runs only the calls below, all
-// async-signal-safe (it is forked from a multi-threaded process, and never execs): no malloc,
-// no stdio, fixed tables.
+// a master killed outright loses nothing a successor needs; given the master's command (`exec`),
+// it starts that command again when the master dies, and the new master adopts. It runs only
+// the calls below, all async-signal-safe (it is forked from a multi-threaded process, and never
+// execs itself): no malloc, no stdio, fixed tables.
 
 #define KEEPER_MAX 512
 #define KEEPER_NAME 64
 
 static struct { char name[KEEPER_NAME]; int fd; } table[KEEPER_MAX];
 static int entries;
+
+// The command that starts the master again (`exec` + a memfd), or -1: not handed over, only run.
+static int command_fd = -1;
+// When the last respawns happened (ms), to stop a master that dies as soon as it adopts.
+#define RESPAWN_BURST 5
+#define RESPAWN_WINDOW_MS 30000
+static long respawned_at[RESPAWN_BURST];
+static int respawns;
 
 static void say(const char *a, const char *b) {
     // One line on stderr, which the keeper shares with the master.
@@ -96,6 +107,83 @@ static int hand_over(int conn) {
     return 0;
 }
 
+// The command's memfd: "path\0cwd\0argc\0argv[0]\0...argv[argc-1]\0env...\0", at most 64 KiB.
+#define COMMAND_MAX 65536
+#define COMMAND_ARGS 1024
+static char command[COMMAND_MAX + 1];
+static char *command_argv[COMMAND_ARGS + 1], *command_envp[COMMAND_ARGS + 1];
+
+// In the grandchild: reads the command, resets what the keeper changed, and execs it. Never returns.
+static void exec_command(void) {
+    ssize_t size = pread(command_fd, command, COMMAND_MAX + 1, 0);
+    if (size <= 0 || size > COMMAND_MAX) { say("cannot start the master again: ", "its command is empty, unreadable or over 64 KiB"); _exit(127); }
+    command[size] = '\0';
+    char *fields[3], *at = command, *end = command + size;
+    for (int i = 0; i < 3; i++) {
+        if (at >= end) { say("cannot start the master again: ", "its command is cut short"); _exit(127); }
+        fields[i] = at;
+        at += strlen(at) + 1;
+    }
+    long argc = 0;
+    for (char *d = fields[2]; *d && argc <= COMMAND_ARGS; d++) argc = *d >= '0' && *d <= '9' ? argc * 10 + (*d - '0') : COMMAND_ARGS + 1;
+    if (argc < 1 || argc > COMMAND_ARGS) { say("cannot start the master again: ", "its argument count is wrong"); _exit(127); }
+    for (long i = 0; i < argc; i++) {
+        if (at >= end) { say("cannot start the master again: ", "its arguments are cut short"); _exit(127); }
+        command_argv[i] = at;
+        at += strlen(at) + 1;
+    }
+    command_argv[argc] = NULL;
+    int envc = 0;
+    while (at < end && envc < COMMAND_ARGS) { command_envp[envc++] = at; at += strlen(at) + 1; }
+    command_envp[envc] = NULL;
+    if (chdir(fields[1]) != 0) { say("cannot start the master again: cannot enter its folder ", fields[1]); _exit(127); }
+    // As a shell would start it: default signal actions (the keeper ignores some, and an ignored
+    // signal stays ignored across execve), nothing blocked, only stdin/out/err open.
+    // The raw call: glibc's sigaction() refuses its own signals 32 and 33, which may be ignored too.
+    struct { void *handler; unsigned long flags; void *restorer; unsigned long mask; } fallback = { SIG_DFL, 0, NULL, 0 };
+    for (int s = 1; s <= 64; s++) if (s != SIGKILL && s != SIGSTOP) syscall(SYS_rt_sigaction, s, &fallback, NULL, sizeof fallback.mask);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    syscall(SYS_close_range, 3, ~0U, 0);
+    execve(fields[0], command_argv, command_envp);
+    say("cannot start the master again: execve failed for ", fields[0]);
+    _exit(127);
+}
+
+// Starts the master's command again, in a grandchild that is reparented at once to the nearest
+// subreaper (systemd, under a unit): not the keeper's child, so its death reaches whoever tracks
+// it as the service's main process. Returns its pid, or 0 when it was not started.
+static pid_t respawn_master(void) {
+    long now = now_ms();
+    int recent = 0;
+    for (int i = 0; i < respawns && i < RESPAWN_BURST; i++) if (now - respawned_at[i] < RESPAWN_WINDOW_MS) recent++;
+    if (recent >= RESPAWN_BURST) {
+        say("started the master again 5 times within 30 s: not again; the workers wait for a successor", "");
+        return 0;
+    }
+    respawned_at[respawns++ % RESPAWN_BURST] = now;
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) return 0;
+    pid_t child = fork();
+    if (child == 0) {
+        close(pipefd[0]);
+        pid_t grandchild = fork();
+        if (grandchild == 0) exec_command();
+        ssize_t ignored = write(pipefd[1], &grandchild, sizeof grandchild);
+        (void)ignored;
+        _exit(0);
+    }
+    close(pipefd[1]);
+    pid_t started = 0;
+    if (child > 0) {
+        if (read(pipefd[0], &started, sizeof started) != sizeof started || started < 0) started = 0;
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {}
+    }
+    close(pipefd[0]);
+    return started;
+}
+
 static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
     long deadline = 0;
     char text[256];
@@ -129,6 +217,10 @@ static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
                 char pid[24];
                 number(pid, master);
                 say("the master died without a word: waiting for a successor; master pid ", pid);
+                if (command_fd >= 0) {
+                    pid_t started = respawn_master();
+                    if (started > 0) { number(pid, started); say("started the master's command again: pid ", pid); }
+                }
                 break;
             }
             text[n] = '\0';
@@ -138,6 +230,10 @@ static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
             } else if (strncmp(text, "del ", 4) == 0) {
                 int index = find(text + 4);
                 if (index >= 0) drop(index);
+            } else if (strcmp(text, "exec") == 0) {
+                if (command_fd >= 0) close(command_fd);
+                command_fd = fd;
+                fd = -1;
             } else if (strcmp(text, "bye") == 0) {
                 _exit(0);
             }

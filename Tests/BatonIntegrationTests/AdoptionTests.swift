@@ -49,6 +49,50 @@ final class AdoptionTests: IntegrationTestCase {
         XCTAssertTrue(poll(timeout: 10) { !Proc.isAlive(new) }, "worker \(new) outlived a clean stop")
     }
 
+    /// `--respawn-master`, and no supervisor: each time the master is SIGKILLed its keeper starts
+    /// the same command again at once, and the new master adopts the worker. Nothing fails, no
+    /// keep-alive connection closes; then the third such master upgrades, and `baton stop` stops
+    /// everything, with no master started again.
+    func testWithRespawnMasterTheKeeperStartsTheMasterAgainAndNothingIsLost() throws {
+        let hello = try startHello(["--respawn-master"])
+        XCTAssertTrue(hello.log.contains("its keeper starts \(hello.executable.path) again"), hello.log)
+        let (load, worker) = try startLoadOnOneWorker(hello, keepAlive: 16, perRequest: 2, "before the first kill")
+        let started = "started the master's command again: pid "
+        var master = hello.pid
+        for round in 1...3 {
+            XCTAssertEqual(kill(master, SIGKILL), 0)
+            if round == 1 { XCTAssertEqual(hello.waitForExit(timeout: 10), .signaled(SIGKILL)) }
+            XCTAssertTrue(poll(timeout: 10) { hello.logCount(started) == round }, "round \(round): the keeper did not start the master again:\n\(hello.log)")
+            let line = try XCTUnwrap(hello.logLines(containing: started).last)
+            let new = try XCTUnwrap(line.components(separatedBy: started).last.flatMap { pid_t($0) }, line)
+            hello.track(new)
+            XCTAssertTrue(hello.waitForLog("adopted 1 generation(s) from master pid \(master)", timeout: 10), "round \(round): no adoption:\n\(hello.log)")
+            XCTAssertTrue(hello.log.contains("started again by the keeper after master pid \(master) died"), hello.log)
+            XCTAssertEqual(hello.servingPid(), worker, "round \(round): another process answers")
+            master = new
+        }
+        let status = try baton(["status"], in: hello.directory.path)
+        XCTAssertTrue(status.output.contains("master pid \(master)") && status.output.contains("adoptions: 3"), status.description)
+
+        XCTAssertEqual(kill(master, SIGHUP), 0)
+        guard let upgraded = load.waitForPid(notIn: [worker], timeout: 20) else {
+            return XCTFail("no upgrade by the third respawned master: \(load.stats.snapshot)\n\(hello.log)")
+        }
+        hello.track(upgraded)
+        XCTAssertTrue(poll(timeout: 20) { !Proc.isAlive(worker) }, "the adopted worker \(worker) did not drain and exit")
+        let report = load.stop()
+        XCTAssertEqual(report.failures, 0, "\(report)")
+        XCTAssertEqual(report.keepAliveConnects, 16, "keep-alive connections were closed: \(report)")
+
+        let stop = try baton(["stop"], in: hello.directory.path)
+        XCTAssertTrue(stop.output.contains("master pid \(master) stopped"), stop.description)
+        XCTAssertTrue(poll(timeout: 10) { !Proc.isAlive(upgraded) }, "worker \(upgraded) outlived a clean stop")
+        let adoptSocket = hello.directory.appendingPathComponent(".baton/control.adopt.sock").path
+        XCTAssertFalse(FileManager.default.fileExists(atPath: adoptSocket), "the keeper's socket outlived a clean stop")
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertEqual(hello.logCount(started), 3, "a master was started again after a clean stop:\n\(hello.log)")
+    }
+
     /// A deploy made while no master ran is not lost: watch.conf edited between the kill and the
     /// next start makes the adopting master upgrade to it. An adoption with watch.conf untouched
     /// upgrades nothing.

@@ -114,4 +114,71 @@ final class DescriptorKeeperTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path))
         XCTAssertEqual(kill(pid, 0), -1, "keeper \(pid) still runs (or was not reaped) after bye")
     }
+
+    /// Given the master's command (`--respawn-master`), the keeper starts it again when the
+    /// master dies: in the master's folder, with its arguments and environment, default signal
+    /// actions, no descriptor but stdin/out/err, and not as the keeper's child. At most 5 times
+    /// within 30 s: a master that dies as soon as it adopts is not started forever.
+    func testTheKeeperStartsTheMastersCommandAgainAtMostFiveTimesIn30Seconds() throws {
+        let path = "\(folder)/app.adopt.sock"
+        let work = "\(folder)/work"
+        let out = "\(folder)/started"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let keeper = try DescriptorKeeper.start(adoptPath: path, successorTimeout: .seconds(10))
+        defer { kill(keeper.pid, SIGKILL) }
+        var pipe: [Int32] = [-1, -1]
+        XCTAssertEqual(Glibc.pipe(&pipe), 0)
+        defer { close(pipe[0]) }
+        keeper.sync(plain: [pipe[1]], pidfds: [:])  // held by the keeper: must not reach the command
+        close(pipe[1])
+        // The first start becomes `sleep` (exec: the same pid), whose signal state and descriptors
+        // are read here: what the keeper's exec gave, not what the shell does while it waits.
+        let script = #"""
+            printf '%s|%s|%s|%s|%s\n' "$$" "$PPID" "$(pwd)" "$BATON_TEST_MARK" "$0" >> "$OUT"
+            if [ ! -e "$OUT.first" ]; then : > "$OUT.first"; exec sleep 30; fi
+            """#
+        try keeper.setRespawn(MasterRespawn(path: "/bin/sh", folder: work, arguments: ["sh", "-c", script, "first-arg"],
+                                            environment: ["OUT": out, "BATON_TEST_MARK": "kept", "PATH": "/usr/bin:/bin"]))
+        func started() -> [[String]] {
+            ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+        }
+        func waitFor(_ count: Int) -> Bool {
+            let deadline = Date().addingTimeInterval(10)
+            while started().count < count && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+            return started().count == count
+        }
+
+        close(keeper.link)  // the master dies without a word
+        XCTAssertTrue(waitFor(1), "the keeper did not start the command: \(started())")
+        let first = try XCTUnwrap(started().first)
+        let pid = try XCTUnwrap(pid_t(first[0]))
+        defer { kill(pid, SIGKILL) }
+        XCTAssertEqual(Array(first.dropFirst(2)), [work, "kept", "first-arg"], "folder, environment, arguments")
+        XCTAssertNotEqual(pid_t(first[1]), keeper.pid, "the command is the keeper's child")
+        let deadline = Date().addingTimeInterval(10)
+        while (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8)) != "sleep\n" && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(status.filter { $0.hasPrefix("SigBlk") || $0.hasPrefix("SigIgn") },
+                       ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"], "signals blocked or ignored in the command")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").sorted(), ["0", "1", "2"],
+                       "descriptors leaked into the command")
+
+        // Each successor adopts and dies at once: 5 starts in all, then the keeper stops starting it.
+        for death in 2...6 {
+            var adopted: (link: Int32, kit: [String: Int32])?
+            let deadline = Date().addingTimeInterval(5)
+            while adopted == nil && Date() < deadline {
+                if case .kit(let link, let kit) = try Adoption.ask(at: path) { adopted = (link, kit) } else { Thread.sleep(forTimeInterval: 0.02) }
+            }
+            let successor = try XCTUnwrap(adopted, "death \(death): no kit for a successor")
+            for fd in successor.kit.values { close(fd) }
+            close(successor.link)
+            if death <= 5 { XCTAssertTrue(waitFor(death), "death \(death): not started again (\(started().count) starts)") }
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertEqual(started().count, 5, "the keeper went on starting a master that dies at once")
+        guard case .kit(let link, let kit) = try Adoption.ask(at: path) else { return XCTFail("the keeper no longer waits for a successor") }
+        for fd in kit.values { close(fd) }
+        close(link)
+    }
 }

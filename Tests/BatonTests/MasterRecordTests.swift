@@ -114,6 +114,25 @@ final class MasterRecordTests: XCTestCase {
         XCTAssertTrue(refusal(#"{"format":"baton-master-record","version":1}"#).contains("unreadable"))
     }
 
+    /// A next start of the master (re-execution, or a respawn by its keeper) gets this start's
+    /// environment without what belonged to this start only, with systemd's socket put back; a
+    /// respawn's command also carries the marker and is laid out as keeper.c reads it.
+    func testTheNextStartGetsTheEnvironmentWithoutThisStartsOwnAndARespawnIsMarked() {
+        let environment = ["PATH": "/bin", "LISTEN_FDS": "1", "LISTEN_PID": "7", "LISTEN_FDNAMES": "http",
+                           MasterRecord.environmentKey: "9", MasterCheck.environmentKey: "1", MasterRespawn.markerKey: "1", "LOG_LEVEL": "info"]
+        XCTAssertEqual(MasterImage.environmentForNextStart(notifySocket: "/run/systemd/notify", from: environment),
+                       ["PATH": "/bin", "LOG_LEVEL": "info", "NOTIFY_SOCKET": "/run/systemd/notify"])
+        XCTAssertEqual(MasterImage.environmentForNextStart(notifySocket: nil, from: ["PATH": "/bin"]), ["PATH": "/bin"])
+
+        let image = MasterImage.current(arguments: ["/srv/app/app", "--port", "8080"], path: "/srv/app/app")
+        let respawn = MasterRespawn.of(image, notifySocket: nil, environment: ["PATH": "/bin", "LISTEN_FDS": "1"])
+        XCTAssertEqual(respawn.environment, ["PATH": "/bin", MasterRespawn.markerKey: "1"])
+        XCTAssertEqual(respawn.folder, FileManager.default.currentDirectoryPath)
+        let fields = respawn.encoded.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        XCTAssertEqual(fields, ["/srv/app/app", respawn.folder, "3", "/srv/app/app", "--port", "8080",
+                                "\(MasterRespawn.markerKey)=1", "PATH=/bin", ""], "path, folder, argc, argv, sorted environment, each ended by NUL")
+    }
+
     func testArgv0IsResolvedAsAShellWould() {
         XCTAssertEqual(MasterImage.resolve("/srv/app/app"), "/srv/app/app")
         var buffer = [CChar](repeating: 0, count: 4096)

@@ -22,6 +22,9 @@ final class DescriptorKeeper {
     private(set) var pid: pid_t
     /// Each kept descriptor of this master, by number: its name in the keeper.
     private(set) var names: [Int32: String]
+    /// The command the keeper starts again when this master dies outright; nil: it waits for a
+    /// successor that someone else starts.
+    private(set) var respawn: MasterRespawn?
     private var counter = 0
 
     private init(adoptPath: String, successorTimeout: Duration, link: Int32, pid: pid_t, names: [Int32: String]) {
@@ -114,6 +117,23 @@ final class DescriptorKeeper {
         guard send("put record", memfd) else { throw BatonError.errno("handing the record to the keeper (pid \(pid))") }
     }
 
+    /// Gives the keeper the command to start again if this master dies outright (nil takes it
+    /// back: a master started without `--respawn-master` adopting from one started with it).
+    func setRespawn(_ command: MasterRespawn?) throws {
+        respawn = command
+        try sendRespawn()
+    }
+
+    private func sendRespawn() throws {
+        guard let respawn else {
+            guard send("exec", -1) else { throw BatonError.errno("telling the keeper (pid \(pid)) to start no master") }
+            return
+        }
+        let memfd = try Memfd.holding(respawn.encoded, name: "baton-master-command")
+        defer { close(memfd) }
+        guard send("exec", memfd) else { throw BatonError.errno("handing the master's command to the keeper (pid \(pid))") }
+    }
+
     /// The master stops cleanly: the keeper exits without waiting for a successor.
     func bye() {
         _ = send("bye", -1)
@@ -140,6 +160,7 @@ final class DescriptorKeeper {
             names[fd] = name
             send("put \(name)", fd)
         }
+        if respawn != nil { try sendRespawn() }
     }
 
     /// Sends one message, waiting briefly for room (the keeper reads as fast as it can).

@@ -111,6 +111,7 @@ public final class BatonMaster: Service, Sendable {
     /// precedes such an exec (`MasterCheck`) it answers and exits the process before anything.
     public func run() async throws {
         MasterCheck.answerIfAsked()
+        let respawned = MasterRespawn.takeMarker()
         var record: MasterRecord?
         do {
             record = try MasterRecord.takeFromEnvironment()
@@ -144,6 +145,12 @@ public final class BatonMaster: Service, Sendable {
             logger.info("socket activation passed \(passed.count) listener(s) again: closed, the adopted copies of the same sockets serve")
         }
         let systemd = SystemdNotifier.fromEnvironment(logger: logger)
+        if respawned {
+            // systemd did not start this process: under ExitType=cgroup the unit stayed active
+            // with no main process since the last one died; this one claims it.
+            logger.notice("started again by the keeper after master pid \(adoption.map { String($0.from) } ?? "?") died")
+            systemd.send([("MAINPID", String(getpid()))])
+        }
         let listeners = try record.map { try ListenerSet(adopting: $0, backlog: configuration.backlog) }
             ?? ListenerSet(initial: try openListeners(), backlog: configuration.backlog)
         let continuation = self.continuation
@@ -197,6 +204,18 @@ public final class BatonMaster: Service, Sendable {
             if let record, adoption == nil {
                 image = MasterImage.current(executions: record.image.executions, arguments: record.image.arguments, path: record.image.path)
                 processStart.withLockedValue { $0 = record.instant(age: record.image.processAge) }
+            }
+            if let keeper {
+                do {
+                    try keeper.setRespawn(configuration.respawnMaster ? .of(image, notifySocket: systemd.socket) : nil)
+                    if configuration.respawnMaster {
+                        logger.info("if this master dies outright, its keeper starts \(image.path) again, which adopts the workers")
+                    }
+                } catch {
+                    logger.error("\(error): if this master dies outright, nothing starts it again")
+                }
+            } else if configuration.respawnMaster {
+                logger.error("--respawn-master: no keeper (it needs a control socket and a successor timeout), so nothing starts this master again if it dies")
             }
             let loop = try MasterLoop(master: self, listeners: listeners,
                                       sockets: (notify: .init(fd: notify!.fd, path: notify!.path), control: control.map { .init(fd: $0.fd, path: $0.path) }),

@@ -64,6 +64,12 @@ public struct MasterConfiguration: Sendable {
     /// Zero: no keeper, and the workers drain as soon as their master is gone. Needs a control
     /// socket.
     public var successorTimeout: Duration = .seconds(30)
+    /// Whether the keeper starts this master's command again, at once, when the master dies
+    /// outright, instead of waiting for someone to run it: the new master adopts the workers. For
+    /// a systemd unit with `ExitType=cgroup`, which then stays active (the new master claims the
+    /// unit with `MAINPID=`: `NotifyAccess=all`); also for a master with no supervisor. At most 5
+    /// times in 30 s. Needs a keeper (``successorTimeout`` above zero, a control socket).
+    public var respawnMaster = false
     /// First and longest delay before restarting a worker that died by itself; the delay
     /// doubles with each consecutive failure and resets when a generation becomes ready.
     public var restartBackoff: (first: Duration, max: Duration) = (.milliseconds(100), .seconds(10))

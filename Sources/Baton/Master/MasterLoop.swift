@@ -124,7 +124,9 @@ final class MasterLoop {
 
     /// Under systemd: what the unit's cgroup holds that the adopted record does not account for.
     private func reportStrays() {
-        let known = Set([getpid()] + (keeper.map { [$0.pid] } ?? []) + machine.generations.map(\.pid))
+        // The dead master too: a keeper that starts this master at once (--respawn-master) may
+        // find it still in its exit, listed while its last threads end.
+        let known = Set([getpid()] + (keeper.map { [$0.pid] } ?? []) + machine.generations.map(\.pid) + (adoption.map { [$0.from] } ?? []))
         let strays: [CgroupReconciliation.Stray]
         do {
             guard let found = try CgroupReconciliation.strays(known: known) else { return }

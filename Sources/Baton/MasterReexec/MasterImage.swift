@@ -44,6 +44,18 @@ package struct MasterImage: Sendable, Equatable {
         return now != loadedFrom
     }
 
+    /// The environment of this master's next start (a re-execution, or its keeper's respawn):
+    /// this process's, without what belonged to this start only (socket activation's `LISTEN_*`,
+    /// a re-execution's record and check, a respawn's marker), with systemd's `NOTIFY_SOCKET`
+    /// (taken out at start) put back.
+    static func environmentForNextStart(notifySocket: String?,
+                                        from environment: [String: String] = ProcessEnvironment.current()) -> [String: String] {
+        let startOnly: Set = [MasterRecord.environmentKey, MasterCheck.environmentKey, MasterRespawn.markerKey]
+        var next = environment.filter { !$0.key.hasPrefix("LISTEN_") && !startOnly.contains($0.key) }
+        if let notifySocket { next["NOTIFY_SOCKET"] = notifySocket }
+        return next
+    }
+
     /// `argv0` as an absolute path, or nil when it cannot be resolved.
     static func resolve(_ argv0: String, environment: [String: String] = ProcessEnvironment.current()) -> String? {
         if argv0.hasPrefix("/") { return argv0 }

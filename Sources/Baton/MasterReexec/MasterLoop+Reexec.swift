@@ -44,11 +44,8 @@ extension MasterLoop {
         do {
             let memfd = try record.writeToMemfd()
             defer { close(memfd) }
-            var environment = ProcessEnvironment.current().filter {
-                !$0.key.hasPrefix("LISTEN_") && $0.key != MasterRecord.environmentKey && $0.key != MasterCheck.environmentKey
-            }
+            var environment = MasterImage.environmentForNextStart(notifySocket: systemd.socket)
             environment[MasterRecord.environmentKey] = String(memfd)
-            if let socket = systemd.socket { environment["NOTIFY_SOCKET"] = socket }
             let keep = listeners.bound.map(\.listener.fd) + [sockets.notify.fd] + (sockets.control.map { [$0.fd] } ?? [])
                 + channels.values.flatMap(\.descriptors) + [memfd] + (keeper.map { [$0.link] } ?? [])
             logger.notice("re-executing the master in place: \(image.path) (execution \(record.image.executions), \(record.generations.count) generation(s) handed over)")

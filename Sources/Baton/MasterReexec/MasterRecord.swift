@@ -182,22 +182,7 @@ struct MasterRecord: Codable, Equatable {
     func writeToMemfd() throws -> Int32 {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let bytes = Array(try encoder.encode(self))
-        let fd = baton_memfd_create("baton-master-record")
-        guard fd >= 0 else { throw BatonError.errno("memfd_create") }
-        var written = 0
-        while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else {
-                let error = BatonError.errno("writing the master record")
-                close(fd)
-                throw error
-            }
-            written += count
-        }
-        lseek(fd, 0, SEEK_SET)
-        return fd
+        return try Memfd.holding(Array(try encoder.encode(self)), name: "baton-master-record")
     }
 
     /// Reads and decodes (``decode(_:)``) the record at `fd`, from its current offset.

@@ -103,8 +103,10 @@ int baton_wait_exit(pid_t pid, int timeout_ms, int *status);
 /// is gone (EOF on `link` without `bye`), hands them all to the first process of the same user
 /// that connects to the listening socket `adopt` (`kit N`, then N messages `NAME` + fd); while
 /// the master lives, such a process is told `alive PID`. With no successor within `timeout_ms`
-/// it sends SIGTERM to every worker it holds a pidfd of (`pid.` names) and exits. Returns the
-/// keeper's pid in the master, or -1 with errno set.
+/// it sends SIGTERM to every worker it holds a pidfd of (`pid.` names) and exits. `exec` + a
+/// memfd gives it the master's command (`path\0cwd\0argc\0argv…\0env…\0`; `exec` alone takes it
+/// back): when the master dies, the keeper starts that command again at once, in a grandchild
+/// (at most 5 times in 30 s). Returns the keeper's pid in the master, or -1 with errno set.
 pid_t baton_keeper_start(int link, int adopt, int timeout_ms);
 
 /// The pid of the process at the other end of the unix socket `fd` (SO_PEERCRED), or -1.
