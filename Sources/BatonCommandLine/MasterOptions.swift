@@ -21,7 +21,7 @@ public struct MasterOptions: ParsableArguments {
     @Option(help: "Seconds the workers keep serving after the master died, for the same command started again to adopt them (0: they drain at once).")
     public var successorTimeout: Double = 30
 
-    @Flag(help: "When the master dies outright, its keeper starts this same command again at once, which adopts the workers (for systemd units with ExitType=cgroup; see baton(1)).")
+    @Flag(help: "When the master dies outright, its keeper starts this same command again at once, which adopts the workers: no supervisor needed, and a systemd unit with ExitType=cgroup stays active.")
     public var respawnMaster = false
 
     @Option(help: ArgumentHelp("Serve the master's metrics over HTTP at ADDR/metrics (e.g. 127.0.0.1:9464); never an app port.", valueName: "addr"))
