@@ -536,8 +536,10 @@ class Report:
         if self.rows_of("master-kill-error"):
             self.w("- **the master-kill run failed** (see `logs/master-kill.log` in the raw output)", "")
         for r in self.rows_of("master-kill"):
-            self.w(f"- the master SIGKILLed {int(r['kills'])} times, every {int(r['interval_s'])} s, each time started again by a "
-                   f"supervisor loop running the same command: {int(r['adoptions'])} adoptions, the new master's `adopted` line "
+            by = ("its own keeper (`--respawn-master`, no supervisor)" if r.get("mode") == "respawn"
+                  else "a supervisor loop running the same command")
+            self.w(f"- the master SIGKILLed {int(r['kills'])} times, every {int(r['interval_s'])} s, each time started again by "
+                   f"{by}: {int(r['adoptions'])} adoptions, the new master's `adopted` line "
                    f"{int(r['adopt_ms_median'])} ms after the kill (median; at most {int(r['adopt_ms_max'])} ms)",
                    f"- keep-alive clients: {int(r['ka_failed'])} failed of {f(r['ka_ok'])} requests, {int(r['ka_reconnects'])} "
                    f"connections replaced; connection-per-request clients: {int(r['close_failed'])} failed of {f(r['close_ok'])} "

@@ -810,15 +810,18 @@ faults() {
     stop_system "$s"
 
     # Either side of a hand-over dies (issue 24): the master, SIGKILLed and started again by a
-    # supervisor loop; the new generation, SIGKILLed 0.5 s after it became ready.
-    local line
-    say "faults: the master SIGKILLed $MASTER_KILLS times, every $MASTER_KILL_INTERVAL s, and adopted by the same command run again"
-    if line=$(SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU "$here/faults/master-kill.sh" "$WORK/bin" "$MASTER_KILLS" "$MASTER_KILL_INTERVAL" \
-        2>>"$WORK/logs/master-kill.log"); then
-        record "$s 1 master-kill $line"
-    else
-        record "$s 1 master-kill-error"
-    fi
+    # supervisor loop, then by its own keeper (--respawn-master); the new generation, SIGKILLed
+    # 0.5 s after it became ready.
+    local line respawn
+    for respawn in 0 1; do
+        say "faults: the master SIGKILLed $MASTER_KILLS times, every $MASTER_KILL_INTERVAL s, and adopted by the same command run again ($([[ $respawn == 1 ]] && echo 'by its keeper' || echo 'by a supervisor loop'))"
+        if line=$(RESPAWN=$respawn SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU "$here/faults/master-kill.sh" "$WORK/bin" "$MASTER_KILLS" "$MASTER_KILL_INTERVAL" \
+            2>>"$WORK/logs/master-kill.log"); then
+            record "$s $((respawn + 1)) master-kill $line"
+        else
+            record "$s $((respawn + 1)) master-kill-error"
+        fi
+    done
     say "faults: the new generation SIGKILLed 0.5 s after it became ready, $SUCCESSOR_KILLS time(s)"
     SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU "$here/faults/successor-kill.sh" "$WORK/bin" "$SUCCESSOR_KILLS" 2>>"$WORK/logs/successor-kill.log" |
         while read -r line; do record "$s ${line##*round=} successor-kill $line"; done
