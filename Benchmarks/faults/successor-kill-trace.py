@@ -1,16 +1,18 @@
-"""Reads successor-kill-trace.sh's perf output in DIR: times in ms from the SIGKILL of the new
-generation (kernel clock). Prints the first accept after the kill, the first read and write on a
-connection accepted after it, and each event loop thread's turns (from epoll_wait's return to its
-next call) from LO to HI ms (default -300 to 200): their length and how many reads and writes they
-made, of which on connections accepted after the kill."""
+"""Reads the trace `TRACE=1 successor-kill.sh` leaves in a round's folder DIR (the kill of
+VICTIM_PID in perf.txt, the old generation's system calls in old.txt): times in ms from the
+SIGKILL of the new generation (kernel clock). Prints the first accept after the kill, the first
+read and write on a connection accepted after it, and each event loop thread's turns (from
+epoll_wait's return to its next call) from LO to HI ms (default -300 to 200): their length and how
+many reads and writes they made, of which on connections accepted after the kill.
+
+    successor-kill-trace.py DIR VICTIM_PID [LO HI]"""
 import collections, re, sys
 
-d = sys.argv[1]
-lo, hi = (float(sys.argv[2]), float(sys.argv[3])) if len(sys.argv) > 3 else (-300.0, 200.0)
-_, victim, _ = open(f"{d}/kill.txt").read().split()
+d, victim = sys.argv[1], sys.argv[2]
+lo, hi = (float(sys.argv[3]), float(sys.argv[4])) if len(sys.argv) > 4 else (-300.0, 200.0)
 kill = None
-for line in open(f"{d}/kill.txt.perf"):
-    m = re.match(r"\s*\d+/\s*\d+\s+([\d.]+):\s+syscalls:sys_enter_kill:\s*(.*)", line)
+for line in open(f"{d}/perf.txt"):
+    m = re.match(r"\s*\d+\s+([\d.]+):\s+syscalls:sys_enter_kill:\s*(.*)", line)
     if m and re.search(r"pid: 0x0*%x," % int(victim), m.group(2)) and "sig: 0x00000009" in m.group(2):
         kill = float(m.group(1))
         break

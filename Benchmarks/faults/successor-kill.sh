@@ -5,6 +5,13 @@
 # accepts.
 #
 #   Benchmarks/faults/successor-kill.sh BIN_DIR [ROUNDS]
+#   TRACE=1 Benchmarks/faults/successor-kill.sh BIN_DIR 1   # and where the first answer's time goes
+#
+# TRACE=1 also traces the old generation's system calls in each round (perf record -p: accept4,
+# read, write(v), epoll_wait, poll, recvmsg, close) and prints successor-kill-trace.py's reading
+# of it on standard error: the first accept, read and write on a connection accepted after the
+# kill, and each event loop's turns around it. The trace slows the old generation: use such
+# rounds for the timeline, not for the loss figures.
 #
 # BIN_DIR holds release builds of `hello` and the load client (`loadclient`, built from
 # Benchmarks/handoff/loadclient). Needs perf (Debian's linux-perf) and root for its tracepoints.
@@ -72,6 +79,14 @@ for round in $(seq 1 "$rounds"); do
         -o "$dir/perf.data" -- sleep 5 >"$dir/perf.log" 2>&1 &
     perf_pid=$!
     track_helper "$perf_pid"
+    if [[ ${TRACE:-0} == 1 ]]; then
+        taskset -c "$CLIENT_CPU" perf record -q -p "$old" -e syscalls:sys_exit_accept4 -e syscalls:sys_enter_read \
+            -e syscalls:sys_enter_write -e syscalls:sys_enter_writev -e syscalls:sys_exit_epoll_wait -e syscalls:sys_enter_epoll_wait \
+            -e syscalls:sys_enter_recvmsg -e syscalls:sys_enter_close -e syscalls:sys_enter_poll -e syscalls:sys_exit_poll \
+            -o "$dir/old.data" -- sleep 5 >"$dir/perf-old.log" 2>&1 &
+        trace_pid=$!
+        track_helper "$trace_pid"
+    fi
     sleep 0.5
     kill -HUP "$master"
     victim=""
@@ -94,12 +109,21 @@ for round in $(seq 1 "$rounds"); do
     starts_after=$(grep -c 'starting (' "$dir/server.log" || true)
     wait "$perf_pid" || true
     forget_helper "$perf_pid"
+    if [[ ${TRACE:-0} == 1 ]]; then
+        wait "$trace_pid" || true
+        forget_helper "$trace_pid"
+    fi
     wait "$ka" || true
     wait "$cl" || true
     forget_helper "$ka"
     forget_helper "$cl"
     kill_group "$master" 15
     perf script -i "$dir/perf.data" -F pid,time,event,trace >"$dir/perf.txt" 2>/dev/null || die "perf script failed (see $dir/perf.log)"
+    if [[ ${TRACE:-0} == 1 ]]; then
+        perf script -i "$dir/old.data" -F pid,tid,time,event,trace >"$dir/old.txt" 2>/dev/null || die "perf script failed (see $dir/perf-old.log)"
+        echo "round $round ($dir):" >&2
+        python3 "$here/faults/successor-kill-trace.py" "$dir" "$victim" >&2 || true
+    fi
     python3 - "$dir" "$kill_ms" "$victim" "$old" "$((kill_ms - snapshot_ms))" <<'EOF'
 import json, re, sys
 d, kill, victim, old, snapshot_ms = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
