@@ -31,17 +31,7 @@ final class AdoptionTests: IntegrationTestCase {
         XCTAssertTrue(metrics.output.contains("baton_adoptions_total 3"), metrics.description)
 
         // The adopted worker is upgraded by the master that adopted it.
-        master.signal(SIGHUP)
-        guard let new = load.waitForPid(notIn: [worker], timeout: 20) else {
-            return XCTFail("no upgrade after the adoptions: \(load.stats.snapshot)")
-        }
-        master.track(new)
-        XCTAssertTrue(poll(timeout: 20) { !Proc.isAlive(worker) }, "the adopted worker \(worker) did not drain and exit")
-        let report = load.stop()
-        XCTAssertEqual(report.failures, 0, "\(report)")
-        XCTAssertEqual(report.pidOrder, [worker, new], "\(report)")
-        // Idle keep-alive connections were handed to the new generation, none closed by a kill.
-        XCTAssertEqual(report.keepAliveConnects, 16, "keep-alive connections were closed: \(report)")
+        guard let new = try upgradeAfterAdoptions(master: master.pid, from: worker, load: load, tracking: master) else { return }
 
         XCTAssertEqual(master.stop(timeout: 30), .exited(0))
         let adoptSocket = hello.directory.appendingPathComponent(".baton/control.adopt.sock").path
@@ -74,15 +64,7 @@ final class AdoptionTests: IntegrationTestCase {
         let status = try baton(["status"], in: hello.directory.path)
         XCTAssertTrue(status.output.contains("master pid \(master)") && status.output.contains("adoptions: 3"), status.description)
 
-        XCTAssertEqual(kill(master, SIGHUP), 0)
-        guard let upgraded = load.waitForPid(notIn: [worker], timeout: 20) else {
-            return XCTFail("no upgrade by the third respawned master: \(load.stats.snapshot)\n\(hello.log)")
-        }
-        hello.track(upgraded)
-        XCTAssertTrue(poll(timeout: 20) { !Proc.isAlive(worker) }, "the adopted worker \(worker) did not drain and exit")
-        let report = load.stop()
-        XCTAssertEqual(report.failures, 0, "\(report)")
-        XCTAssertEqual(report.keepAliveConnects, 16, "keep-alive connections were closed: \(report)")
+        guard let upgraded = try upgradeAfterAdoptions(master: master, from: worker, load: load, tracking: hello) else { return }
 
         let stop = try baton(["stop"], in: hello.directory.path)
         XCTAssertTrue(stop.output.contains("master pid \(master) stopped"), stop.description)
@@ -91,6 +73,25 @@ final class AdoptionTests: IntegrationTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: adoptSocket), "the keeper's socket outlived a clean stop")
         Thread.sleep(forTimeInterval: 0.5)
         XCTAssertEqual(hello.logCount(started), 3, "a master was started again after a clean stop:\n\(hello.log)")
+    }
+
+    /// SIGHUP to the last adopting `master`: the adopted `worker` is replaced and drains, with no
+    /// request failed and every one of the 16 keep-alive connections kept (handed over, none closed
+    /// by a kill). Returns the new worker, or nil after a failure is recorded.
+    private func upgradeAfterAdoptions(master: pid_t, from worker: pid_t, load: LoadRunner, tracking owner: TestProcess,
+                                       file: StaticString = #filePath, line: UInt = #line) throws -> pid_t? {
+        XCTAssertEqual(kill(master, SIGHUP), 0, file: file, line: line)
+        guard let new = load.waitForPid(notIn: [worker], timeout: 20) else {
+            XCTFail("no upgrade by master \(master) after the adoptions: \(load.stats.snapshot)\n\(owner.log)", file: file, line: line)
+            return nil
+        }
+        owner.track(new)
+        XCTAssertTrue(poll(timeout: 20) { !Proc.isAlive(worker) }, "the adopted worker \(worker) did not drain and exit", file: file, line: line)
+        let report = load.stop()
+        XCTAssertEqual(report.failures, 0, "\(report)", file: file, line: line)
+        XCTAssertEqual(report.pidOrder, [worker, new], "\(report)", file: file, line: line)
+        XCTAssertEqual(report.keepAliveConnects, 16, "keep-alive connections were closed: \(report)", file: file, line: line)
+        return new
     }
 
     /// A deploy made while no master ran is not lost: watch.conf edited between the kill and the
