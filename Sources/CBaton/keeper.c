@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CBaton.h"
+#include "child.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -39,16 +40,6 @@ static void say(const char *a, const char *b) {
     struct iovec parts[4] = { { (void *)"baton keeper: ", 14 }, { (void *)a, strlen(a) }, { (void *)b, strlen(b) }, { (void *)"\n", 1 } };
     ssize_t ignored = writev(2, parts, 4);
     (void)ignored;
-}
-
-static void number(char *out, long value) {
-    char digits[24];
-    int n = 0;
-    if (value == 0) digits[n++] = '0';
-    while (value > 0 && n < 23) { digits[n++] = (char)('0' + value % 10); value /= 10; }
-    int i = 0;
-    while (n > 0) out[i++] = digits[--n];
-    out[i] = '\0';
 }
 
 static int find(const char *name) {
@@ -91,7 +82,7 @@ static int send_line(int sock, const char *text, int fd) {
 // Hands every descriptor to a successor on `conn`: "kit N", then N messages "NAME" + its fd.
 static int hand_over(int conn) {
     char line[48] = "kit ";
-    number(line + 4, entries);
+    baton_decimal(line + 4, entries);
     // baton_send_fd never blocks: on EAGAIN wait for room, 10 ms at a time, 2 s in all per message.
     for (int i = -1; i < entries; i++) {
         const char *text = i < 0 ? line : table[i].name;
@@ -137,15 +128,11 @@ static void exec_command(void) {
     while (at < end && envc < COMMAND_ARGS) { command_envp[envc++] = at; at += strlen(at) + 1; }
     command_envp[envc] = NULL;
     if (chdir(fields[1]) != 0) { say("cannot start the master again: cannot enter its folder ", fields[1]); _exit(127); }
-    // As a shell would start it: default signal actions (the keeper ignores some, and an ignored
-    // signal stays ignored across execve), nothing blocked, only stdin/out/err open.
-    // The raw call: glibc's sigaction() refuses its own signals 32 and 33, which may be ignored too.
-    struct { void *handler; unsigned long flags; void *restorer; unsigned long mask; } fallback = { SIG_DFL, 0, NULL, 0 };
-    for (int s = 1; s <= 64; s++) if (s != SIGKILL && s != SIGSTOP) syscall(SYS_rt_sigaction, s, &fallback, NULL, sizeof fallback.mask);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    syscall(SYS_close_range, 3, ~0U, 0);
+    // As a shell would start it: default signal actions (the keeper ignores some), nothing
+    // blocked, only stdin/out/err open.
+    baton_child_default_signals();
+    baton_child_unblock_signals();
+    baton_close_range(3, ~0U);
     execve(fields[0], command_argv, command_envp);
     say("cannot start the master again: execve failed for ", fields[0]);
     _exit(127);
@@ -215,11 +202,11 @@ static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
                 link = -1;
                 deadline = now_ms() + timeout_ms;
                 char pid[24];
-                number(pid, master);
+                baton_decimal(pid, master);
                 say("the master died without a word: waiting for a successor; master pid ", pid);
                 if (command_fd >= 0) {
                     pid_t started = respawn_master();
-                    if (started > 0) { number(pid, started); say("started the master's command again: pid ", pid); }
+                    if (started > 0) { baton_decimal(pid, started); say("started the master's command again: pid ", pid); }
                 }
                 break;
             }
@@ -250,7 +237,7 @@ static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
             }
             if (link >= 0) {
                 char line[48] = "alive ";
-                number(line + 6, master);
+                baton_decimal(line + 6, master);
                 send_line(conn, line, -1);
                 close(conn);
             } else if (hand_over(conn) == 0) {
@@ -258,7 +245,7 @@ static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
                 link = conn;
                 master = peer.pid;
                 char pid[24];
-                number(pid, master);
+                baton_decimal(pid, master);
                 say("handed everything to the new master, pid ", pid);
             } else {
                 close(conn);
@@ -276,9 +263,9 @@ pid_t baton_keeper_start(int link, int adopt, int timeout_ms) {
     if (pid != 0) return pid;
     // The keeper: only its two sockets (and stdin/out/err) stay open.
     int low = link < adopt ? link : adopt, high = link < adopt ? adopt : link;
-    if (low > 3) syscall(SYS_close_range, 3, low - 1, 0);
-    if (high > low + 1) syscall(SYS_close_range, low + 1, high - 1, 0);
-    syscall(SYS_close_range, high + 1, ~0U, 0);
+    if (low > 3) baton_close_range(3, (unsigned)low - 1);
+    baton_close_range((unsigned)low + 1, (unsigned)high - 1);
+    baton_close_range((unsigned)high + 1, ~0U);
     prctl(PR_SET_NAME, "baton-keeper", 0, 0, 0);
     // Ctrl-C reaches the whole process group and SIGHUP is the master's: the master says "bye"
     // when it stops cleanly. SIGTERM ends the keeper (and with it the chance of an adoption).
@@ -288,9 +275,7 @@ pid_t baton_keeper_start(int link, int adopt, int timeout_ms) {
     sigaction(SIGUSR2, &ignore, NULL);
     sigaction(SIGPIPE, &ignore, NULL);
     sigaction(SIGTERM, &fallback, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    baton_child_unblock_signals();
     // listen(2) again: on a unix socket it sets the credentials a client reads with SO_PEERCRED,
     // which are the keeper's from now on, not those of the master that bound it (long dead when
     // a successor asks). The master listened first, so no connect is ever refused in between.

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CBaton.h"
+#include "child.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -7,8 +8,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,39 +37,22 @@ struct child {
     volatile int err;   // set by the child when something fails, read by the parent afterwards
 };
 
-// Decimal digits of `value` written at `out` (NUL-terminated): snprintf is not async-signal-safe.
-static void format_pid(char *out, pid_t value) {
-    char digits[16];
-    int n = 0;
-    do { digits[n++] = (char)('0' + value % 10); value /= 10; } while (value > 0 && n < 16);
-    while (n > 0) *out++ = digits[--n];
-    *out = '\0';
-}
-
 static int child_main(void *arg) {
     struct child *c = arg;
     // 1. Every disposition back to default while all signals are still blocked (the parent
     //    blocked them before clone): a handler of the master must never run in this child, which
-    //    shares the master's memory. Errors are expected and ignored (SIGKILL, SIGSTOP, and the
-    //    two signals glibc reserves for itself).
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &dfl, NULL);
+    //    shares the master's memory, and a signal the master ignores must not stay ignored.
+    baton_child_default_signals();
     // 2. Listeners (and the control fd) at 3, 4, …; dup2 clears close-on-exec on the copy.
     for (int i = 0; i < c->nfds; i++)
         if (dup2(c->moved[i], 3 + i) < 0) goto fail;
     // 3. Nothing else: NIO leaves accepted and client sockets and its epoll fd without
     //    close-on-exec, so each generation would inherit every connection of the previous one.
-    if (syscall(SYS_close_range, (unsigned)c->first_free, ~0U, 0) != 0) {
-        struct rlimit limit;   // kernels before 5.9: close them one by one
-        if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &limit) != 0) goto fail;
-        for (rlim_t fd = (rlim_t)c->first_free; fd < limit.rlim_cur && fd < (1u << 20); fd++) close((int)fd);
-    }
+    if (baton_close_range((unsigned)c->first_free, ~0U) != 0) goto fail;
     // 4. The one thing posix_spawn cannot do: LISTEN_PID is this process's pid.
-    if (c->listen_pid) format_pid(c->listen_pid + sizeof "LISTEN_PID=" - 1, getpid());
+    if (c->listen_pid) baton_decimal(c->listen_pid + sizeof "LISTEN_PID=" - 1, getpid());
     // 5. Swift and NIO threads block most signals and the mask survives exec: empty it.
-    sigset_t none;
-    sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) goto fail;
+    if (baton_child_unblock_signals() != 0) goto fail;
     execve(c->path, c->argv, c->envp);
 fail:
     c->err = errno ? errno : EINVAL;

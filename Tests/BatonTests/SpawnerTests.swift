@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Baton
+import CBaton
 
 /// Spawns a real child through Baton's spawner and has it report what it received.
 final class SpawnerTests: XCTestCase {
@@ -172,5 +173,27 @@ final class SpawnerTests: XCTestCase {
         let fds = lines.dropFirst().compactMap { Int($0) }
         XCTAssertEqual(Array(fds.prefix(5)), [0, 1, 2, 3, 4], "\(lines)")
         XCTAssertLessThanOrEqual(fds.count, 6, "\(lines)")
+    }
+
+    /// The fallback for kernels before 5.9 closes exactly the range it is given, like close_range.
+    func testClosingOneByOneClosesTheRangeAndNothingAround() throws {
+        var pair: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&pair), 0)
+        defer { Glibc.close(pair[0]); Glibc.close(pair[1]) }
+        for close in [baton_close_each, baton_close_range] {
+            // Ten copies at fixed numbers, far above what this process has open.
+            let fds = Array(Int32(700)..<710)
+            for fd in fds {
+                XCTAssertEqual(fcntl(fd, F_GETFD), -1, "descriptor \(fd) is already in use")
+                XCTAssertEqual(dup2(pair[0], fd), fd)
+            }
+            defer { for fd in fds { Glibc.close(fd) } }
+            XCTAssertEqual(close(703, 706), 0)
+            let open = fds.map { fcntl($0, F_GETFD) >= 0 }
+            XCTAssertEqual(open, [true, true, true, false, false, false, false, true, true, true])
+            // An empty range closes nothing.
+            XCTAssertEqual(close(708, 707), 0)
+            XCTAssertTrue(fcntl(707, F_GETFD) >= 0 && fcntl(708, F_GETFD) >= 0)
+        }
     }
 }

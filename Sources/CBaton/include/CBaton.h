@@ -109,6 +109,15 @@ int baton_wait_exit(pid_t pid, int timeout_ms, int *status);
 /// (at most 5 times in 30 s). Returns the keeper's pid in the master, or -1 with errno set.
 pid_t baton_keeper_start(int link, int adopt, int timeout_ms);
 
+/// close_range(first, last, 0), also on kernels before 5.9, which lack it: there, the same as
+/// `baton_close_each`. Async-signal-safe. Returns 0 or -1 with errno set.
+int baton_close_range(unsigned first, unsigned last);
+
+/// Closes every descriptor from `first` to `last` one by one, up to the soft RLIMIT_NOFILE and at
+/// most 2^20 of them: what `baton_close_range` falls back to. Async-signal-safe. Returns 0, or -1
+/// with errno set when the limit cannot be read.
+int baton_close_each(unsigned first, unsigned last);
+
 /// The pid of the process at the other end of the unix socket `fd` (SO_PEERCRED), or -1.
 pid_t baton_peer_pid(int fd);
 
