@@ -197,6 +197,33 @@ final class ConnectionHandoffTests: XCTestCase {
         for fd in connections[0] ?? [] { close(fd) }
     }
 
+    /// A loan made after the others ended early (a newer inbox took over) while their timer was
+    /// still pending ends on time too: that one timer goes on to it.
+    func testALoanMadeAfterTheOthersEndedEarlyEndsOnTime() throws {
+        let (older, newer) = (pair(), pair())
+        let handoff = ConnectionHandoff(inbox: older.sender, listenerNames: ["http"], handingOver: [0], window: .seconds(10),
+                                        lendFor: .milliseconds(600), logger: Logger(label: "test"))
+        defer { handoff.close(); close(older.receiver); close(newer.receiver) }
+        let (first, second) = (try tcpConnection(), try tcpConnection())
+        defer { close(first.client); close(second.client) }
+        guard case .sent = handoff.handOver(first.server, listener: 0) else { return XCTFail("the inbox takes it") }
+        close(first.server)
+        close(takeFromInbox(older.receiver))
+        handoff.retarget(to: newer.sender)  // ends the first loan; its timer stays pending
+        XCTAssertEqual(receive(on: first.client), "", "its loan ended with the retarget")
+        usleep(300_000)
+        guard case .sent = handoff.handOver(second.server, listener: 0) else { return XCTFail("the newer inbox takes it") }
+        let sentAt = Date()
+        close(second.server)
+        close(takeFromInbox(newer.receiver))
+        // The pending timer fires 300 ms after this send, with the loan not due yet.
+        usleep(450_000)
+        XCTAssertNil(receive(on: second.client, waiting: 0), "lent for 600 ms: the copy here holds it open")
+        XCTAssertEqual(receive(on: second.client), "", "closed once its own loan ended")
+        let held = Date().timeIntervalSince(sentAt)
+        XCTAssertGreaterThanOrEqual(held, 0.6, "not before its loan ended")
+    }
+
     private func poll(timeout: TimeInterval, _ condition: () -> Bool) -> Bool {
         let end = Date().addingTimeInterval(timeout)
         while Date() < end {

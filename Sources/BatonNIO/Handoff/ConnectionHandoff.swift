@@ -59,6 +59,8 @@ public final class ConnectionHandoff: Sendable {
         var closed = false
         /// Oldest first.
         var lent: [Lent] = []
+        /// A timer to end loans is pending (one chain at most, also when `lent` emptied meanwhile).
+        var loanTimerArmed = false
         var takenBack = 0
     }
 
@@ -127,7 +129,10 @@ public final class ConnectionHandoff: Sendable {
                 if measured, lendFor > .zero {
                     let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
                     if copy >= 0 {
-                        if state.lent.isEmpty { endLoans(at: now + lendFor) }
+                        if !state.loanTimerArmed {
+                            state.loanTimerArmed = true
+                            endLoans(at: now + lendFor)
+                        }
                         state.lent.append(Lent(fd: copy, listener: listener, consumed: consumed, sentAt: now))
                     }
                 }
@@ -198,13 +203,14 @@ public final class ConnectionHandoff: Sendable {
     }
 
     /// Ends the loans due by `time` then, and so on until none is left: a copy must not outlive
-    /// its loan when no further send comes to end it.
+    /// its loan when no further send comes to end it. Called with `loanTimerArmed` set.
     private func endLoans(at time: NIODeadline) {
         let delay = max(0, (time - .now()).nanoseconds)
         DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(delay))) { [weak self] in
             guard let self else { return }
             self.state.withLockedValue { state in
                 Self.endLoans(&state, sentBefore: .now() - self.lendFor)
+                state.loanTimerArmed = state.lent.first != nil
                 if let next = state.lent.first { self.endLoans(at: next.sentAt + self.lendFor) }
             }
         }
