@@ -22,8 +22,7 @@ struct MasterRespawn: Equatable {
                    environment: [String: String] = ProcessEnvironment.current()) -> MasterRespawn {
         var environment = MasterImage.environmentForNextStart(notifySocket: notifySocket, from: environment)
         environment[markerKey] = "1"
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let folder = getcwd(&buffer, buffer.count) != nil ? String(cString: buffer) : "/"
+        let folder = ProcessEnvironment.workingDirectory() ?? "/"
         return MasterRespawn(path: image.path, folder: folder, arguments: image.arguments, environment: environment)
     }
 

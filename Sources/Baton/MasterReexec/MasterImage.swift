@@ -60,9 +60,7 @@ package struct MasterImage: Sendable, Equatable {
     static func resolve(_ argv0: String, environment: [String: String] = ProcessEnvironment.current()) -> String? {
         if argv0.hasPrefix("/") { return argv0 }
         if argv0.contains("/") {
-            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-            guard getcwd(&buffer, buffer.count) != nil else { return nil }
-            let cwd = String(cString: buffer)
+            guard let cwd = ProcessEnvironment.workingDirectory() else { return nil }
             return (cwd == "/" ? "" : cwd) + "/" + (argv0.hasPrefix("./") ? String(argv0.dropFirst(2)) : argv0)
         }
         guard !argv0.isEmpty else { return nil }

@@ -48,29 +48,31 @@ final class MasterMetrics: Sendable {
         self.registry = registry
         let upgrades = "baton_upgrades_total"
         let upgradesHelp = "Upgrades (SIGHUP, watch.conf, baton reload) by outcome."
-        upgradesSucceeded = registry.makeCounter(name: upgrades, labels: [("outcome", "succeeded")], help: upgradesHelp)
-        upgradesFailed = registry.makeCounter(name: upgrades, labels: [("outcome", "failed")], help: upgradesHelp)
-        rollbacks = registry.makeCounter(name: "baton_rollbacks_total", help: "Rollbacks to the previous release after a crash within the probation.")
-        restarts = registry.makeCounter(name: "baton_worker_restarts_total", help: "Workers started again after no generation was serving.")
+        upgradesSucceeded = registry.makeCounter(descriptor: .baton(upgrades, help: upgradesHelp), labels: [("outcome", "succeeded")])
+        upgradesFailed = registry.makeCounter(descriptor: .baton(upgrades, help: upgradesHelp), labels: [("outcome", "failed")])
+        rollbacks = registry.makeCounter(descriptor: .baton("baton_rollbacks_total", help: "Rollbacks to the previous release after a crash within the probation."))
+        restarts = registry.makeCounter(descriptor: .baton("baton_worker_restarts_total", help: "Workers started again after no generation was serving."))
         reexecutions = Dictionary(uniqueKeysWithValues: ["succeeded", "refused", "failed"].map { outcome in
-            (outcome, registry.makeCounter(name: "baton_master_reexecutions_total", labels: [("outcome", outcome)],
-                                           help: "Re-executions of the master's own binary in place, by outcome."))
+            (outcome, registry.makeCounter(descriptor: .baton("baton_master_reexecutions_total",
+                                                              help: "Re-executions of the master's own binary in place, by outcome."),
+                                           labels: [("outcome", outcome)]))
         })
         canaries = Dictionary(uniqueKeysWithValues: ["promoted", "rolled_back"].map { outcome in
-            (outcome, registry.makeCounter(name: "baton_canaries_total", labels: [("outcome", outcome)],
-                                           help: "Canary upgrades by outcome (promoted, or rolled back on its errors, latency, a crash or by hand)."))
+            (outcome, registry.makeCounter(descriptor: .baton("baton_canaries_total",
+                                                              help: "Canary upgrades by outcome (promoted, or rolled back on its errors, latency, a crash or by hand)."),
+                                           labels: [("outcome", outcome)]))
         })
-        adoptions = registry.makeCounter(name: "baton_adoptions_total",
-                                         help: "Masters started that took over the running workers of a master that died.")
+        adoptions = registry.makeCounter(descriptor: .baton("baton_adoptions_total",
+                                                            help: "Masters started that took over the running workers of a master that died."))
         generations = Dictionary(uniqueKeysWithValues: [Generation.State.starting, .serving, .canary, .draining, .abandoned].map { state in
-            (state, registry.makeGauge(name: "baton_generations", labels: [("state", state.rawValue)], help: "Worker generations by state."))
+            (state, registry.makeGauge(descriptor: .baton("baton_generations", help: "Worker generations by state."), labels: [("state", state.rawValue)]))
         })
         let buckets: [Duration] = [.milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
                                    .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60)]
-        timeToReady = registry.makeDurationHistogram(name: "baton_time_to_ready_seconds", buckets: buckets,
-                                                     help: "From spawning a generation to its READY=1.")
-        drainTime = registry.makeDurationHistogram(name: "baton_drain_seconds", buckets: buckets,
-                                                   help: "From SIGTERM to the exit of a draining generation.")
+        timeToReady = registry.makeDurationHistogram(descriptor: .baton("baton_time_to_ready_seconds", help: "From spawning a generation to its READY=1."),
+                                                     buckets: buckets)
+        drainTime = registry.makeDurationHistogram(descriptor: .baton("baton_drain_seconds", help: "From SIGTERM to the exit of a draining generation."),
+                                                   buckets: buckets)
     }
 
     /// The totals so far (for the hand-over record).
@@ -161,9 +163,8 @@ final class MasterMetrics: Sendable {
             guard current.servingLabels != labels else { return }
             if let gauge = current.serving { registry.unregisterGauge(gauge) }
             current.serving = serving.map {
-                let gauge = registry.makeGauge(name: "baton_serving_info",
-                                               labels: [("version", $0.version), ("generation", String($0.number)), ("pid", String($0.pid))],
-                                               help: "The generation serving now (value 1).")
+                let gauge = registry.makeGauge(descriptor: .baton("baton_serving_info", help: "The generation serving now (value 1)."),
+                                               labels: [("version", $0.version), ("generation", String($0.number)), ("pid", String($0.pid))])
                 gauge.set(to: 1.0)
                 return gauge
             }
@@ -187,9 +188,9 @@ final class MasterMetrics: Sendable {
             }
             for (key, count) in wanted {
                 let gauge = gauges[key] ?? registry.makeGauge(
-                    name: "baton_open_connections",
-                    labels: [("generation", String(key.generation)), ("state", key.state), ("kind", key.kind)],
-                    help: "Open connections of each live generation by kind (http1, https, h2c, h2, ws, wss), as its worker last reported them.")
+                    descriptor: .baton("baton_open_connections",
+                                       help: "Open connections of each live generation by kind (http1, https, h2c, h2, ws, wss), as its worker last reported them."),
+                    labels: [("generation", String(key.generation)), ("state", key.state), ("kind", key.kind)])
                 gauge.set(to: Double(count))
                 gauges[key] = gauge
             }
@@ -198,4 +199,12 @@ final class MasterMetrics: Sendable {
 
     /// Everything, in Prometheus text exposition format.
     func text() -> String { registry.emitToString() }
+}
+
+extension MetricNameDescriptor {
+    /// A metric named `name` whole: swift-prometheus joins a descriptor's non-empty parts with "_",
+    /// and Baton's names carry their unit already (`baton_drain_seconds`, `…_total`).
+    static func baton(_ name: String, help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
 }

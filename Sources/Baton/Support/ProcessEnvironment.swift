@@ -18,4 +18,11 @@ package enum ProcessEnvironment {
         }
         return result
     }
+
+    /// The working directory (getcwd), or nil when it cannot be read (removed, or too long).
+    package static func workingDirectory() -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return nil }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }
