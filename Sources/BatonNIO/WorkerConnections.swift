@@ -122,6 +122,11 @@ public final class WorkerConnections: Sendable {
     private let reporter = NIOLockedValueBox<(any DispatchSourceTimer)?>(nil)
     /// The drain under way, which a `resume` order ends.
     private let currentDrain = NIOLockedValueBox<OneShot<DrainEnd>?>(nil)
+    /// Once the drain under way has stopped accepting: what calling it off does. It runs once,
+    /// under this box's lock: on the control channel's queue as the `resume` order comes, or in
+    /// the drain when it learns of the order (if that came before this was set); the drain waits
+    /// for a run under way before it goes on.
+    private let callOff = NIOLockedValueBox<(@Sendable () -> Void)?>(nil)
     /// While a drain is called off: what ends the wait for the next one.
     private let nextDrain = NIOLockedValueBox<OneShot<NextDrain>?>(nil)
 
@@ -185,10 +190,13 @@ public final class WorkerConnections: Sendable {
         case .resume:
             // The order may come before the drain has begun (SIGTERM and orders travel apart):
             // it then ends that drain as soon as it begins.
-            currentDrain.withLockedValue { current in
+            let ending = currentDrain.withLockedValue { current in
                 if current == nil { current = OneShot() }
                 return current!
-            }.settle(.resumed)
+            }
+            // Accepting starts again right here, not after a hop to the drain's task: under
+            // load the task pool's queue held that hop ~10 ms, while nobody accepted.
+            if ending.settle(.resumed) { runCallOff() }
         case .hurry:
             let open = registry.hurry()
             logger.notice("worker generation \(worker.generation): hurried (too many generations draining): its \(open) connection(s) close sooner")
@@ -346,6 +354,7 @@ public final class WorkerConnections: Sendable {
         logger.info("worker generation \(worker.generation) draining \(registry.openCount) connection(s)\(left)\(taken)\(handing)")
         let registry = self.registry
         registry.startDraining(handoff: handoff)
+        callOff.withLockedValue { $0 = { [self] in self.resume(handoff: handoff, follower: follower) } }
         let inbox = self.inbox
         // The generation before may still be handing connections over to this one: the ones it
         // sends go on to the next generation (or close gracefully) like the rest, instead of
@@ -363,9 +372,9 @@ public final class WorkerConnections: Sendable {
         let end = await withTaskCancellationHandler { await ending.value } onCancel: { ending.settle(.cancelled) }
         timer.cancel()
         currentDrain.withLockedValue { $0 = nil }
+        if end == .resumed { runCallOff() } else { callOff.withLockedValue { $0 = nil } }
         switch end {
         case .resumed:
-            resume(handoff: handoff, follower: follower)
             return .resumed
         case .deadline:
             logger.warning("drain deadline (\(deadline)) passed with \(registry.openCount) connection(s) open: closing them")
@@ -420,6 +429,15 @@ public final class WorkerConnections: Sendable {
         try? worker.status("generation \(generation) serving again (drain called off)")
     }
 
+    /// Calls the drain under way off, unless that was done already (or it has not stopped
+    /// accepting yet: then the drain does it).
+    private func runCallOff() {
+        callOff.withLockedValue { action in
+            defer { action = nil }
+            action?()
+        }
+    }
+
     /// Closes this process's copy of every listener it still holds.
     private func closeListeners() {
         let listeners = worker.listeners
@@ -441,15 +459,17 @@ private final class OneShot<Value: Sendable>: Sendable {
 
     private let state = NIOLockedValueBox(State())
 
-    /// Settles the value unless it is settled already.
-    func settle(_ value: Value) {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<Value, Never>? in
-            guard state.value == nil else { return nil }
+    /// Settles the value unless it is settled already; returns whether this call settled it.
+    @discardableResult
+    func settle(_ value: Value) -> Bool {
+        let (settled, waiter) = state.withLockedValue { state -> (Bool, CheckedContinuation<Value, Never>?) in
+            guard state.value == nil else { return (false, nil) }
             state.value = value
             defer { state.waiter = nil }
-            return state.waiter
+            return (true, state.waiter)
         }
         waiter?.resume(returning: value)
+        return settled
     }
 
     /// The value if it is settled already.

@@ -66,6 +66,12 @@ struct Hello: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Test aid: inject only in the generation started as this version (watch.conf's Ver); default: every one.", valueName: "ver"))
     var injectIntoVersion: String?
 
+    // A handler that does blocking work the wrong way, to check that Baton's own work in a
+    // worker never waits for the task pool it blocks.
+
+    @Flag(help: "Test aid: serve GET /block?after=MS&ms=MS, which waits `after` ms, then holds its thread of the task pool for `ms` ms (at most 60 s each).")
+    var blockRoute = false
+
     func validate() throws {
         guard (0...100).contains(injectErrors) else { throw ValidationError("--inject-errors must be 0…100") }
         guard (0...60_000).contains(injectLatency) else { throw ValidationError("--inject-latency must be 0…60000 ms") }
@@ -124,6 +130,14 @@ struct Hello: AsyncParsableCommand {
             let milliseconds = min(max(request.uri.queryParameters.get("ms", as: Int.self) ?? 1000, 0), 60_000)
             try await Task.sleep(for: .milliseconds(milliseconds))
             return HelloAnswer(message: "slept \(milliseconds) ms", ver: worker.version, pid: Int(getpid()))
+        }
+        if blockRoute {
+            router.get("block") { request, _ in
+                let (after, milliseconds) = (request.uri.queryParameters.get("after", as: Int.self) ?? 0, request.uri.queryParameters.get("ms", as: Int.self) ?? 1000)
+                try await Task.sleep(for: .milliseconds(min(max(after, 0), 60_000)))
+                usleep(UInt32(min(max(milliseconds, 0), 60_000)) * 1000)
+                return HelloAnswer(message: "held a thread \(milliseconds) ms", ver: worker.version, pid: Int(getpid()))
+            }
         }
         // WebSocket echo at /ws; when its connection is drained, the client is told first (then
         // Baton closes it with 1001).

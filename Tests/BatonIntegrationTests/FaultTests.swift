@@ -284,6 +284,50 @@ final class FaultTests: IntegrationTestCase {
         XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
     }
 
+    /// A drain is called off on the control channel's own thread, not in a task of the task pool:
+    /// here the app's handlers hold every thread of the old generation's pool (blocking work done
+    /// the wrong way) when its successor dies, and the old generation still accepts again at once,
+    /// before any of those handlers has returned. (Before, the call-off waited for a free thread
+    /// of that pool: under load, ~10 ms in which nobody accepted; here, until the handlers return.)
+    func testADrainIsCalledOffWhileTheAppHoldsEveryThreadOfTheTaskPool() throws {
+        let hello = try startHello(["--block-route"])
+        let old = try XCTUnwrap(hello.servingPid())
+        // From 3 s on, for 5 s, each holds a thread of the pool (as many as there are CPUs: the
+        // pool's width), and keeps the old generation draining meanwhile.
+        let blockers = try (0..<ProcessInfo.processInfo.activeProcessorCount).map { _ in try HTTPConnection(port: hello.port, timeout: 30) }
+        for blocker in blockers { try blocker.send(raw: "GET /block?after=3000&ms=5000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") }
+        let sent = Date()
+        Thread.sleep(forTimeInterval: 0.2)
+
+        hello.signal(SIGHUP)
+        XCTAssertTrue(hello.waitForLog("worker generation 1 draining", timeout: 2.5), "the old generation did not start draining")
+        var new: pid_t?
+        while new == nil, Date().timeIntervalSince(sent) < 2.8 {
+            if let pid = hello.servingPid(), pid != old { new = pid } else { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        guard let new else { return XCTFail("the new generation did not serve within 2.8 s of the requests (the pool is held from 3 s)") }
+        hello.track(new)
+        // Every thread of the pool is held now.
+        Thread.sleep(forTimeInterval: max(0, 3.3 - Date().timeIntervalSince(sent)))
+        XCTAssertEqual(kill(new, SIGKILL), 0)
+        XCTAssertTrue(hello.waitForLog("drain called off", timeout: 2.5), "the old generation did not call its drain off while the app held the task pool")
+        for blocker in blockers {
+            var pending = pollfd(fd: blocker.fd, events: Int16(POLLIN), revents: 0)
+            XCTAssertEqual(poll(&pending, 1, 0), 0, "a handler returned before the call-off was seen: the pool was not held throughout")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(sent), 7.5, "the call-off came too late to tell: the pool was held until 8 s")
+
+        for blocker in blockers {
+            let answer = try blocker.readResponse()
+            XCTAssertEqual(answer.status, 200)
+            XCTAssertEqual(answer.pid, old)
+            XCTAssertFalse(answer.connectionClose, "the connection the old generation held is kept")
+        }
+        XCTAssertEqual(hello.servingPid(), old, "fresh connections go to the old generation")
+        waitForChildren(hello, toBe: [old], timeout: 10, "after the successor died")
+        XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
+    }
+
     /// Idle keep-alive connections handed to the successor, which dies before any of them sent
     /// a request: the old generation takes them back (it kept a copy of each, see
     /// `ConnectionHandoff.lendFor`) and answers their next requests, with nothing lost and no
