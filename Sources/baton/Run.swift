@@ -90,16 +90,12 @@ extension BatonCommand {
             throw ValidationError("--ready must be 'notify' or 'uptime:SECONDS', not '\(ready)'")
         }
 
-        /// `name` as an absolute path: itself when it contains a slash, else found in PATH.
+        /// `name` as an absolute path (see `ProcessEnvironment.executablePath`).
         static func resolve(_ name: String) throws -> String {
-            if name.contains("/") {
-                return name.hasPrefix("/") ? name : FileManager.default.currentDirectoryPath + "/" + name
+            guard let path = ProcessEnvironment.executablePath(name) else {
+                throw ValidationError(name.contains("/") ? "'\(name)': the working directory cannot be read" : "'\(name)' is not an executable found in PATH")
             }
-            let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-            for folder in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(folder)/\(name)") {
-                return "\(folder)/\(name)"
-            }
-            throw ValidationError("'\(name)' is not an executable found in PATH")
+            return path
         }
     }
 }

@@ -134,13 +134,13 @@ final class MasterRecordTests: XCTestCase {
     }
 
     func testArgv0IsResolvedAsAShellWould() {
-        XCTAssertEqual(MasterImage.resolve("/srv/app/app"), "/srv/app/app")
+        XCTAssertEqual(ProcessEnvironment.executablePath("/srv/app/app"), "/srv/app/app")
         var buffer = [CChar](repeating: 0, count: 4096)
         let cwd = String(cString: getcwd(&buffer, buffer.count)!)
-        XCTAssertEqual(MasterImage.resolve("./bin/app"), cwd + "/bin/app")
-        XCTAssertEqual(MasterImage.resolve("bin/app"), cwd + "/bin/app")
-        XCTAssertEqual(MasterImage.resolve("sh", environment: ["PATH": "/nonexistent:/bin"]), "/bin/sh")
-        XCTAssertNil(MasterImage.resolve("no-such-program-here", environment: ["PATH": "/nonexistent"]))
+        XCTAssertEqual(ProcessEnvironment.executablePath("./bin/app"), cwd + "/bin/app")
+        XCTAssertEqual(ProcessEnvironment.executablePath("bin/app"), cwd + "/bin/app")
+        XCTAssertEqual(ProcessEnvironment.executablePath("sh", environment: ["PATH": "/nonexistent:/bin"]), "/bin/sh")
+        XCTAssertNil(ProcessEnvironment.executablePath("no-such-program-here", environment: ["PATH": "/nonexistent"]))
     }
 
     private func temporaryFile(_ text: String) -> Int32 {

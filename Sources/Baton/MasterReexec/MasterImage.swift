@@ -32,7 +32,7 @@ package struct MasterImage: Sendable, Equatable {
 
     /// The image of this process, as started: argv from the command line.
     static func current(executions: Int = 0, arguments: [String] = CommandLine.arguments, path: String? = nil) -> MasterImage {
-        let path = path ?? resolve(arguments.first ?? "") ?? ((try? Baton.currentExecutablePath()) ?? "")
+        let path = path ?? ProcessEnvironment.executablePath(arguments.first ?? "") ?? ((try? Baton.currentExecutablePath()) ?? "")
         return MasterImage(path: path, arguments: arguments, executions: executions, startedAt: .now,
                            loadedFrom: FileIdentity(path: "/proc/self/exe"))
     }
@@ -54,20 +54,5 @@ package struct MasterImage: Sendable, Equatable {
         var next = environment.filter { !$0.key.hasPrefix("LISTEN_") && !startOnly.contains($0.key) }
         if let notifySocket { next["NOTIFY_SOCKET"] = notifySocket }
         return next
-    }
-
-    /// `argv0` as an absolute path, or nil when it cannot be resolved.
-    static func resolve(_ argv0: String, environment: [String: String] = ProcessEnvironment.current()) -> String? {
-        if argv0.hasPrefix("/") { return argv0 }
-        if argv0.contains("/") {
-            guard let cwd = ProcessEnvironment.workingDirectory() else { return nil }
-            return (cwd == "/" ? "" : cwd) + "/" + (argv0.hasPrefix("./") ? String(argv0.dropFirst(2)) : argv0)
-        }
-        guard !argv0.isEmpty else { return nil }
-        for folder in (environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
-            let candidate = "\(folder)/\(argv0)"
-            if access(candidate, X_OK) == 0 { return candidate.hasPrefix("/") ? candidate : resolve(candidate, environment: environment) }
-        }
-        return nil
     }
 }

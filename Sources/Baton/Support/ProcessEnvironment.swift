@@ -25,4 +25,21 @@ package enum ProcessEnvironment {
         guard getcwd(&buffer, buffer.count) != nil else { return nil }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+
+    /// `name` as an absolute path, the way a shell finds a command: itself when it starts with a
+    /// slash, under the working directory when it has one elsewhere, else the first executable
+    /// of that name in `PATH`; nil when it cannot be found.
+    package static func executablePath(_ name: String, environment: [String: String] = current()) -> String? {
+        if name.hasPrefix("/") { return name }
+        if name.contains("/") {
+            guard let cwd = workingDirectory() else { return nil }
+            return (cwd == "/" ? "" : cwd) + "/" + (name.hasPrefix("./") ? String(name.dropFirst(2)) : name)
+        }
+        guard !name.isEmpty else { return nil }
+        for folder in (environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":") {
+            let candidate = "\(folder)/\(name)"
+            if access(candidate, X_OK) == 0 { return candidate.hasPrefix("/") ? candidate : executablePath(candidate, environment: environment) }
+        }
+        return nil
+    }
 }
