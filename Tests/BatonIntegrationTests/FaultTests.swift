@@ -301,12 +301,9 @@ final class FaultTests: IntegrationTestCase {
 
         hello.signal(SIGHUP)
         XCTAssertTrue(hello.waitForLog("worker generation 1 draining", timeout: 2.5), "the old generation did not start draining")
-        var new: pid_t?
-        while new == nil, Date().timeIntervalSince(sent) < 2.8 {
-            if let pid = hello.servingPid(), pid != old { new = pid } else { Thread.sleep(forTimeInterval: 0.05) }
+        guard let new = waitForNewPid(port: hello.port, master: hello, old: old, timeout: max(0.1, 2.8 - Date().timeIntervalSince(sent))) else {
+            return XCTFail("the new generation did not serve within 2.8 s of the requests (the pool is held from 3 s)")
         }
-        guard let new else { return XCTFail("the new generation did not serve within 2.8 s of the requests (the pool is held from 3 s)") }
-        hello.track(new)
         // Every thread of the pool is held now.
         Thread.sleep(forTimeInterval: max(0, 3.3 - Date().timeIntervalSince(sent)))
         XCTAssertEqual(kill(new, SIGKILL), 0)
