@@ -57,8 +57,9 @@ final class ConnectionAdopter: @unchecked Sendable {
     }
 
     /// Takes every descriptor in `fds` (owned from now on), connections to the listener at
-    /// position `listener` (nil: unknown).
-    func adopt(_ fds: [Int32], listener: Int?) {
+    /// position `listener` (nil: unknown); `handedOver`: the previous generation sent them, and
+    /// may still hold copies.
+    func adopt(_ fds: [Int32], listener: Int?, handedOver: Bool = false) {
         var batches = [[Int32]](repeating: [], count: loops.count)
         for fd in fds {
             registry.willAccept()
@@ -68,19 +69,19 @@ final class ConnectionAdopter: @unchecked Sendable {
         for (index, batch) in batches.enumerated() where !batch.isEmpty {
             let loop = loops[index]
             loop.eventLoop.execute {
-                for fd in batch { self.setUp(fd, listener: listener, bootstrap: loop.bootstrap) }
+                for fd in batch { self.setUp(fd, listener: listener, handedOver: handedOver, bootstrap: loop.bootstrap) }
             }
         }
     }
 
     /// On the bootstrap's event loop: NIO sets the channel up right here.
-    private func setUp(_ fd: Int32, listener: Int?, bootstrap: ClientBootstrap) {
+    private func setUp(_ fd: Int32, listener: Int?, handedOver: Bool, bootstrap: ClientBootstrap) {
         let initializer = self.initializer
         let registry = self.registry
         let logger = self.logger
         bootstrap.channelInitializer { channel in
             do {
-                try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: fd, listener: listener), name: ConnectionSocketHandler.name)
+                try channel.pipeline.syncOperations.addHandler(ConnectionSocketHandler(fd: fd, listener: listener, handedOver: handedOver), name: ConnectionSocketHandler.name)
             } catch {
                 return channel.eventLoop.makeFailedFuture(error)
             }

@@ -1,5 +1,8 @@
 import CBaton
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Asks the ``ConnectionSocketHandler`` of a connection to close it without losing anything the
 /// client sent or was sent (a lingering close). Send it with `triggerUserOutboundEvent`.
@@ -109,15 +112,21 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     private var lingering = false
     private var closingThroughTLS = false
     private var lingerTimer: Scheduled<Void>?
+    /// The previous generation handed this connection over, and may still hold a copy of it.
+    private let handedOver: Bool
+    /// This process sent the connection on to the next generation: closing drops our descriptor only.
+    private var sentOn = false
 
     /// The name it has in a pipeline, where other handlers look for it.
     public static let name = "baton.socket"
 
     /// A handler for the connection at `fd` (nil: unknown, no pending-input checks) that gives a
-    /// client `lingerTimeout` to close its side after a graceful close.
-    public init(fd: Int32?, listener: Int? = nil, lingerTimeout: TimeAmount = .seconds(2)) {
+    /// client `lingerTimeout` to close its side after a graceful close. `handedOver`: the
+    /// previous generation handed the connection over (see ``close(context:mode:promise:)``).
+    public init(fd: Int32?, listener: Int? = nil, handedOver: Bool = false, lingerTimeout: TimeAmount = .seconds(2)) {
         self.activity = ConnectionActivity(fd: fd, listener: listener)
         self.lingerTimeout = lingerTimeout
+        self.handedOver = handedOver
     }
 
     /// Starts the connection's clock: its first pause is measured from here.
@@ -171,7 +180,7 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     /// WebSocket its WebSocket drain when a drain (or a hurry) reaches it.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if lingering, case ChannelEvent.inputClosed = event {
-            context.close(promise: nil)
+            self.close(context: context, mode: .all, promise: nil)
             return
         }
         // A connection upgraded to WebSocket has no HTTP drain any more: it gets the WebSocket
@@ -199,6 +208,7 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
             }
             promise?.succeed()
             // The next generation holds the socket now: this close only drops our descriptor.
+            sentOn = true
             context.close(promise: nil)
             return
         }
@@ -219,24 +229,37 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
             // the connection, and the draining process, for its 5 s shutdown timeout. Ours is
             // long out once `lingerTimeout` has passed: the socket closes then.
             lingerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: lingerTimeout) {
-                context.close(promise: nil)
+                self.close(context: context, mode: .all, promise: nil)
             }
             return
         }
         guard activity.requestArriving || !activity.atRequestBoundary || activity.pendingInput > 0 else {
-            context.close(promise: nil)
+            self.close(context: context, mode: .all, promise: nil)
             return
         }
         lingering = true
         // `.output` waits for pending writes, then shutdown(SHUT_WR); if the input is closed
         // already NIO closes fully. Either way, nothing is cut off.
         let outputClosed = context.eventLoop.makePromise(of: Void.self)
-        outputClosed.futureResult.assumeIsolated().whenFailure { _ in context.close(promise: nil) }
+        outputClosed.futureResult.assumeIsolated().whenFailure { _ in self.close(context: context, mode: .all, promise: nil) }
         context.close(mode: .output, promise: outputClosed)
         lingerTimer = context.eventLoop.assumeIsolated().scheduleTask(in: lingerTimeout) {
-            context.close(promise: nil)
+            self.close(context: context, mode: .all, promise: nil)
         }
         context.read()
+    }
+
+    /// Closes the connection. One handed over by the previous generation is shut down first:
+    /// that generation keeps a copy of it for a while (its loan, see `ConnectionHandoff.lendFor`),
+    /// and `close(2)` of one copy leaves the socket open, and the client without its end-of-file,
+    /// until the last copy goes. `shutdown(2)` acts on the socket itself.
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        // Only while the channel is open: NIO has not closed the descriptor yet, so the number
+        // is still this connection's.
+        if mode == .all, handedOver, !sentOn, context.channel.isActive, let fd = activity.fd {
+            _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
+        }
+        context.close(mode: mode, promise: promise)
     }
 
     /// Takes the connection out of the ``ConnectionCensus`` and stops the linger timer.

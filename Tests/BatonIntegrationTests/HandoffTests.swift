@@ -113,6 +113,48 @@ final class HandoffTests: IntegrationTestCase {
         XCTAssertEqual(hello.logCount("50 connection(s) handed over, 0 closed"), 1, hello.logExcerpt())
     }
 
+    /// The old generation keeps a copy of each connection it hands over for a while (its loan,
+    /// 2 s), to take it back should the new generation die. A connection the new generation
+    /// closes meanwhile must still end for the client at once: `close(2)` of one copy alone
+    /// would leave the socket open, and the client without its end-of-file, until the loan ends.
+    func testAConnectionClosedDuringItsLoanEndsAtOnce() throws {
+        let hello = try startHello()
+        let connection = try HTTPConnection(port: hello.port)
+        let old = try XCTUnwrap(try connection.get("/hello").pid)
+        hello.track(old)
+        // A request half sent keeps the old generation, and so its loans, alive.
+        let holder = try HTTPConnection(port: hello.port)
+        XCTAssertEqual(try holder.get("/hello").pid, old)
+        try holder.send(raw: "GET /hello HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-")
+        Thread.sleep(forTimeInterval: 0.2)  // read by the old generation
+        hello.signal(SIGHUP)
+        // Asked every 20 ms, the connection is idle at a request boundary between two requests:
+        // it goes over at its moment, and its next request is answered by the new generation.
+        var new: pid_t?
+        var movedAt = Date()
+        poll(timeout: 30, interval: 0.02) {
+            guard let pid = (try? connection.get("/hello"))?.pid else { return false }
+            if pid != old { new = pid; movedAt = Date() }
+            return new != nil
+        }
+        let next = try XCTUnwrap(new, "the connection was not answered by a new generation within 30 s\n\(hello.logExcerpt())")
+        hello.track(next)
+        let answer = try connection.get("/hello", closeConnection: true)
+        let answeredAt = Date()
+        XCTAssertEqual(answer.pid, next)
+        XCTAssertTrue(answer.connectionClose)
+        XCTAssertEqual(try connection.readToEndOfFile(), [], "nothing after the last response")
+        let endOfFile = Date().timeIntervalSince(answeredAt)
+        // The loan (2 s from the send, while the old generation lives) was still running when
+        // the new generation closed.
+        XCTAssertLessThan(answeredAt.timeIntervalSince(movedAt), 1.0, "too slow for the loan to matter: the test proves nothing")
+        XCTAssertTrue(Proc.isAlive(old), "the old generation, and its loans, should still be there")
+        XCTAssertLessThan(endOfFile, 0.5, "the client's end-of-file came \(endOfFile) s after the closing response")
+        try holder.send(raw: "Agent: half-sent\r\n\r\n")
+        XCTAssertEqual(try holder.readResponse().pid, old, "the generation that read the first half answers")
+        XCTAssertEqual(hello.stop(timeout: 30), .exited(0))
+    }
+
     /// A successor that does not take connections (a Python worker under the same master): the
     /// master says so once, the old generation closes its keep-alive connections gracefully, and
     /// no request fails.

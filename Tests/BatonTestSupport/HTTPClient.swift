@@ -137,6 +137,15 @@ package final class HTTPConnection {
         try readResponse(closeConnection: false)
     }
 
+    /// Reads until the server closes the connection (end-of-file) and returns what came after the
+    /// last response read, which should be nothing. Throws `.timeout` if no end-of-file comes
+    /// within the connection's timeout.
+    package func readToEndOfFile() throws(HTTPFailure) -> [UInt8] {
+        while try fill() {}
+        defer { buffer.removeAll() }
+        return buffer
+    }
+
     private func send(_ bytes: [UInt8]) throws(HTTPFailure) {
         var sent = 0
         while sent < bytes.count {

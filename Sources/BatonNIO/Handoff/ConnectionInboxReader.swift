@@ -29,7 +29,7 @@ final class ConnectionInboxReader: Sendable {
             var buffer = [UInt8](repeating: 0, count: 512)
             // What arrived in one wake-up goes to the event loops as one batch per listener.
             var batch: [Int?: [Int32]] = [:]
-            defer { for (listener, fds) in batch { adopter.adopt(fds, listener: listener) } }
+            defer { for (listener, fds) in batch { adopter.adopt(fds, listener: listener, handedOver: true) } }
             while true {
                 var connection: Int32 = -1
                 let n = buffer.withUnsafeMutableBytes { baton_recv_fd(fd, $0.baseAddress, $0.count, &connection) }
