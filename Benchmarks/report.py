@@ -557,15 +557,17 @@ class Report:
                    "of each connection it hands over for 2 s and, when the drain is called off, *takes back* those the killed "
                    "one never read from; the ones it had read from are *lost* with it. *Accept gap*: from the `kill(2)` to the old generation's "
                    "first `accept4(2)` (perf tracepoints). *First answer*: from the kill to the first answer to a connection "
-                   "opened after it. The longest time without an answer to any connection-per-request client, and the "
+                   "opened after it; *the same with no fault*: from each 100 ms mark of the 2 s before the upgrade (one "
+                   "generation, the same load) to the first answer to a connection opened after it, median of the 20 marks. "
+                   "The longest time without an answer to any connection-per-request client, and the "
                    "longest a new connection waited, before and after the kill: what the saturated core costs with no kill at "
                    "all.", "",
-                   "| round | connections held | failed: held / new / on their way / elsewhere | old accepts in the snapshot's time | lent: taken back / lost | snapshot (ms) | accept gap (ms) | first answer (ms) | no answer, before / after (ms) | longest wait, before / after (ms) | generations started |",
-                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                   "| round | connections held | failed: held / new / on their way / elsewhere | old accepts in the snapshot's time | lent: taken back / lost | snapshot (ms) | accept gap (ms) | first answer (ms) | the same with no fault (ms) | no answer, before / after (ms) | longest wait, before / after (ms) | generations started |",
+                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
             for r in rs:
                 self.w(f"| {ident(r['round'])} | {int(r['held'])} | {int(r['failed_held'])} / {int(r['failed_new'])} / {int(r['failed_unowned'])} / {int(r['failed_other'])} | "
                        f"{int(r['old_accepts_before_kill'])} | {int(r['taken_back'])} / {int(r['lent_lost'])} | "
-                       f"{int(r['snapshot_ms'])} | {int(r['accept_gap_ms'])} | {int(r['first_answer_ms'])} | "
+                       f"{int(r['snapshot_ms'])} | {int(r['accept_gap_ms'])} | {int(r['first_answer_ms'])} | {ident(r.get('first_answer_ms_steady', '–'))} | "
                        f"{int(r['gap_ms_before'])} / {int(r['gap_ms_after'])} | {int(r['wait_ms_before'])} / {int(r['wait_ms_after'])} | "
                        f"{int(r['started_after_kill'])} |")
             self.w("")

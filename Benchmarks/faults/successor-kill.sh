@@ -36,6 +36,10 @@
 #                    connection-per-request client in the second before / after the kill
 #   wait_ms_before / wait_ms_after the longest a new connection waited for its answer in the
 #                    3 s before / after the kill (what the saturated core costs anyway)
+#   first_answer_ms_steady   the same measure as first_answer_ms at moments with no fault: from
+#                    each 100 ms mark of the 2 s before the SIGHUP (one generation, the same load)
+#                    to the first answer to a connection opened after it; median over the 20
+#                    marks (what this load costs a new connection anyway)
 #   served_after_kill   pids that answered the connection-per-request clients in the 3 s after
 #   started_after_kill  generations the master started in those 3 s
 #   round
@@ -88,6 +92,7 @@ for round in $(seq 1 "$rounds"); do
         track_helper "$trace_pid"
     fi
     sleep 0.5
+    hup_ms=$(now_ms)
     kill -HUP "$master"
     victim=""
     for ((t = 0; t < 2000; t++)); do
@@ -124,9 +129,9 @@ for round in $(seq 1 "$rounds"); do
         echo "round $round ($dir):" >&2
         python3 "$here/faults/successor-kill-trace.py" "$dir" "$victim" >&2 || true
     fi
-    python3 - "$dir" "$kill_ms" "$victim" "$old" "$((kill_ms - snapshot_ms))" <<'EOF'
+    python3 - "$dir" "$kill_ms" "$victim" "$old" "$((kill_ms - snapshot_ms))" "$hup_ms" <<'EOF'
 import json, re, sys
-d, kill, victim, old, snapshot_ms = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+d, kill, victim, old, snapshot_ms, hup = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
 ka, close = json.load(open(f"{d}/ka.json")), json.load(open(f"{d}/close.json"))
 
 # The accept gap, in the kernel's own clock: the kill(2) of the victim, then the old
@@ -188,12 +193,16 @@ def gap(lo, hi):   # the longest time in [lo, hi) without an answer
     return max(b - a for a, b in zip([lo] + ts, ts + [hi]))
 def wait(lo, hi):  # the longest a connection opened in [lo, hi) waited for its answer
     return max((a - s for s, a in sent_answered if lo <= s < hi), default=-1)
-first = min((a for s, a in sent_answered if s >= kill), default=None)
+def first_answer(at):  # from `at` to the first answer to a connection opened at or after it
+    return min((a for s, a in sent_answered if s >= at), default=None)
+first = first_answer(kill)
+steady = sorted(first_answer(m) - m for m in range(hup - 2000, hup, 100) if (first_answer(m) or hup) < hup)
+first_steady = steady[len(steady) // 2] if steady else -1
 kinds = ",".join(f"{k}:{n}" for k, n in sorted(ka["failure_kinds"].items()) if n) or "-"
 print(f"held={held} snapshot_ms={snapshot_ms} failed_held={failed['held']} failed_new={failed['new']} failed_unowned={failed['unowned']} "
       f"failed_other={failed['other']} old_accepts_before_kill={old_accepts} taken_back={taken_back} lent_lost={lent_lost} "
       f"ka_failed={ka['failures']} close_failed={close['failures']} ka_kinds={kinds} accept_gap_ms={accept_gap} "
-      f"first_answer_ms={first - kill if first else -1} gap_ms_before={gap(kill - 1000, kill)} gap_ms_after={gap(kill, kill + 1000)} "
+      f"first_answer_ms={first - kill if first else -1} first_answer_ms_steady={first_steady} gap_ms_before={gap(kill - 1000, kill)} gap_ms_after={gap(kill, kill + 1000)} "
       f"wait_ms_before={wait(kill - 3000, kill)} wait_ms_after={wait(kill, kill + 3000)} "
       f"served_after_kill={'+'.join(sorted(pids))}", end=" ")
 EOF
