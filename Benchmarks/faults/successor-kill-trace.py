@@ -1,7 +1,8 @@
 """Reads the trace `TRACE=1 successor-kill.sh` leaves in a round's folder DIR (the kill of
 VICTIM_PID in perf.txt, the old generation's system calls in old.txt): times in ms from the
-SIGKILL of the new generation (kernel clock). Prints the first accept after the kill, the first
-read and write on a connection accepted after it, and each event loop thread's turns (from
+SIGKILL of the new generation (kernel clock). Prints where the accept gap went (the killed
+process's last thread starting to exit, its parent told of its death: the SIGCHLD, sent as its
+pidfd wakes; the master's wait4 reaping it), the first accept after the kill, the first read and write on a connection accepted after it, and each event loop thread's turns (from
 epoll_wait's return to its next call) from LO to HI ms (default -300 to 200): their length and how
 many reads and writes they made, of which on connections accepted after the kill.
 
@@ -18,6 +19,21 @@ for line in open(f"{d}/perf.txt"):
         break
 if kill is None:
     sys.exit("no SIGKILL of the new generation in the trace")
+exited, notified, reaped = [], None, None
+for line in open(f"{d}/perf.txt"):
+    m = re.match(r"\s*(\d+)\s+([\d.]+):\s+(\S+):\s*(.*)", line)
+    if not m or float(m.group(2)) < kill:
+        continue
+    pid, t, event, rest = m.group(1), (float(m.group(2)) - kill) * 1000, m.group(3), m.group(4)
+    if event == "sched:sched_process_exit" and pid == victim:
+        exited.append(t)
+    elif event == "signal:signal_generate" and pid == victim and rest.startswith("sig=17 ") and notified is None:
+        notified = t
+    elif event == "syscalls:sys_exit_wait4" and int(rest.split()[-1], 16) == int(victim) and reaped is None:
+        reaped = t
+at = lambda t: "-" if t is None else f"{t:.1f}"
+print(f"the killed generation: its last thread began to exit at {at(max(exited, default=None))} ms; "
+      f"its parent told (SIGCHLD, its pidfd readable) {at(notified)} ms; reaped by the master {at(reaped)} ms")
 events = []
 for line in open(f"{d}/old.txt"):
     m = re.match(r"\s*\d+/\s*(\d+)\s+([\d.]+):\s+syscalls:(\S+):\s*(.*)", line)

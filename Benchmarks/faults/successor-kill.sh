@@ -8,9 +8,10 @@
 #   TRACE=1 Benchmarks/faults/successor-kill.sh BIN_DIR 1   # and where the first answer's time goes
 #
 # TRACE=1 also traces the old generation's system calls in each round (perf record -p: accept4,
-# read, write(v), epoll_wait, poll, recvmsg, close) and prints successor-kill-trace.py's reading
-# of it on standard error: the first accept, read and write on a connection accepted after the
-# kill, and each event loop's turns around it. The trace slows the old generation: use such
+# read, write(v), epoll_wait, poll, recvmsg, close) and the killed generation's exit and reaping,
+# and prints successor-kill-trace.py's reading of it on standard error: where the accept gap
+# went, the first accept, read and write on a connection accepted after the kill, and each event
+# loop's turns around it. The trace slows the old generation: use such
 # rounds for the timeline, not for the loss figures.
 #
 # BIN_DIR holds release builds of `hello` and the load client (`loadclient`, built from
@@ -79,7 +80,10 @@ for round in $(seq 1 "$rounds"); do
     [[ -s $dir/ka.ready && -s $dir/close.ready ]] || die "the load clients did not open their connections (see $dir/*.log)"
     sleep 2
     # Traces the kill and every accept for 5 s: from before the upgrade to some 4 s after the kill.
-    taskset -c "$CLIENT_CPU" perf record -q -a -e syscalls:sys_enter_kill -e syscalls:sys_exit_accept4 \
+    # With TRACE=1, also the killed generation's exit and its reaping.
+    gap_events=()
+    [[ ${TRACE:-0} == 1 ]] && gap_events=(-e sched:sched_process_exit -e signal:signal_generate -e syscalls:sys_exit_wait4)
+    taskset -c "$CLIENT_CPU" perf record -q -a -e syscalls:sys_enter_kill -e syscalls:sys_exit_accept4 "${gap_events[@]}" \
         -o "$dir/perf.data" -- sleep 5 >"$dir/perf.log" 2>&1 &
     perf_pid=$!
     track_helper "$perf_pid"
