@@ -200,7 +200,8 @@ def wait(lo, hi):  # the longest a connection opened in [lo, hi) waited for its 
 def first_answer(at):  # from `at` to the first answer to a connection opened at or after it
     return min((a for s, a in sent_answered if s >= at), default=None)
 first = first_answer(kill)
-steady = sorted(first_answer(m) - m for m in range(hup - 2000, hup, 100) if (first_answer(m) or hup) < hup)
+marks = {m: first_answer(m) for m in range(hup - 2000, hup, 100)}
+steady = sorted(a - m for m, a in marks.items() if a is not None and a < hup)
 first_steady = steady[len(steady) // 2] if steady else -1
 kinds = ",".join(f"{k}:{n}" for k, n in sorted(ka["failure_kinds"].items()) if n) or "-"
 print(f"held={held} snapshot_ms={snapshot_ms} failed_held={failed['held']} failed_new={failed['new']} failed_unowned={failed['unowned']} "
