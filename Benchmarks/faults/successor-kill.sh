@@ -6,6 +6,12 @@
 #
 #   Benchmarks/faults/successor-kill.sh BIN_DIR [ROUNDS]
 #   TRACE=1 Benchmarks/faults/successor-kill.sh BIN_DIR 1   # and where the first answer's time goes
+#   KA_RATE=9000 CLOSE_RATE=1800 Benchmarks/faults/successor-kill.sh BIN_DIR   # open loops
+#
+# The load is the issue's: closed loops (each client sends again as soon as it has its answer),
+# which keep 1,280 requests outstanding and the core saturated. KA_RATE and CLOSE_RATE (requests
+# per second in all, `loadclient -rate`) make either an open loop instead, for the same fault at a
+# load the core can carry.
 #
 # TRACE=1 also traces the old generation's system calls in each round (perf record -p: accept4,
 # read, write(v), epoll_wait, poll, recvmsg, close) and the killed generation's exit and reaping,
@@ -68,11 +74,11 @@ for round in $(seq 1 "$rounds"); do
     old=$(answer_pid "$port")
     # -slow-log: the failed requests with their connection's port; -slow-ms 0 for the
     # connection-per-request clients: every request, with its send time and latency.
-    taskset -c "$CLIENT_CPU" "$bin/loadclient" -addr "127.0.0.1:$port" -c 1024 -d 12s -timeline "$dir/ka.txt" \
+    taskset -c "$CLIENT_CPU" "$bin/loadclient" -addr "127.0.0.1:$port" -c 1024 -rate "${KA_RATE:-0}" -d 12s -timeline "$dir/ka.txt" \
         -ready-file "$dir/ka.ready" -slow-log "$dir/ka-failed.txt" -summary >"$dir/ka.json" 2>"$dir/ka.log" &
     ka=$!
     track_helper "$ka"
-    taskset -c "$CLIENT_CPU" "$bin/loadclient" -addr "127.0.0.1:$port" -c 256 -close -d 12s -timeline "$dir/close.txt" \
+    taskset -c "$CLIENT_CPU" "$bin/loadclient" -addr "127.0.0.1:$port" -c 256 -close -rate "${CLOSE_RATE:-0}" -d 12s -timeline "$dir/close.txt" \
         -ready-file "$dir/close.ready" -slow-log "$dir/close-requests.txt" -slow-ms 0 -summary >"$dir/close.json" 2>"$dir/close.log" &
     cl=$!
     track_helper "$cl"
