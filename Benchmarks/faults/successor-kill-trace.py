@@ -2,9 +2,10 @@
 VICTIM_PID in perf.txt, the old generation's system calls in old.txt): times in ms from the
 SIGKILL of the new generation (kernel clock). Prints where the accept gap went (the killed
 process's last thread starting to exit, its parent told of its death: the SIGCHLD, sent as its
-pidfd wakes; the master's wait4 reaping it), the first accept after the kill, the first read and write on a connection accepted after it, and each event loop thread's turns (from
-epoll_wait's return to its next call) from LO to HI ms (default -300 to 200): their length and how
-many reads and writes they made, of which on connections accepted after the kill.
+pidfd wakes; the master's wait4 reaping it), the first accept after the kill, the first read and
+write on a connection accepted after it, and each event loop thread's turns (from epoll_wait's
+return to its next call) from LO to HI ms (default -300 to 200): their length and how many reads
+and writes they made, of which on connections accepted after the kill.
 
     successor-kill-trace.py DIR VICTIM_PID [LO HI]"""
 import collections, re, sys

@@ -6,7 +6,7 @@
 #
 #   Benchmarks/faults/successor-kill.sh BIN_DIR [ROUNDS]
 #   TRACE=1 Benchmarks/faults/successor-kill.sh BIN_DIR 1   # and where the first answer's time goes
-#   KA_RATE=9000 CLOSE_RATE=1800 Benchmarks/faults/successor-kill.sh BIN_DIR   # open loops
+#   KA_RATE=6000 CLOSE_RATE=1200 Benchmarks/faults/successor-kill.sh BIN_DIR   # open loops
 #
 # The load is the issue's: closed loops (each client sends again as soon as it has its answer),
 # which keep 1,280 requests outstanding and the core saturated. KA_RATE and CLOSE_RATE (requests
@@ -17,8 +17,8 @@
 # read, write(v), epoll_wait, poll, recvmsg, close) and the killed generation's exit and reaping,
 # and prints successor-kill-trace.py's reading of it on standard error: where the accept gap
 # went, the first accept, read and write on a connection accepted after the kill, and each event
-# loop's turns around it. The trace slows the old generation: use such
-# rounds for the timeline, not for the loss figures.
+# loop's turns around it. The trace slows the old generation: use such rounds for the timeline,
+# not for the loss figures.
 #
 # BIN_DIR holds release builds of `hello` and the load client (`loadclient`, built from
 # Benchmarks/handoff/loadclient). Needs perf (Debian's linux-perf) and root for its tracepoints.
