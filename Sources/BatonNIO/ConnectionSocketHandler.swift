@@ -114,8 +114,6 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     private var lingerTimer: Scheduled<Void>?
     /// The previous generation handed this connection over, and may still hold a copy of it.
     private let handedOver: Bool
-    /// This process sent the connection on to the next generation: closing drops our descriptor only.
-    private var sentOn = false
 
     /// The name it has in a pipeline, where other handlers look for it.
     public static let name = "baton.socket"
@@ -207,8 +205,9 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
                 return
             }
             promise?.succeed()
-            // The next generation holds the socket now: this close only drops our descriptor.
-            sentOn = true
+            // The next generation holds the socket now: this close only drops our descriptor. It
+            // goes towards the head, not through our own `close`, and NIO closes the descriptor
+            // within it: the channel is inactive from here on (see `close`).
             context.close(promise: nil)
             return
         }
@@ -254,9 +253,10 @@ public final class ConnectionSocketHandler: ChannelDuplexHandler, RemovableChann
     /// and `close(2)` of one copy leaves the socket open, and the client without its end-of-file,
     /// until the last copy goes. `shutdown(2)` acts on the socket itself.
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        // Only while the channel is open: NIO has not closed the descriptor yet, so the number
-        // is still this connection's.
-        if mode == .all, handedOver, !sentOn, context.channel.isActive, let fd = activity.fd {
+        // Only while the channel is active: NIO has not closed the descriptor yet, so the number
+        // is still this connection's, and it has not been sent on to the next generation (that
+        // close leaves the channel inactive at once), which must not see its socket shut down.
+        if mode == .all, handedOver, context.channel.isActive, let fd = activity.fd {
             _ = Glibc.shutdown(fd, Int32(SHUT_RDWR))
         }
         context.close(mode: mode, promise: promise)
