@@ -12,20 +12,21 @@ import collections, re, sys
 
 d, victim = sys.argv[1], sys.argv[2]
 lo, hi = (float(sys.argv[3]), float(sys.argv[4])) if len(sys.argv) > 4 else (-300.0, 200.0)
-kill = None
+# The system-wide trace, read once: (pid, time in s, event, the rest of the line).
+system = []
 for line in open(f"{d}/perf.txt"):
-    m = re.match(r"\s*\d+\s+([\d.]+):\s+syscalls:sys_enter_kill:\s*(.*)", line)
-    if m and re.search(r"pid: 0x0*%x," % int(victim), m.group(2)) and "sig: 0x00000009" in m.group(2):
-        kill = float(m.group(1))
-        break
+    m = re.match(r"\s*(\d+)\s+([\d.]+):\s+(\S+):\s*(.*)", line)
+    if m:
+        system.append((m.group(1), float(m.group(2)), m.group(3), m.group(4)))
+kill = next((t for _, t, event, rest in system if event == "syscalls:sys_enter_kill"
+             and re.search(r"pid: 0x0*%x," % int(victim), rest) and "sig: 0x00000009" in rest), None)
 if kill is None:
     sys.exit("no SIGKILL of the new generation in the trace")
 exited, notified, reaped = [], None, None
-for line in open(f"{d}/perf.txt"):
-    m = re.match(r"\s*(\d+)\s+([\d.]+):\s+(\S+):\s*(.*)", line)
-    if not m or float(m.group(2)) < kill:
+for pid, at_s, event, rest in system:
+    if at_s < kill:
         continue
-    pid, t, event, rest = m.group(1), (float(m.group(2)) - kill) * 1000, m.group(3), m.group(4)
+    t = (at_s - kill) * 1000
     if event == "sched:sched_process_exit" and pid == victim:
         exited.append(t)
     elif event == "signal:signal_generate" and pid == victim and rest.startswith("sig=17 ") and notified is None:
