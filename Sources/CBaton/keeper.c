@@ -217,6 +217,10 @@ static void keeper_loop(int link, int adopt, int timeout_ms, pid_t master) {
             } else if (strncmp(text, "del ", 4) == 0) {
                 int index = find(text + 4);
                 if (index >= 0) drop(index);
+            } else if (strncmp(text, "sync ", 5) == 0) {
+                // Every message before it is carried out (a `del` closed its copy): the master
+                // waits for this echo before it tells a worker a socket is its alone.
+                send_line(link, text, -1);
             } else if (strcmp(text, "exec") == 0) {
                 if (command_fd >= 0) close(command_fd);
                 command_fd = fd;

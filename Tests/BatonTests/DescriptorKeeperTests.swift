@@ -83,6 +83,64 @@ final class DescriptorKeeperTests: XCTestCase {
         for pipe in pipes { close(pipe[0]); close(pipe[1]) }
     }
 
+    /// A listening socket on 127.0.0.1 (port chosen by the kernel) and its port.
+    private func tcpListener() throws -> (fd: Int32, port: UInt16) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard fd >= 0, bound else { throw BatonError.errno("a listener on 127.0.0.1") }
+        return (fd, UInt16(bigEndian: address.sin_port))
+    }
+
+    /// connect(2) to 127.0.0.1:`port`: 0, or the errno.
+    private func connectError(port: UInt16) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = port.bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return connected == 0 ? 0 : errno
+    }
+
+    /// Once `flush` returns, every `remove` before it is done: a listener the master closed and
+    /// the keeper let go of refuses connections (none queue where nobody will accept them).
+    /// A flush that gives up (the keeper stopped) says so, and its late echo does not answer
+    /// the next one.
+    func testAFlushReturnsOnceTheKeeperLetGoOfWhatWasRemoved() throws {
+        let path = "\(folder)/app.adopt.sock"
+        let keeper = try DescriptorKeeper.start(adoptPath: path, successorTimeout: .seconds(10))
+        defer { kill(keeper.pid, SIGKILL) }
+        let (listener, port) = try tcpListener()
+        keeper.sync(plain: [listener], pidfds: [:])
+        XCTAssertTrue(keeper.flush())
+        close(listener)
+        XCTAssertEqual(connectError(port: port), 0, "the keeper's copy still listens")
+        keeper.remove(listener)
+        XCTAssertTrue(keeper.flush(), "the keeper did not answer")
+        XCTAssertEqual(connectError(port: port), ECONNREFUSED, "the keeper still held the listener after the flush")
+
+        kill(keeper.pid, SIGSTOP)
+        let start = ContinuousClock.now
+        XCTAssertFalse(keeper.flush(timeout: .milliseconds(200)), "a stopped keeper cannot have answered")
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - start, .milliseconds(200))
+        kill(keeper.pid, SIGCONT)
+        XCTAssertTrue(keeper.flush(), "the late echo of the flush that gave up is not this one's answer, and this one comes")
+
+        kill(keeper.pid, SIGKILL)
+        var status: Int32 = 0
+        _ = baton_wait_exit(keeper.pid, 5000, &status)
+        XCTAssertFalse(keeper.flush(), "no keeper, no answer")
+    }
+
     /// No successor within the timeout: every worker it holds a pidfd of gets SIGTERM, and the
     /// keeper exits.
     func testWithoutASuccessorTheWorkersAreToldToDrain() throws {

@@ -102,6 +102,31 @@ final class DescriptorKeeper {
         send("del \(name)", -1)
     }
 
+    /// Waits, at most `timeout`, until the keeper has carried out every message sent before
+    /// (it reads them in order and echoes this one): after ``remove(_:)`` its copy is closed.
+    /// False when it did not answer in time (stopped, killed, or a keeper of an older release).
+    func flush(timeout: Duration = .seconds(1)) -> Bool {
+        let token = "sync \(UInt64.random(in: 1...UInt64.max))"
+        guard send(token, -1) else { return false }
+        let deadline = ContinuousClock.now + timeout
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while true {
+            var fd: Int32 = -1
+            let n = buffer.withUnsafeMutableBytes { baton_recv_fd(link, $0.baseAddress, $0.count, &fd) }
+            if fd >= 0 { close(fd) }
+            if n > 0 {
+                // Else the late echo of an earlier flush that gave up.
+                if String(decoding: buffer[..<n], as: UTF8.self) == token { return true }
+                continue
+            }
+            guard n < 0, errno == EAGAIN || errno == EINTR else { return false }  // 0: the keeper is gone
+            let left = ContinuousClock.now.duration(to: deadline)
+            guard left > .zero else { return false }
+            var entry = pollfd(fd: link, events: Int16(POLLIN), revents: 0)
+            _ = Glibc.poll(&entry, 1, Int32(clamping: max(1, left.milliseconds)))
+        }
+    }
+
     /// Makes the keeper hold exactly `plain` and `pidfds` (each with its worker's pid).
     func sync(plain: Set<Int32>, pidfds: [Int32: pid_t]) {
         for fd in names.keys where !plain.contains(fd) && pidfds[fd] == nil { remove(fd) }

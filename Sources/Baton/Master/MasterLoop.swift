@@ -260,7 +260,13 @@ final class MasterLoop {
             let before = Set(listeners.bound.map(\.listener.fd))
             let closed = listeners.closeUnused(inUse: inUse)
             for fd in before.subtracting(listeners.bound.map(\.listener.fd)) { keeper?.remove(fd) }
-            if !closed.isEmpty { logger.notice("closed listener(s) no generation uses any more: \(closed.joined(separator: ", "))") }
+            guard !closed.isEmpty else { break }
+            // The drain orders that follow may tell a worker it is a socket's last user, to take
+            // its queue: a copy the keeper still held would queue connections nobody accepts.
+            if let keeper, !keeper.flush() {
+                logger.warning("the keeper (pid \(keeper.pid)) did not confirm within 1 s that it let go of \(closed.joined(separator: ", ")): connections may be reset there instead of refused")
+            }
+            logger.notice("closed listener(s) no generation uses any more: \(closed.joined(separator: ", "))")
         case .reply(let token, let reply):
             waiting.removeValue(forKey: token.id)?(reply)
         case .tellSystemd(let state):

@@ -616,6 +616,9 @@ struct MasterStateMachine {
         // Probation (a crash soon after taking over rolls back) counts from now: a promoted
         // canary has only served its share so far.
         generations[index].readyAt = now
+        // Before any drain begins: a socket only a drainer still uses is closed in the master
+        // first (see `beginDrain`), which needs the new listeners to be the current ones.
+        actions.append(.makeListenersCurrent(ready.listeners))
         var draining: [Int] = []
         let drainingBefore = generations.indices.filter { generations[$0].state == .draining }
         for other in generations.indices where other != index && generations[other].state == .serving {
@@ -635,7 +638,6 @@ struct MasterStateMachine {
             previousPlan = currentPlan
             currentPlan = ready.plan
         }
-        actions.append(.makeListenersCurrent(ready.listeners))
         finishAttempt(.succeeded(generation: ready.number, pid: ready.pid, version: ready.version,
                                  readyAfter: readyAfter, draining: draining),
                       generation: ready.number, canaryVerdict: canaryVerdict)
@@ -736,6 +738,10 @@ struct MasterStateMachine {
         generations[index].drainStartedAt = now
         // First what the worker must know to drain well: which queues others go on serving.
         let shared = sharedListeners(of: generations[index])
+        // A socket it is the last to use (an old port) it takes the queue of and closes: the
+        // master lets go of its copy first, or connections would queue there after the drainer
+        // took the last ones, and be reset instead of refused when the master closed it.
+        if shared.count < generations[index].listeners.count { closeUnusedListeners() }
         var handoffTo: Int?
         var keepAlives = ""
         if let successor {
