@@ -47,6 +47,33 @@ final class UpgradeTests: IntegrationTestCase {
         XCTAssertEqual(hello.logCount("taken (last user)"), 1, drains)
     }
 
+    /// SIGTERM under load: requests in flight are answered, and a client that comes during the
+    /// drain is refused (ECONNREFUSED), never accepted by the kernel into a queue that nobody will
+    /// take from and reset when the master exits (a client cannot tell that from a crash). The
+    /// master closes its listeners, and its keeper's copies, before the last generation takes
+    /// its queue; it says so in the log, which the load's clients wait for to count a refusal
+    /// as the end of the port (see `LoadRunner.portClosed`).
+    func testAStopUnderLoadRefusesLateClientsInsteadOfResettingThem() throws {
+        let hello = try startHello()
+        let logURL = hello.logURL
+        let closedLine = "stopping: closed listener(s)"
+        let load = startLoad(port: hello.port, keepAlive: 8, perRequest: 4, portClosed: {
+            ((try? String(contentsOf: logURL, encoding: .utf8)) ?? "").contains(closedLine)
+        })
+        let worker = try firstPid(load)
+        waitForChildren(hello, toBe: [worker], timeout: 10, "before the stop")
+        Thread.sleep(forTimeInterval: 0.3)
+        assertStopsCleanly(hello, timeout: 30, workers: [worker])
+        // Every client ends on the refusal, or is stopped now.
+        poll(timeout: 5) { load.stats.snapshot.endedByRefusal == 12 }
+        let report = load.stop()
+        print("load around the stop: \(report)")
+        XCTAssertEqual(report.failures, 0, "failed requests around the stop: \(report)")
+        XCTAssertEqual(report.stuckClients, 0, "\(report)")
+        XCTAssertEqual(report.endedByRefusal, 12, "every client should end on a refused connect: \(report)")
+        XCTAssertEqual(hello.logCount("taken (last user)"), 1, "the last generation serves what was queued")
+    }
+
     /// A successor that exits at once: the upgrade fails, the old generation keeps serving without
     /// a failed request, and the next good upgrade works.
     func testSuccessorThatExitsAtStartKeepsOldGeneration() throws {

@@ -18,6 +18,21 @@ final class ListenerSetTests: XCTestCase {
         XCTAssertEqual(fcntl(first.fd, F_GETFD), -1, "closed")
     }
 
+    /// At a stop the master closes them all before the drains; the final clean-up closes them
+    /// again, which must not close a descriptor number some other file has taken since.
+    func testClosingAllClosesEachSocketOnce() throws {
+        let first = try Listener.bind(.tcp(host: "127.0.0.1", port: 0))
+        let set = ListenerSet(initial: [(.tcp(host: "127.0.0.1", port: first.port!), first)], backlog: 128)
+        let second = try set.listeners(for: [.tcp(host: "127.0.0.1", port: 0)])
+        XCTAssertEqual(Set(set.closeAll()), Set([first] + second))
+        XCTAssertEqual(fcntl(first.fd, F_GETFD), -1, "closed")
+        XCTAssertEqual(try set.listeners(for: nil), [], "nothing is current any more")
+        let reused = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(reused) }
+        XCTAssertEqual(set.closeAll(), [], "closed already")
+        XCTAssertNotEqual(fcntl(reused, F_GETFD), -1, "a descriptor opened since is left alone")
+    }
+
     func testSocketsFromSocketActivationAreKeptWhateverThePlanSays() throws {
         let systemd = try Listener.bind(.tcp(host: "127.0.0.1", port: 0), name: "http")
         let set = ListenerSet(initial: [(nil, systemd)], backlog: 128)

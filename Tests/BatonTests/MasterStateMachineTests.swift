@@ -304,6 +304,7 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
         let actions = h.send(.shutdown)
         XCTAssertTrue(actions.contains(.sendDrainOrders(generation: 1, shared: [0], handoffTo: nil, deadline: .seconds(29))),
                       "systemd keeps the socket: never the drainer's alone")
+        XCTAssertFalse(actions.contains(.closeListeners), "systemd's sockets queue for the next start")
     }
 
     func testTriggersDuringAnUpgradeCoalesceIntoOneFollowUp() {
@@ -643,6 +644,11 @@ final class MasterStateMachineTests: MasterStateMachineTestCase {
         XCTAssertTrue(actions.contains(.sendDrainOrders(generation: 2, shared: [], handoffTo: nil, deadline: .seconds(29))))
         XCTAssertTrue(actions.contains(.signal(pid: 101, .terminate)))
         XCTAssertTrue(actions.contains(.signal(pid: 102, .terminate)))
+        // The master's sockets close before any generation is told to take its queue: late
+        // clients are refused, not queued where nobody accepts them.
+        let closeAll = actions.firstIndex(of: .closeListeners)
+        XCTAssertNotNil(closeAll)
+        XCTAssertLessThan(closeAll ?? .max, actions.firstIndex { if case .sendDrainOrders = $0 { true } else { false } } ?? -1)
         XCTAssertEqual(h.send(.notified(pid: 102, ready)).filter { !$0.isLog }, [], "too late to serve")
         XCTAssertEqual(h.send(.trigger(reason: "SIGHUP", reply: token(3), masterBinaryChanged: false)),
                        [.reply(token(3), .upgrade(.failed(reason: "the master is shutting down")))])

@@ -1,5 +1,6 @@
 /// The master's listening sockets, by address: bound once and shared by every generation that
-/// uses them; closed when no generation uses an address any more (after a port change).
+/// uses them; closed when no generation uses an address any more (after a port change), and all
+/// of them when the master stops, before the last generation takes their queues.
 ///
 /// Sockets handed over by systemd (socket activation) are the service's sockets for good: a
 /// plan's own addresses (watch.conf's `HttpPort`) are then not bound.
@@ -62,7 +63,13 @@ final class ListenerSet {
         return unused.map(\.listener.name)
     }
 
-    func closeAll() {
-        for entry in bound { entry.listener.close() }
+    /// Closes every listener; none is current after this. Returns those it closed.
+    @discardableResult
+    func closeAll() -> [Listener] {
+        let closed = bound.map(\.listener)
+        for listener in closed { listener.close() }
+        bound = []
+        current = []
+        return closed
     }
 }

@@ -162,6 +162,14 @@ final class MasterLoop {
         master.publish(MasterSnapshot(machine, image: image))
     }
 
+    /// Waits for the keeper to have closed its copies of listeners the master just closed: the
+    /// drain orders that follow may tell a worker it is a socket's last user, to take its queue,
+    /// and a copy still open would queue connections nobody accepts (reset, not refused).
+    private func confirmKeeperLetGo(of names: [String]) {
+        guard let keeper, !keeper.flush() else { return }
+        logger.warning("the keeper (pid \(keeper.pid)) did not confirm that it let go of \(names.joined(separator: ", ")) (gone, or busy for over 1 s): connections may be reset there instead of refused")
+    }
+
     /// Gives the keeper what it lacks, takes back what is closed, and hands it the record.
     private func keepDescriptors() {
         guard let keeper else { return }
@@ -261,12 +269,15 @@ final class MasterLoop {
             let closed = listeners.closeUnused(inUse: inUse)
             for fd in before.subtracting(listeners.bound.map(\.listener.fd)) { keeper?.remove(fd) }
             guard !closed.isEmpty else { break }
-            // The drain orders that follow may tell a worker it is a socket's last user, to take
-            // its queue: a copy the keeper still held would queue connections nobody accepts.
-            if let keeper, !keeper.flush() {
-                logger.warning("the keeper (pid \(keeper.pid)) did not confirm within 1 s that it let go of \(closed.joined(separator: ", ")): connections may be reset there instead of refused")
-            }
+            confirmKeeperLetGo(of: closed)
             logger.notice("closed listener(s) no generation uses any more: \(closed.joined(separator: ", "))")
+        case .closeListeners:
+            let closed = listeners.closeAll()
+            for listener in closed { keeper?.remove(listener.fd) }
+            guard !closed.isEmpty else { break }
+            let names = closed.map(\.name)
+            confirmKeeperLetGo(of: names)
+            logger.notice("stopping: closed listener(s) \(names.joined(separator: ", ")); new clients are refused, the generations serve what is queued")
         case .reply(let token, let reply):
             waiting.removeValue(forKey: token.id)?(reply)
         case .tellSystemd(let state):

@@ -153,6 +153,8 @@ struct MasterStateMachine {
         case makeListenersCurrent([Listener])
         /// Close every listener that none of `inUse` and no current one needs.
         case closeUnusedListeners(inUse: [Listener])
+        /// The master stops: close every listener it bound (and the keeper's copies).
+        case closeListeners
         case reply(ReplyToken, Reply)
         case tellSystemd(SystemdState)
         case count(Metric)
@@ -1138,6 +1140,10 @@ struct MasterStateMachine {
         let stopping = generations.indices.filter { generations[$0].state != .draining && generations[$0].state != .abandoned }
         // All of them first: none may be told that another (about to stop too) serves its queue.
         for index in stopping { generations[index].state = .draining }
+        // Nothing will accept on the master's sockets again: closed before any drain begins, late
+        // clients are refused instead of queued where nobody takes them, and reset when the
+        // master exits; the last generation takes what is queued. Systemd keeps its own sockets.
+        if !settings.listenersFromSystemd { actions.append(.closeListeners) }
         for index in stopping { beginDrain(index, now: now) }
     }
 
