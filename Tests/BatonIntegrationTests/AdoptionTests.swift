@@ -146,6 +146,52 @@ final class AdoptionTests: IntegrationTestCase {
         XCTAssertTrue(hello.log.contains("no successor came"), "the keeper did not say why it let go")
     }
 
+    /// A master SIGKILLed in the middle of its stop (SIGTERM, with a slow request still on its
+    /// worker): the same command started again adopts the draining worker and finishes the stop
+    /// instead of starting the release again. The request is answered; the new master exits 0
+    /// once the worker has, and its keeper with it; the port stays closed.
+    func testAMasterKilledWhileStoppingIsFollowedByOneThatFinishesTheStop() throws {
+        let hello = try startHello()
+        let worker = try XCTUnwrap(hello.servingPid(), "no answer from hello")
+        hello.track(worker)
+        let port = hello.port
+        let long = LongRequest()
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            long.result = httpGetOnce(port: port, path: "/sleep?ms=3000", timeout: 20)
+            done.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.5)  // on the worker by now
+        hello.signal(SIGTERM)
+        XCTAssertTrue(hello.waitForLog("worker generation 1 draining", timeout: 10), "the worker did not start its drain")
+        Thread.sleep(forTimeInterval: 0.2)  // the master's record (stopping) reaches its keeper in the same step as the drain orders
+        let dead = hello.pid
+        hello.signal(SIGKILL)
+        XCTAssertEqual(hello.waitForExit(timeout: 10), .signaled(SIGKILL))
+
+        let master = try start(hello.executable.path, hello.arguments, in: hello.directory.path, logName: "master-2.log")
+        let finishing = "master pid \(dead) died while stopping: finishing the stop"
+        XCTAssertTrue(master.waitForLog(finishing, timeout: 10), "no `\(finishing)`")
+        XCTAssertEqual(done.wait(timeout: .now() + 20), .success, "the slow request did not end within 20 s")
+        if case .success(let response) = long.result {
+            XCTAssertEqual(response.status, 200)
+            XCTAssertEqual(response.pid, worker, "answered by the worker that had it")
+        } else {
+            XCTFail("the slow request failed: \(String(describing: long.result))")
+        }
+        XCTAssertEqual(master.waitForExit(timeout: 20), .exited(0), "the new master did not finish the stop")
+        XCTAssertTrue(master.log.contains("master stopped: every generation has exited"), master.log)
+        XCTAssertFalse(master.log.contains("starting (restart)") || master.log.contains("no generation is serving"), master.log)
+        XCTAssertTrue(poll(timeout: 10) { !Proc.isAlive(worker) }, "worker \(worker) outlived the stop")
+        let adoptSocket = hello.directory.appendingPathComponent(".baton/control.adopt.sock").path
+        XCTAssertFalse(FileManager.default.fileExists(atPath: adoptSocket), "the keeper outlived the stop")
+        if case .failure(.connect(let e)) = httpGetOnce(port: port, timeout: 2) {
+            XCTAssertEqual(e, ECONNREFUSED)
+        } else {
+            XCTFail("port \(port) still accepts after the stop")
+        }
+    }
+
     /// A second master started in the same folder while the first lives is refused, clearly,
     /// and changes nothing.
     func testASecondMasterIsRefusedWhileTheFirstLives() throws {

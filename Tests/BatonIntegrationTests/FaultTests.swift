@@ -442,7 +442,7 @@ final class FaultTests: IntegrationTestCase {
 }
 
 /// The outcome of a request made on another thread.
-private final class LongRequest: @unchecked Sendable {
+final class LongRequest: @unchecked Sendable {
     private let lock = NSLock()
     private var _result: Result<HTTPResponse, HTTPFailure>?
     private var _finished: Date?

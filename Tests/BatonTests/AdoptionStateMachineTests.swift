@@ -11,11 +11,11 @@ final class AdoptionStateMachineTests: MasterStateMachineTestCase {
         return generation
     }
 
-    private func adopting(_ generations: [Generation], adoptions: Int = 0) -> Harness {
+    private func adopting(_ generations: [Generation], adoptions: Int = 0, stopping: Bool = false) -> Harness {
         var h = Harness()
         h.machine = Machine(settings: .init(), masterPath: "/srv/app/app", adopting: .init(
             generations: generations, nextNumber: 9, currentPlan: v2, previousPlan: v1, consecutiveFailures: 0,
-            lastUpgrade: nil, reexecFailures: 0, adoptions: adoptions))
+            lastUpgrade: nil, reexecFailures: 0, adoptions: adoptions, stopping: stopping))
         return h
     }
 
@@ -60,5 +60,35 @@ final class AdoptionStateMachineTests: MasterStateMachineTestCase {
         XCTAssertTrue(actions.contains(.forget(generation: 2)))
         XCTAssertTrue(h.machine.generations.isEmpty)
         XCTAssertTrue(actions.contains { if case .startTimer(.restart, _) = $0 { return true } else { return false } }, "\(actions)")
+    }
+
+    /// The dead master was stopping (SIGTERM, `baton stop`): the stop was asked for, and a master
+    /// started again (by its keeper, or a supervisor loop) finishes it instead of starting the
+    /// release again; it is done when the last generation has exited.
+    func testAMasterThatDiedWhileStoppingIsFollowedByOneThatFinishesTheStop() {
+        let now = ContinuousClock.now
+        var h = adopting([generation(2, .draining, plan: v2, now: now)], stopping: true)
+        h.now = now
+        let actions = h.send(.adopt(lost: [], lostGenerations: [], from: 77))
+        XCTAssertTrue(actions.contains(.log(.notice, "master pid 77 died while stopping: finishing the stop")), "\(actions)")
+        XCTAssertTrue(actions.contains(.announceMaster(generation: 2)))
+        XCTAssertTrue(actions.contains(.startTimer(.drain(generation: 2), after: .seconds(20))), "its drain deadline holds")
+        XCTAssertFalse(actions.contains { if case .startTimer(.restart, _) = $0 { true } else { false } }, "nothing starts again: \(actions)")
+        XCTAssertFalse(actions.contains { if case .tellSystemd(.ready) = $0 { true } else { false } })
+        XCTAssertTrue(h.machine.isStopping)
+        let reply = Machine.ReplyToken(id: 1)
+        XCTAssertEqual(h.send(.trigger(reason: "SIGHUP", reply: reply, masterBinaryChanged: false)),
+                       [.reply(reply, .upgrade(.failed(reason: "the master is shutting down")))])
+        h.send(.exited(pid: 102, .exited(0)))
+        XCTAssertTrue(h.machine.isFinished)
+    }
+
+    /// Its workers were all gone by the time it adopted: nothing is left to wait for.
+    func testAStopWhoseWorkersAreGoneIsFinishedAtOnce() {
+        let now = ContinuousClock.now
+        var h = adopting([generation(2, .draining, plan: v2, now: now)], stopping: true)
+        h.now = now
+        h.send(.adopt(lost: [102], lostGenerations: [], from: 77))
+        XCTAssertTrue(h.machine.isFinished)
     }
 }

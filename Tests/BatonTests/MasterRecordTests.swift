@@ -56,6 +56,31 @@ final class MasterRecordTests: XCTestCase {
         XCTAssertFalse(adopted.generations[1].resumes, "absent (a record of an older release): cannot be called off")
     }
 
+    /// A stop (or a port change) closes sockets in the master while generations still drain
+    /// with them: the record no longer has those, and a master that adopts it takes the drainers
+    /// without them (they accept there no more), and learns that the writer was stopping. A
+    /// generation that serves must still find every socket it uses.
+    func testADrainersSocketsClosedByTheMasterAreLeftOutAndAStopCarriesOver() throws {
+        var record = sample()
+        record.listeners = [.init(fd: 9, name: "web", address: nil)]
+        record.currentListeners = []
+        record.generations[0].listeners = [8, 9]
+        XCTAssertThrowsError(try record.adopted(listeners: ListenerSet(adopting: record, backlog: 128)), "generation 5 serves on fd 8") { error in
+            XCTAssertTrue("\(error)".contains("fd 8, which is not a listener of the record"), "\(error)")
+        }
+        record.generations.removeLast()
+        record.stopping = true
+        let fd = try record.writeToMemfd()
+        defer { close(fd) }
+        let read = try MasterRecord.read(from: fd)
+        var (adopted, _) = try read.adopted(listeners: ListenerSet(adopting: read, backlog: 128))
+        XCTAssertEqual(adopted.generations[0].listeners.map(\.fd), [9], "the closed fd 8 is left out")
+        XCTAssertTrue(adopted.stopping)
+        record.stopping = nil
+        (adopted, _) = try record.adopted(listeners: ListenerSet(adopting: record, backlog: 128))
+        XCTAssertFalse(adopted.stopping, "absent: not stopping (and every record of an older release)")
+    }
+
     /// An adopting master gets the descriptors under the names the dead master gave them, at
     /// other numbers: the record is renumbered by name, and a generation whose channel did not
     /// come is left out.
@@ -86,6 +111,27 @@ final class MasterRecordTests: XCTestCase {
         }
         record.keeper = nil
         XCTAssertThrowsError(try record.renumbered(by: kit))
+    }
+
+    /// The dead master had closed a socket a generation still drained with (a port change, a
+    /// stop): the keeper let go of it too, and the drainer is adopted without it; a serving
+    /// generation's socket that did not come is an error.
+    func testADrainersClosedSocketIsLeftOutWhenRenumbered() throws {
+        var record = sample()
+        record.listeners = [.init(fd: 9, name: "web", address: nil)]
+        record.currentListeners = [9]
+        record.generations[0].listeners = [8, 9]
+        record.generations[1].listeners = [9]
+        record.keeper = .init(link: 20, pid: 7, adoptPath: "/run/app/baton.adopt.sock", successorTimeoutMilliseconds: 30_000,
+                              names: ["fd.1.2": 9, "fd.1.3": 10, "fd.1.4": 12, "fd.1.5": 13])
+        let kit: [String: Int32] = ["fd.1.2": 31, "fd.1.3": 32, "fd.1.4": 33, "fd.1.5": 34]
+        let (renumbered, lost) = try record.renumbered(by: kit)
+        XCTAssertEqual(lost, [], "\(renumbered.generations)")
+        XCTAssertEqual(renumbered.generations.map(\.listeners), [[31], [31]], "the drainer's closed fd 8 is left out")
+        record.generations[1].listeners = [8]
+        XCTAssertThrowsError(try record.renumbered(by: kit), "generation 5 serves on fd 8, which did not come") { error in
+            XCTAssertTrue("\(error)".contains("a listener of generation 5"), "\(error)")
+        }
     }
 
     func testAgesContinueFromWhenTheRecordWasWritten() {

@@ -8,7 +8,8 @@ extension MasterRecord {
     /// This record with every descriptor renumbered to what `kit` (name → this process's
     /// descriptor) holds under the name the writer gave it. A generation whose control channel
     /// did not come is left out; its number is among `lost`. Throws when a listener or the
-    /// notify socket did not come: without them nothing can be adopted.
+    /// notify socket did not come: without them nothing can be adopted (a draining generation's
+    /// sockets the writer had closed already are left out of it instead).
     func renumbered(by kit: [String: Int32]) throws -> (record: MasterRecord, lost: [Int]) {
         guard let names = keeper?.names else { throw BatonError.masterHandover("the record names no kept descriptor") }
         var old: [Int32: Int32] = [:]
@@ -36,7 +37,12 @@ extension MasterRecord {
             entry.control = control
             entry.inbox = entry.inbox.flatMap { old[$0] }
             entry.pidfd = entry.pidfd.flatMap { old[$0] }
-            entry.listeners = try entry.listeners.map { try required($0, "a listener of generation \(entry.number)") }
+            // A drainer's socket the master had closed (an old port, every socket at a stop) was
+            // taken from the keeper too: it accepts there no more, and is left out.
+            let closed = entry.listeners.filter { fd in !listeners.contains { $0.fd == fd } }
+            let draining = entry.state == Generation.State.draining.rawValue || entry.state == Generation.State.abandoned.rawValue
+            entry.listeners = try entry.listeners.filter { !draining || !closed.contains($0) }
+                .map { try required($0, "a listener of generation \(entry.number)") }
             return entry
         }
         record.keeper = nil

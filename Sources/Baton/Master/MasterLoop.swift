@@ -89,7 +89,8 @@ final class MasterLoop {
         } else {
             await feed(.start)
         }
-        if !machine.firstGenerationFailed {
+        // (An adopted stop may have nothing left to wait for.)
+        if !machine.firstGenerationFailed, !machine.isFinished {
             for await event in events {
                 switch event {
                 case .trigger(let reason, let reply, let canary):

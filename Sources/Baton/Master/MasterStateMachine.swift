@@ -290,6 +290,8 @@ struct MasterStateMachine {
         var reexecFailures: Int
         var adoptions = 0
         var lastAdoption: String?
+        /// The master that wrote it was stopping.
+        var stopping = false
     }
 
     /// A machine that continues from `adopted`; feed it ``Event/resume(lost:execution:)`` first.
@@ -304,7 +306,14 @@ struct MasterStateMachine {
         reexecFailures = adopted.reexecFailures
         adoptions = adopted.adoptions
         lastAdoption = adopted.lastAdoption
+        adoptedWhileStopping = adopted.stopping
     }
+
+    /// The master this one adopts from was stopping when it died: this one finishes the stop.
+    private var adoptedWhileStopping = false
+
+    /// A stop is under way: every generation drains, and the master exits when they have.
+    var isStopping: Bool { phase == .shuttingDown }
 
     /// Whether every generation has exited after a shutdown.
     var isFinished: Bool { phase == .shuttingDown && generations.isEmpty }
@@ -1112,6 +1121,12 @@ struct MasterStateMachine {
             case .serving, .abandoned:
                 break
             }
+        }
+        // A master killed during its stop (SIGTERM, `baton stop`) was asked to stop: whoever
+        // started this one again (the keeper, a supervisor loop) does not cancel that.
+        if adoptedWhileStopping {
+            log(.notice, "master pid \(from) died while stopping: finishing the stop")
+            return shutdown(now: now)
         }
         if let serving = generations.last(where: { $0.state == .serving }) {
             actions.append(.makeListenersCurrent(serving.listeners))

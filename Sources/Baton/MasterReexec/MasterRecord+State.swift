@@ -36,6 +36,7 @@ extension MasterRecord {
         masterPID = getpid()
         adoptions = machine.adoptions
         lastAdoption = machine.lastAdoption
+        stopping = machine.isStopping ? true : nil
     }
 
     /// The generation table and channels of this record, for a machine that continues from it.
@@ -47,6 +48,13 @@ extension MasterRecord {
             }
             return found.listener
         }
+        // A generation that drains may use a socket the master has closed already (an old port
+        // after a port change, every socket at a stop): it accepts there no more, so the master
+        // has no use for it. Any other generation must find each of its sockets in the record.
+        func sockets(of entry: GenerationEntry, _ state: Generation.State) throws -> [Listener] {
+            guard state == .draining || state == .abandoned else { return try entry.listeners.map(listener) }
+            return entry.listeners.compactMap { fd in listeners.bound.first(where: { $0.listener.fd == fd })?.listener }
+        }
         var channels: [Int: WorkerChannels] = [:]
         let generations = try record.generations.map { entry in
             guard let state = Generation.State(rawValue: entry.state) else {
@@ -55,7 +63,7 @@ extension MasterRecord {
             var generation = Generation(
                 number: entry.number, pid: entry.pid, version: entry.version, state: state,
                 startedAt: record.instant(age: entry.age), plan: try entry.plan.launchPlan(),
-                listeners: try entry.listeners.map(listener), hasInbox: entry.inbox != nil,
+                listeners: try sockets(of: entry, state), hasInbox: entry.inbox != nil,
                 takesConnections: entry.takesConnections ?? false)
             generation.readyAt = entry.readyAge.map(record.instant)
             generation.drainStartedAt = entry.drainAge.map(record.instant)
@@ -71,7 +79,7 @@ extension MasterRecord {
             generations: generations, nextNumber: record.nextNumber, currentPlan: try record.currentPlan?.launchPlan(),
             previousPlan: try record.previousPlan?.launchPlan(), consecutiveFailures: record.consecutiveFailures,
             lastUpgrade: record.lastUpgrade?.outcome, reexecFailures: record.reexecFailures ?? 0,
-            adoptions: record.adoptions ?? 0, lastAdoption: record.lastAdoption)
+            adoptions: record.adoptions ?? 0, lastAdoption: record.lastAdoption, stopping: record.stopping ?? false)
         return (adopted, channels)
     }
 

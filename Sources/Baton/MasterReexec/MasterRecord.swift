@@ -131,6 +131,9 @@ struct MasterRecord: Codable, Equatable {
     /// adopting master upgrades when the file is no longer that (a deploy made while no master
     /// ran). Absent without a watched file, and in records of older releases.
     var watchConf: ConfigStamp?
+    /// The writer was stopping (draining every generation to exit): a master that adopts from
+    /// it finishes the stop. Absent when it was not, and in records of older releases.
+    var stopping: Bool?
 
     // MARK: Time
 
