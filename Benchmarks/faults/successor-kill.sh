@@ -144,26 +144,28 @@ import json, re, sys
 d, kill, victim, old, snapshot_ms, hup = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
 ka, close = json.load(open(f"{d}/ka.json")), json.load(open(f"{d}/close.json"))
 
+# The system calls traced (pid, time, event, arguments or return value), read once.
+calls = []
+for line in open(f"{d}/perf.txt"):
+    m = re.match(r"\s*(\d+)\s+([\d.]+):\s+syscalls:(\S+):\s*(.*)", line)
+    if m:
+        calls.append((m.group(1), float(m.group(2)), m.group(3), m.group(4)))
+def old_accepted(pid, event, rest):  # the old generation's accept4(2) returned a connection
+    return event == "sys_exit_accept4" and pid == old and int(rest, 16) < 1 << 31
+
 # The accept gap, in the kernel's own clock: the kill(2) of the victim, then the old
 # generation's first accept4(2) that returned a connection.
 killed_at, first_accept = None, None
-for line in open(f"{d}/perf.txt"):
-    m = re.match(r"\s*(\d+)\s+([\d.]+):\s+syscalls:(\S+):\s*(.*)", line)
-    if not m:
-        continue
-    pid, t, event, rest = m.group(1), float(m.group(2)), m.group(3), m.group(4)
+for pid, t, event, rest in calls:
     if event == "sys_enter_kill" and killed_at is None and re.search(r"pid: 0x0*%x," % int(victim), rest) and "sig: 0x00000009" in rest:
         killed_at = t
-    elif event == "sys_exit_accept4" and killed_at is not None and pid == old and int(rest, 16) < 1 << 31:
+    elif killed_at is not None and old_accepted(pid, event, rest):
         first_accept = t
         break
 accept_gap = round((first_accept - killed_at) * 1000) if killed_at and first_accept else -1
-old_accepts = 0
-if killed_at:
-    for line in open(f"{d}/perf.txt"):
-        m = re.match(r"\s*(\d+)\s+([\d.]+):\s+syscalls:sys_exit_accept4:\s*(.*)", line)
-        if m and m.group(1) == old and killed_at - int(snapshot_ms) / 1000 <= float(m.group(2)) < killed_at and int(m.group(3), 16) < 1 << 31:
-            old_accepts += 1
+# Its accepts in the snapshot's time before the kill.
+old_accepts = sum(1 for pid, t, event, rest in calls
+                  if killed_at and killed_at - int(snapshot_ms) / 1000 <= t < killed_at and old_accepted(pid, event, rest))
 taken_back, lent_lost = 0, 0
 for line in open(f"{d}/server.log"):
     m = re.search(r"took back (\d+) connection\(s\) handed to the next generation.*; (\d+) it had read from", line)
