@@ -39,9 +39,8 @@ extension MasterRecord {
             entry.pidfd = entry.pidfd.flatMap { old[$0] }
             // A drainer's socket the master had closed (an old port, every socket at a stop) was
             // taken from the keeper too: it accepts there no more, and is left out.
-            let closed = entry.listeners.filter { fd in !listeners.contains { $0.fd == fd } }
             let draining = entry.state == Generation.State.draining.rawValue || entry.state == Generation.State.abandoned.rawValue
-            entry.listeners = try entry.listeners.filter { !draining || !closed.contains($0) }
+            entry.listeners = try entry.listeners.filter { fd in !draining || listeners.contains { $0.fd == fd } }
                 .map { try required($0, "a listener of generation \(entry.number)") }
             return entry
         }
